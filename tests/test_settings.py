@@ -1,0 +1,162 @@
+"""Canonical setting and attack names: exact round trips and rejection of every other spelling."""
+
+import math
+
+import pytest
+
+from mixup_inference.settings import (
+    ATTACKS,
+    DEFENSE_NAMES,
+    attack_name,
+    format_setting,
+    parse_attack,
+    parse_setting,
+    setting_param,
+)
+
+CANONICAL = [
+    ("none", "plain", {}),
+    ("mi_pl", "lam=0.5", {"lam": 0.5}),
+    ("mi_ol", "lam=1", {"lam": 1.0}),
+    ("mi_ol", "lam=0.05", {"lam": 0.05}),
+    ("mi_combined", "pl=0.5,ol=0.4,th=0.2", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}),
+    ("mi_combined", "pl=0.5,ol=0.4,th=0", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.0}),
+    ("gaussian", "sigma=0.04", {"sigma": 0.04}),
+    ("gaussian", "sigma=0.0313725", {"sigma": 0.0313725}),
+    ("gaussian", "sigma=1e-05", {"sigma": 1e-05}),
+    ("rotation", "deg=40", {"max_degrees": 40.0}),
+    ("rotation", "deg=12.5", {"max_degrees": 12.5}),
+    ("xie", "size=16-24", {"min_size": 16, "max_size": 24}),
+    ("guo", "size=24-32", {"min_size": 24, "max_size": 32}),
+    ("guo", "size=32-32", {"min_size": 32, "max_size": 32}),
+]
+
+
+@pytest.mark.parametrize("defense,setting,params", CANONICAL)
+def test_setting_round_trip_is_exact(defense, setting, params):
+    parsed = parse_setting(defense, setting)
+    assert parsed == params
+    assert format_setting(defense, parsed) == setting
+    assert format_setting(defense, params) == setting
+
+
+def test_parsed_sizes_are_ints_and_scalars_floats():
+    sizes = parse_setting("xie", "size=16-24")
+    assert all(type(v) is int for v in sizes.values())
+    assert type(parse_setting("rotation", "deg=40")["max_degrees"]) is float
+
+
+def test_format_accepts_ints_and_normalises_them():
+    assert format_setting("mi_ol", {"lam": 1}) == "lam=1"
+    assert format_setting("rotation", {"max_degrees": 30}) == "deg=30"
+    assert format_setting("xie", {"min_size": 16.0, "max_size": 24}) == "size=16-24"
+    assert format_setting("gaussian", {"sigma": -0.0}) == "sigma=0"
+
+
+def test_every_defense_has_a_round_trip_case():
+    assert {defense for defense, _, _ in CANONICAL} == set(DEFENSE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "defense,setting",
+    [
+        ("none", "-"),
+        ("none", ""),
+        ("none", "lam=0.5"),
+        ("mi_ol", "lam=0.50"),  # not canonical
+        ("mi_ol", "lam=.5"),
+        ("mi_ol", "lam=5e-1"),
+        ("mi_ol", "lambda=0.5"),
+        ("mi_ol", "lam=0.5,"),
+        ("mi_ol", "lam="),
+        ("mi_ol", "lam=abc"),
+        ("mi_ol", "lam=nan"),
+        ("mi_ol", "lam=0"),  # lam must be in (0, 1]
+        ("mi_ol", "lam=1.5"),
+        ("mi_pl", "plain"),
+        ("mi_combined", "ol=0.4,pl=0.5,th=0.2"),  # order is part of the spelling
+        ("mi_combined", "pl=0.5,ol=0.4"),
+        ("mi_combined", "pl=0.5,ol=0.4,th=1.2"),
+        ("mi_combined", "pl=0.5, ol=0.4, th=0.2"),
+        ("gaussian", "sigma=-0.1"),
+        ("gaussian", "sigma=inf"),
+        ("gaussian", "std=0.04"),
+        ("rotation", "deg=-10"),
+        ("rotation", "degrees=40"),
+        ("xie", "size=24-16"),
+        ("xie", "size=016-24"),
+        ("xie", "size=16.5-24"),
+        ("xie", "size=16"),
+        ("guo", "size=0-8"),
+        ("guo", "16-24"),
+    ],
+)
+def test_parse_rejects_malformed(defense, setting):
+    with pytest.raises(ValueError, match="setting|lam|sigma|deg|size|threshold|must"):
+        parse_setting(defense, setting)
+
+
+def test_unknown_defense_rejected_with_the_valid_names():
+    with pytest.raises(ValueError, match="mi_combined"):
+        parse_setting("jpeg", "q=75")
+    with pytest.raises(ValueError, match="unknown"):
+        format_setting("MI-OL", {"lam": 0.5})
+
+
+@pytest.mark.parametrize(
+    "defense,params",
+    [
+        ("none", {"lam": 0.5}),
+        ("mi_ol", {}),
+        ("mi_ol", {"lam": 0.5, "n_samples": 30}),
+        ("mi_ol", {"lam": 0.1234567}),  # 7 significant digits: "g" cannot write it exactly
+        ("mi_ol", {"lam": "0.5"}),
+        ("mi_ol", {"lam": True}),
+        ("mi_combined", {"lam_pl": 0.5, "lam_ol": 0.4}),
+        ("xie", {"min_size": 16.5, "max_size": 24}),
+        ("guo", {"min_size": 30, "max_size": 20}),
+    ],
+)
+def test_format_rejects_bad_params(defense, params):
+    with pytest.raises(ValueError):
+        format_setting(defense, params)
+
+
+def test_setting_param_main_scalar():
+    assert math.isnan(setting_param("none", "plain"))
+    assert setting_param("mi_pl", "lam=0.3") == 0.3
+    assert setting_param("mi_combined", "pl=0.5,ol=0.4,th=0.2") == 0.4
+    assert setting_param("gaussian", "sigma=0.075") == 0.075
+    assert setting_param("rotation", "deg=30") == 30.0
+    assert setting_param("xie", "size=20-28") == 20.0
+    assert setting_param("guo", "size=22-30") == 22.0
+
+
+@pytest.mark.parametrize(
+    "name,parsed",
+    [("clean", (False, 0)), ("pgd10", (False, 10)), ("pgd5", (False, 5)), ("tpgd200", (True, 200)), ("tpgd1", (True, 1))],
+)
+def test_attack_round_trip(name, parsed):
+    assert parse_attack(name) == parsed
+    assert attack_name(*parsed) == name
+
+
+def test_paper_attacks_parse():
+    assert [parse_attack(a) for a in ATTACKS] == [
+        (False, 0), (False, 10), (False, 50), (False, 200), (True, 10), (True, 50), (True, 200)
+    ]
+
+
+@pytest.mark.parametrize("name", ["", "pgd", "pgd0", "pgd010", "tpgd", "PGD10", "pgd-5", "fgsm", "tclean", "pgd10 "])
+def test_parse_attack_rejects_malformed(name):
+    with pytest.raises(ValueError, match="attack"):
+        parse_attack(name)
+
+
+def test_attack_name_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="targeted"):
+        attack_name(True, 0)
+    with pytest.raises(ValueError, match="steps"):
+        attack_name(False, -1)
+    with pytest.raises(ValueError, match="steps"):
+        attack_name(False, 2.0)
