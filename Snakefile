@@ -1,0 +1,29 @@
+# Mixup Inference (Pang, Xu, Zhu, ICLR 2020): reproduction workflow.
+#   snakemake --cores all                                  # default preset (config/config.yaml)
+#   snakemake --cores all --configfile config/smoke.yaml   # two-minute smoke run
+#   snakemake --report reports/<run>/report.html           # then open the report
+# The stages: prepare data -> train per regime -> attack -> evaluate defenses -> aggregate -> report.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/attack.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

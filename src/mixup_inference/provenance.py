@@ -1,0 +1,113 @@
+"""Provenance of a workflow run: config, data sets and their sources, models, hardware, package
+versions, git commit and the wall time of every rule (from Snakemake's benchmark files)."""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .data import load_dataset
+from .pipeline import environment_summary
+from .utils import atomic_write_text
+
+
+def git_commit(path: str | Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the repository holding this package (or `path`)."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown (not a git checkout)", "dirty": None}
+
+
+def _rule_of(benchmark: Path, root: Path) -> str:
+    """The rule a benchmark file belongs to, from the workflow's benchmark path layout."""
+    parts = benchmark.relative_to(root).parts
+    for marker, rule in (("eval", "evaluate"), ("attack", "attack"), ("adaptive", "adaptive"), ("tables", "tables")):
+        if marker in parts[:-1]:
+            return rule
+    return benchmark.stem
+
+
+def rule_timings(benchmarks_dir: str | Path) -> pd.DataFrame:
+    """Jobs, total and max wall time (s) per rule, from Snakemake's benchmark TSV files."""
+    root = Path(benchmarks_dir)
+    rows = []
+    for tsv in sorted(root.rglob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t")
+        if len(frame):
+            rows.append({"rule": _rule_of(tsv, root), "seconds": float(frame["s"].iloc[-1])})
+    if not rows:
+        return pd.DataFrame(columns=["rule", "jobs", "total_s", "max_s"])
+    frame = pd.DataFrame(rows)
+    return (frame.groupby("rule")["seconds"].agg(jobs="count", total_s="sum", max_s="max")
+            .reset_index().sort_values("total_s", ascending=False).round(1))
+
+
+def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
+                       benchmarks_dir: str | Path) -> dict[str, Any]:
+    datasets = {}
+    for path in data_paths:
+        dataset = load_dataset(path)
+        datasets[Path(path).parent.name] = {**dataset.provenance, "classes": list(dataset.classes)}
+    models = {}
+    for path in metrics_paths:
+        metrics = json.loads(Path(path).read_text())
+        key = "/".join(Path(path).parts[-3:-1])
+        models[key] = {
+            "model": metrics["model"], "parameters": metrics["parameters"], "device": metrics["device"],
+            "test_accuracy": metrics["test"]["accuracy"], "test_n": metrics["test"]["n"],
+            "epochs": metrics["train"].get("epochs"), "seconds_per_epoch": metrics["train"].get("seconds_per_epoch"),
+        }
+    timings = rule_timings(benchmarks_dir)
+    return {
+        "run": config.get("run"),
+        "git": git_commit(),
+        "environment": environment_summary(),
+        "datasets": datasets,
+        "models": models,
+        "wall_time_per_rule_s": timings.to_dict(orient="records"),
+        "config": config,
+    }
+
+
+def _html_page(prov: dict[str, Any]) -> str:
+    def table(records: list[dict] | dict) -> str:
+        frame = pd.DataFrame(records) if isinstance(records, list) else pd.DataFrame(records).T
+        return frame.to_html(border=0, classes="prov") if len(frame) else "<p>none</p>"
+
+    env = prov["environment"]
+    sections = [
+        f"<h2>Run {html.escape(str(prov['run']))}</h2>",
+        f"<p>git commit <code>{html.escape(str(prov['git']['commit']))}</code>"
+        f"{' (with uncommitted changes)' if prov['git']['dirty'] else ''}</p>",
+        f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
+        f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
+        "<h3>Packages</h3>", table([{"package": k, "version": v} for k, v in env["packages"].items()]),
+        "<h3>Data sets</h3>", table(prov["datasets"]),
+        "<h3>Models</h3>", table(prov["models"]),
+        "<h3>Wall time per rule (seconds)</h3>", table(prov["wall_time_per_rule_s"]),
+        "<h3>Config</h3>", f"<pre>{html.escape(yaml.safe_dump(prov['config'], sort_keys=False))}</pre>",
+    ]
+    style = "<style>body{font-family:sans-serif;margin:1em} table.prov{border-collapse:collapse} " \
+            "table.prov td,table.prov th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}</style>"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Provenance</title>{style}</head><body>" \
+           + "\n".join(sections) + "</body></html>\n"
+
+
+def write_provenance(yaml_path: str | Path, html_path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Collect the run's provenance and write it as YAML (machine-readable) and HTML (for the report)."""
+    prov = collect_provenance(**kwargs)
+    atomic_write_text(yaml_path, yaml.safe_dump(json.loads(json.dumps(prov, default=str)), sort_keys=False))
+    atomic_write_text(html_path, _html_page(prov))
+    return prov

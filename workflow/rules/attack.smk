@@ -1,0 +1,25 @@
+# Stage 3: oblivious adversarial examples, crafted once on the bare model and reused by every defense.
+
+
+rule attack:
+    input:
+        data=DATA,
+        model=MODEL,
+    output:
+        examples=ATTACK,
+    params:
+        attack=attack_params,
+        n_test=lambda wc: dataset_config(wc)["n_test"],
+        batch_size=config["attacks"].get("batch_size", 256),
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        LOGS + "/{dataset}/{regime}/attack/{attack}.log",
+    benchmark:
+        BENCHMARKS + "/{dataset}/{regime}/attack/{attack}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=240,
+    script:
+        "../scripts/attack.py"

@@ -1,0 +1,167 @@
+# Shared by every stage: config validation, wildcard constraints, output paths, the job lists
+# derived from the config, and the input functions. Stage files hold rules only.
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    from mixup_inference.configcheck import check_config
+    from mixup_inference.settings import parse_attack, parse_setting
+    from mixup_inference.tables import TABLE_SPECS
+except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
+    raise WorkflowError(
+        f"cannot import the mixup_inference package ({error}); install it with `pip install -e .` "
+        "from the repository root"
+    )
+
+# Semantic checks the schema cannot express (lambda in (0, 1], step <= eps, attacks that are
+# referenced but not crafted, n_test vs the test split, ...): one clear message before any job runs.
+try:
+    check_config(config)
+except ValueError as error:
+    raise WorkflowError(f"invalid config: {error}")
+
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
+REPORTS = f"reports/{RUN}"
+LOGS = f"logs/{RUN}"
+BENCHMARKS = f"benchmarks/{RUN}"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    regime=r"erm|mixup|at|interpolated_at",
+    attack=r"clean|t?pgd[0-9]+",
+    defense=r"none|mi_pl|mi_ol|mi_combined|gaussian|rotation|xie|guo",
+    setting=r"[a-z]+=[^/]+|plain",
+    kind=r"paper|eot",
+    n_adaptive=r"[0-9]+",
+    table=r"table[23]",
+
+
+# Output paths: one obvious place for each artifact.
+DATA = RESULTS + "/{dataset}/data.pt"
+MODEL = RESULTS + "/{dataset}/{regime}/model.pt"
+TRAIN_LOG = RESULTS + "/{dataset}/{regime}/train_log.jsonl"
+TRAIN_METRICS = RESULTS + "/{dataset}/{regime}/train_metrics.json"
+# Per-epoch checkpoints live next to the model but are NOT declared outputs: Snakemake deletes
+# declared outputs before rerunning a job, which would throw away the progress a resumed job needs.
+CHECKPOINTS = RESULTS + "/{dataset}/{regime}/checkpoints"
+ATTACK = RESULTS + "/{dataset}/{regime}/attacks/{attack}.pt"
+EVALUATION = RESULTS + "/{dataset}/{regime}/eval/{attack}/{defense}/{setting}.pt"
+ADAPTIVE = RESULTS + "/{dataset}/{regime}/adaptive/{defense}/{setting}/{kind}-{attack}-n{n_adaptive}.pt"
+
+
+# ---------------------------------------------------------------- job lists derived from the config
+def evaluations():
+    """Every oblivious evaluation as (dataset, regime, attack, defense, setting), deduplicated."""
+    jobs = set()
+    for table, spec in config["tables"].items():
+        rows, _paper = TABLE_SPECS[table]
+        for row in rows:
+            for attack in spec["attacks"]:
+                jobs.add((spec["dataset"], row.regime, attack, row.defense, row.setting))
+    grids = config["grids"]
+    for regime in grids["regimes"]:
+        for attack in ("clean", grids["attack"]):
+            jobs.add((grids["dataset"], regime, attack, "none", "plain"))
+            for defense, settings in grids["settings"].items():
+                for setting in settings:
+                    jobs.add((grids["dataset"], regime, attack, defense, setting))
+    comp = config["components"]
+    for regime in comp["regimes"]:
+        for attack in ("clean", comp["attack"]):
+            for defense in ("mi_pl", "mi_ol"):
+                for lam in comp["lams"]:
+                    jobs.add((comp["dataset"], regime, attack, defense, f"lam={lam:g}"))
+    det = config["detection"]
+    for regime in det["regimes"]:
+        for attack in ["clean", *det["attacks"]]:
+            jobs.add((det["dataset"], regime, attack, "mi_pl", det["setting"]))
+    ada = config["adaptive"]
+    for attack in ada["attacks"]:  # the oblivious levels drawn beside the adaptive curves
+        jobs.add((ada["dataset"], ada["regime"], attack, "none", "plain"))
+        jobs.add((ada["dataset"], ada["regime"], attack, ada["defense"], ada["setting"]))
+    return sorted(jobs)
+
+
+def adaptive_runs():
+    """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
+    ada = config["adaptive"]
+    return [
+        (ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
+        for kind in ada["kinds"]
+        for attack in ada["attacks"]
+        for n in ada["n_adaptive"]
+    ]
+
+
+def evaluation_paths():
+    return [
+        EVALUATION.format(dataset=d, regime=r, attack=a, defense=f, setting=s)
+        for d, r, a, f, s in evaluations()
+    ]
+
+
+def adaptive_paths():
+    return [
+        ADAPTIVE.format(dataset=d, regime=r, defense=f, setting=s, kind=k, attack=a, n_adaptive=n)
+        for d, r, f, s, k, a, n in adaptive_runs()
+    ]
+
+
+def report_outputs():
+    tables = [f"{REPORTS}/tables/{table}.{ext}" for table in config["tables"] for ext in ("md", "csv", "tex", "html")]
+    figures = [f"{REPORTS}/figures/{fig}.{ext}" for fig in FIGURES for ext in ("png", "svg")]
+    csvs = [f"{REPORTS}/{name}.csv" for name in ("results", "detection", "components")]
+    return csvs + tables + figures + [f"{REPORTS}/provenance.yaml", f"{REPORTS}/provenance.html"]
+
+
+FIGURES = ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive")
+
+
+def trained_models():
+    """(dataset, regime) pairs that some evaluation or adaptive run needs."""
+    pairs = {(d, r) for d, r, *_ in evaluations()}
+    pairs |= {(d, r) for d, r, *_ in adaptive_runs()}
+    return sorted(pairs)
+
+
+def used_datasets():
+    return sorted({d for d, _ in trained_models()})
+
+
+def all_outputs():
+    return report_outputs()
+
+
+# ---------------------------------------------------------------- params (canonical, from config only)
+def dataset_config(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def training_params(wildcards):
+    """The resolved training config of one regime: the shared keys, then the regime's overrides."""
+    shared = {k: v for k, v in config["training"].items() if k not in ("at", "regimes")}
+    at = config["training"]["at"]
+    shared.update(at_eps=at["eps"], at_step_size=at["step_size"], at_steps=at["steps"])
+    shared.update(config["training"]["regimes"].get(wildcards.regime, {}))
+    shared.update(regime=wildcards.regime, seed=config["seed"])
+    return shared
+
+
+def attack_params(wildcards):
+    targeted, steps = parse_attack(wildcards.attack)
+    return {
+        "targeted": targeted,
+        "steps": steps,
+        "eps": config["attacks"]["eps"],
+        "step_size": config["attacks"]["step_size"],
+    }
+
+
+# Resources of the rules that want a GPU (train, attack, evaluate, adaptive); a profile maps `gpu`
+# to its scheduler's request (SLURM: --gpus), a workstation caps it with --resources gpu=N.
+GPU_RESOURCES = {"gpu": config["resources"]["gpu"], "mem_mb": config["resources"]["mem_mb"]}

@@ -1,0 +1,25 @@
+# Stage 2: one model per (dataset, training regime). Resumes from its last checkpoint when rerun.
+
+
+rule train:
+    input:
+        data=DATA,
+    output:
+        model=MODEL,
+        log=TRAIN_LOG,
+        metrics=TRAIN_METRICS,
+    params:
+        model=config["model"],
+        training=training_params,
+        checkpoint_dir=lambda wc: CHECKPOINTS.format(**wc),
+        device=config["device"],
+    log:
+        LOGS + "/{dataset}/{regime}/train.log",
+    benchmark:
+        BENCHMARKS + "/{dataset}/{regime}/train.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=720,
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,16 @@
+"""Snakemake job: the paper's figures (Fig. 2, 3a, 3b, 4) from the aggregated CSVs."""
+from pathlib import Path
+
+import pandas as pd
+
+from mixup_inference.pipeline import job_log
+from mixup_inference.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+
+with job_log(snakemake.log[0]):
+    out = snakemake.output
+    results = pd.read_csv(snakemake.input.results)
+    stem = lambda paths: Path(paths[0]).with_suffix("")  # noqa: E731 (multiext outputs share a stem)
+    plot_components(pd.read_csv(snakemake.input.components), stem(out.fig2))
+    plot_detection_auc(pd.read_csv(snakemake.input.detection), stem(out.fig3a))
+    plot_tradeoff(results, stem(out.fig3b), attack=snakemake.params.tradeoff_attack)
+    plot_adaptive(results, stem(out.fig4))

@@ -1,0 +1,7 @@
+"""Snakemake job: prepare one data set into the compact cached tensor file."""
+from mixup_inference.pipeline import job_log, run_prepare
+
+with job_log(snakemake.log[0]):
+    p = snakemake.params
+    run_prepare(p.source, snakemake.output.data, download_root=p.download_root, image_size=p.image_size,
+                synthetic=p.synthetic, seed=p.seed)
