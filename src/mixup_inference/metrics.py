@@ -1,0 +1,94 @@
+"""Evaluation metrics: accuracy with a Wilson score interval, and the detection scores/AUC of
+the paper's Fig. 3a (MI-PL drop of the predicted-class probability vs plain confidence)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import Tensor
+
+__all__ = ["accuracy_with_ci", "confidence_score", "detection_auc", "mi_pl_detection_score", "wilson_interval"]
+
+Z_95 = 1.959964  # two-sided 95% normal quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927).
+
+    centre = (p + z^2 / 2n) / (1 + z^2 / n),
+    half   = z * sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n),  p = successes / n.
+    Default z gives a 95% interval; e.g. 50/100 -> (0.4038, 0.5962).
+    n = 0 returns (0.0, 1.0): no trials carry no information about the proportion.
+    """
+    if int(n) != n or n < 0:
+        raise ValueError(f"n must be an integer >= 0 (got {n}); pass the number of trials")
+    if int(successes) != successes or not 0 <= successes <= n:
+        raise ValueError(f"successes must be an integer in [0, n={n}] (got {successes}); count correct trials only")
+    if not z > 0:
+        raise ValueError(f"z must be > 0 (got {z}); use 1.959964 for 95%")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_with_ci(probs_or_pred: Tensor, y: Tensor) -> dict:
+    """Accuracy of probabilities/logits [B, C] (argmax taken) or integer predictions [B] against
+    labels y [B], with its 95% Wilson interval.
+
+    Returns {"accuracy", "ci_low", "ci_high", "n", "correct"} as Python floats/ints
+    (accuracy is NaN and the interval (0, 1) when B = 0).
+    """
+    if probs_or_pred.dim() == 2:
+        pred = probs_or_pred.argmax(1)
+    elif probs_or_pred.dim() == 1 and not probs_or_pred.is_floating_point():
+        pred = probs_or_pred
+    else:
+        raise ValueError(f"pass probabilities [B, C] or integer predictions [B] (got {probs_or_pred.dtype} "
+                         f"{tuple(probs_or_pred.shape)}); use .argmax(1) or .long()")
+    if y.dim() != 1 or y.shape[0] != pred.shape[0]:
+        raise ValueError(f"y must have shape [{pred.shape[0]}] (got {tuple(y.shape)}); pass one label per prediction")
+    n = int(pred.shape[0])
+    correct = int((pred.to(y.device) == y).sum().item())
+    low, high = wilson_interval(correct, n)
+    return {"accuracy": correct / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "correct": correct}
+
+
+def _check_probs(probs: Tensor, name: str) -> None:
+    if probs.dim() != 2:
+        raise ValueError(f"{name} must be [B, C] probabilities (got {tuple(probs.shape)}); pass softmax outputs")
+
+
+def mi_pl_detection_score(plain_probs: Tensor, mi_pl_probs: Tensor) -> Tensor:
+    """Paper Fig. 3a detection score: Delta F_yhat = F_yhat(x) - F_MI-PL,yhat(x), yhat = argmax of
+    the plain probabilities; [B], higher = more suspicious (adversarial inputs lose more)."""
+    _check_probs(plain_probs, "plain_probs")
+    _check_probs(mi_pl_probs, "mi_pl_probs")
+    if plain_probs.shape != mi_pl_probs.shape:
+        raise ValueError(f"plain_probs {tuple(plain_probs.shape)} and mi_pl_probs {tuple(mi_pl_probs.shape)} "
+                         f"must have the same shape; pass outputs for the same inputs")
+    yhat = plain_probs.argmax(1, keepdim=True)
+    return (plain_probs.gather(1, yhat) - mi_pl_probs.gather(1, yhat)).squeeze(1)
+
+
+def confidence_score(plain_probs: Tensor) -> Tensor:
+    """Baseline detection score: minus the max softmax probability, [B] (higher = more suspicious)."""
+    _check_probs(plain_probs, "plain_probs")
+    return -plain_probs.max(1).values
+
+
+def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
+    """ROC AUC (sklearn.metrics.roc_auc_score) of separating adversarial (positive) from clean
+    (negative) inputs by score (higher = more adversarial). 1 = perfect, 0.5 = chance."""
+    clean = torch.as_tensor(scores_clean).detach().cpu().double().flatten().numpy()
+    adv = torch.as_tensor(scores_adv).detach().cpu().double().flatten().numpy()
+    if clean.size == 0 or adv.size == 0:
+        raise ValueError("scores_clean and scores_adv must both be non-empty; score clean and adversarial inputs")
+    labels = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
+    return float(roc_auc_score(labels, np.concatenate([clean, adv])))

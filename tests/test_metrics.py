@@ -1,0 +1,89 @@
+"""Metrics: Wilson interval against known values, accuracy, detection scores and AUC."""
+
+import math
+
+import pytest
+import torch
+
+from mixup_inference.metrics import (accuracy_with_ci, confidence_score, detection_auc, mi_pl_detection_score,
+                                     wilson_interval)
+
+
+@pytest.mark.parametrize("successes, n, low, high", [
+    (50, 100, 0.4038, 0.5962),
+    (0, 10, 0.0, 0.2775),
+    (10, 10, 0.7225, 1.0),
+    (1, 1000, 0.000177, 0.005644),
+])
+def test_wilson_interval_known_values(successes, n, low, high):
+    lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=1e-4)
+    assert hi == pytest.approx(high, abs=1e-4)
+
+
+def test_wilson_interval_contains_proportion_and_narrows_with_n():
+    widths = []
+    for n in (10, 100, 1000):
+        lo, hi = wilson_interval(3 * n // 10, n)
+        assert lo < 0.3 < hi
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    # a larger z gives a wider interval
+    assert wilson_interval(30, 100, z=2.576)[0] < wilson_interval(30, 100)[0]
+
+
+def test_wilson_interval_empty_and_invalid():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="n must"):
+        wilson_interval(0, -1)
+
+
+def test_accuracy_with_ci_probs_and_predictions_agree():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    y = torch.tensor([0, 1, 1, 1])
+    from_probs = accuracy_with_ci(probs, y)
+    from_pred = accuracy_with_ci(probs.argmax(1), y)
+    assert from_probs == from_pred
+    assert from_probs["correct"] == 3 and from_probs["n"] == 4
+    assert from_probs["accuracy"] == 0.75
+    assert (from_probs["ci_low"], from_probs["ci_high"]) == wilson_interval(3, 4)
+
+
+def test_accuracy_with_ci_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="y must"):
+        accuracy_with_ci(torch.tensor([0, 1]), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="probabilities"):
+        accuracy_with_ci(torch.tensor([0.3, 0.7]), torch.tensor([0, 1]))
+
+
+def test_accuracy_with_ci_empty():
+    result = accuracy_with_ci(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert result["n"] == 0 and math.isnan(result["accuracy"])
+    assert (result["ci_low"], result["ci_high"]) == (0.0, 1.0)
+
+
+def test_mi_pl_detection_score_formula():
+    plain = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    mi_pl = torch.tensor([[0.5, 0.3, 0.2], [0.3, 0.1, 0.6]])
+    # yhat = 0 for the first row, 2 for the second: 0.7 - 0.5, 0.6 - 0.6
+    assert torch.allclose(mi_pl_detection_score(plain, mi_pl), torch.tensor([0.2, 0.0]))
+    # yhat comes from the plain prediction, not from the MI-PL output
+    assert mi_pl_detection_score(plain[:1], torch.tensor([[0.1, 0.8, 0.1]])).item() == pytest.approx(0.6)
+
+
+def test_confidence_score_is_minus_max():
+    plain = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    assert torch.equal(confidence_score(plain), torch.tensor([-0.7, -0.6]))
+
+
+def test_detection_auc_separated_identical_and_reversed():
+    clean, adv = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.6, 0.9, 0.7])
+    assert detection_auc(clean, adv) == 1.0
+    assert detection_auc(adv, clean) == 0.0
+    assert detection_auc(torch.ones(5), torch.ones(7)) == 0.5
+    # one clean score above one of two adversarial scores: 1 of 2 pairs mis-ordered
+    assert detection_auc(torch.tensor([0.5]), torch.tensor([0.4, 0.6])) == 0.5
+    with pytest.raises(ValueError, match="non-empty"):
+        detection_auc(torch.tensor([]), adv)
