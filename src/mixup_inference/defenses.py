@@ -1,0 +1,458 @@
+"""Inference-time defenses: Mixup Inference (Pang, Xu, Zhu, ICLR 2020, Algorithm 1), MI-Combined,
+and the randomised baselines of the paper's Tables 4/5.
+
+Every defense returns the softmax probabilities [B, C] averaged over its random executions and
+runs through one engine, `averaged_softmax`: the B x N transformed copies are built and classified
+in chunks of at most `chunk_size` images (memory bounded independently of N), and the softmax
+of copy j (input j // N) is added to its input's row. All random parameters are drawn before the
+first chunk (Gaussian noise in fixed-size blocks), so for a given generator state the result does
+not depend on `chunk_size`.
+
+Conventions: images float [B, C, H, W] in [0, 1]; the model returns logits and is run in eval
+mode under torch.no_grad() (its previous mode is restored); results keep the model's output dtype.
+The MI sample pool (`pool_x` uint8 or float, `pool_y` int64) must contain every class; uint8
+pools are converted to float / 255 one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .utils import rand, randint, randn
+
+__all__ = [
+    "DEFENSES",
+    "POOL_DEFENSES",
+    "averaged_softmax",
+    "gaussian_noise",
+    "mi_combined",
+    "mi_ol",
+    "mi_pl",
+    "mixup_inference",
+    "predict_probs",
+    "random_crop_resize",
+    "random_resize_pad",
+    "random_rotation",
+    "sample_pool_indices",
+]
+
+MI_MODES = ("pl", "ol")
+# Gaussian noise is drawn in blocks of this many copies, whatever the chunk size, so that the
+# noise of copy j does not depend on how the copies are chunked.
+_NOISE_BLOCK = 256
+
+
+# ---------------------------------------------------------------------------------------------
+# Small shared pieces (also used by attacks.py)
+# ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _check_positive_int(value: int, name: str) -> None:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (got {value}); pass a positive count")
+
+
+def _check_lam(lam: float, name: str = "lam") -> None:
+    if not 0.0 < lam <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] (got {lam}); the paper uses e.g. 0.5 or 0.6")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MI_MODES:
+        raise ValueError(f"mode must be one of {MI_MODES} (got {mode!r}); use 'pl' (predicted label) or 'ol' (other labels)")
+
+
+def _check_images(x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
+        raise ValueError(f"x must be a non-empty float tensor [B, C, H, W] (got {x.dtype} {tuple(x.shape)}); convert with to_float")
+
+
+def _check_pool(pool_x: Tensor, pool_y: Tensor, x: Tensor) -> None:
+    if pool_x.dim() != 4 or pool_x.shape[1:] != x.shape[1:]:
+        raise ValueError(f"pool_x must be [P, {', '.join(map(str, x.shape[1:]))}] like x (got {tuple(pool_x.shape)}); build the pool from the same dataset")
+    if pool_y.dim() != 1 or pool_y.shape[0] != pool_x.shape[0]:
+        raise ValueError(f"pool_y must be [P] = [{pool_x.shape[0]}] (got {tuple(pool_y.shape)}); pass one label per pool image")
+    if pool_x.dtype != torch.uint8 and not pool_x.is_floating_point():
+        raise ValueError(f"pool_x must be uint8 or float (got {pool_x.dtype}); store pools as uint8 images")
+
+
+def _class_groups(pool_y: Tensor, num_classes: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(order, start, count): pool indices grouped by class (stable sort, a no-op for a pool
+    already sorted by class), and each class's start offset and size within that order."""
+    pool_y = pool_y.to(device=device, dtype=torch.long)
+    if pool_y.numel() and (pool_y.min() < 0 or pool_y.max() >= num_classes):
+        raise ValueError(f"pool_y has labels outside [0, {num_classes}); build the pool with the model's number of classes")
+    count = torch.bincount(pool_y, minlength=num_classes)
+    if (count == 0).any():
+        missing = torch.nonzero(count == 0).flatten().tolist()
+        raise ValueError(f"the MI sample pool has no image of class(es) {missing[:10]}; build the pool with per_class >= 1 for every class")
+    order = torch.argsort(pool_y, stable=True)
+    start = torch.cumsum(count, 0) - count
+    return order, start, count
+
+
+def sample_pool_indices(pool_y: Tensor, labels: Tensor, *, mode: str, n: int, num_classes: int,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Draw `n` pool indices per input for Mixup Inference (Algorithm 1's y_s ~ p_s(y), x_s ~ p_s(x|y_s)).
+
+    mode "pl": y_s = labels[b] (the predicted label); mode "ol": y_s uniform over the
+    num_classes - 1 classes other than labels[b], drawn as (labels + 1 + U{0..C-2}) mod C.
+    The image is then uniform among the pool images of class y_s.
+
+    Args:
+        pool_y: int64 [P] pool labels (any order; every class 0..num_classes-1 must occur).
+        labels: int64 [B] labels to condition on (the model's prediction on each input).
+        mode: "pl" or "ol".  n: samples per input.  num_classes: C.
+        generator: the only source of randomness. Draw order: ("ol" only) class offsets
+            [B, n], then uniforms [B, n] (float64) for the image within the class.
+
+    Returns:
+        int64 [B, n] indices into the pool, on labels.device.
+    """
+    _check_mode(mode)
+    _check_positive_int(n, "n")
+    device = labels.device
+    order, start, count = _class_groups(pool_y, num_classes, device)
+    labels = labels.to(torch.long)
+    shape = (labels.shape[0], int(n))
+    if mode == "pl":
+        cls = labels[:, None].expand(shape)
+    else:
+        if num_classes < 2:
+            raise ValueError("mode 'ol' needs at least 2 classes; use mode 'pl' for a 1-class model")
+        offset = randint(num_classes - 1, shape, generator=generator, device=device)
+        cls = (labels[:, None] + 1 + offset) % num_classes
+    u = rand(shape, generator=generator, device=device, dtype=torch.float64)
+    within = (u * count[cls].to(torch.float64)).floor().long().clamp_max_(count[cls] - 1)
+    return order[start[cls] + within]
+
+
+def pool_images(pool_x: Tensor, index: Tensor, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """pool_x[index] as float images in [0, 1] of `dtype` on `device` (uint8 pools divided by 255)."""
+    images = pool_x[index.to(pool_x.device)].to(device)
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / 255.0
+    return images.to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+def averaged_softmax(model: nn.Module, x: Tensor, make_inputs: Callable[[int, int], Tensor],
+                     n_samples: int, *, chunk_size: int = 2048) -> Tensor:
+    """Mean over N = n_samples random executions of softmax(model(transformed copy)), per input.
+
+    Copies are numbered j = b * N + k (input b, execution k). `make_inputs(start, stop)` must
+    return the images of copies start..stop-1 as a float tensor [stop - start, C, H, W]; it is
+    called with consecutive, increasing ranges of at most `chunk_size` copies, so at most
+    `chunk_size` images are ever passed to the model at once.
+
+    Returns:
+        [B, C] averaged probabilities (rows sum to 1), dtype of the model's output.
+    """
+    _check_images(x)
+    _check_positive_int(n_samples, "n_samples")
+    _check_positive_int(chunk_size, "chunk_size")
+    n_inputs, n_samples = x.shape[0], int(n_samples)
+    total = n_inputs * n_samples
+    sums: Tensor | None = None
+    with torch.no_grad(), eval_mode(model):
+        for start in range(0, total, chunk_size):
+            stop = min(total, start + chunk_size)
+            probs = F.softmax(model(make_inputs(start, stop)), dim=1)
+            if sums is None:
+                sums = probs.new_zeros(n_inputs, probs.shape[1])
+            owner = torch.arange(start, stop, device=probs.device) // n_samples
+            sums.index_add_(0, owner, probs)
+    assert sums is not None
+    return sums / n_samples
+
+
+def _owners(start: int, stop: int, n_samples: int, device: torch.device) -> Tensor:
+    """Input index of copies start..stop-1."""
+    return torch.arange(start, stop, device=device) // int(n_samples)
+
+
+def predict_probs(model: nn.Module, x: Tensor, *, chunk_size: int = 2048) -> Tensor:
+    """Plain softmax(model(x)) [B, C] (no defense), in chunks of at most `chunk_size` images."""
+    return averaged_softmax(model, x, lambda start, stop: x[start:stop], 1, chunk_size=chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixup Inference
+# ---------------------------------------------------------------------------------------------
+
+def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, pool_x: Tensor, pool_y: Tensor, *,
+                                  lam: float, n_samples: int, mode: str, num_classes: int,
+                                  generator: torch.Generator | None, chunk_size: int) -> Tensor:
+    """MI with the predicted labels `yhat` already computed (shared by MI and MI-Combined)."""
+    index = sample_pool_indices(pool_y, yhat, mode=mode, n=n_samples, num_classes=num_classes,
+                                generator=generator).reshape(-1)
+
+    def make_inputs(start: int, stop: int) -> Tensor:
+        owner = _owners(start, stop, n_samples, x.device)
+        x_s = pool_images(pool_x, index[start:stop], dtype=x.dtype, device=x.device)
+        return lam * x[owner] + (1.0 - lam) * x_s
+
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+
+
+def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
+                    n_samples: int, mode: str, generator: torch.Generator | None = None,
+                    chunk_size: int = 2048) -> Tensor:
+    """Mixup Inference (paper Algorithm 1): F_MI(x) = mean_k softmax(F(lam * x + (1 - lam) * x_s,k)).
+
+    yhat = argmax F(x) (plain prediction). Mode "pl" (MI-PL): y_s,k = yhat; mode "ol" (MI-OL):
+    y_s,k uniform over the C - 1 labels other than yhat; x_s,k uniform among the pool images of
+    class y_s,k (see `sample_pool_indices`). N = n_samples executions per input.
+
+    Args:
+        model: logits classifier on [0, 1] images.  x: float [B, C, H, W] in [0, 1].
+        pool_x, pool_y: the sample pool (uint8 or float images, int64 labels; every class present).
+        lam: mixup ratio in (0, 1] (paper: 0.5 for mixup, 0.6 for interpolated AT).
+        n_samples: executions N >= 1 (paper: 30).  mode: "pl" or "ol".
+        generator: the only source of randomness.  chunk_size: max images per forward pass.
+
+    Returns:
+        [B, C] averaged probabilities.
+    """
+    _check_lam(lam)
+    _check_mode(mode)
+    _check_positive_int(n_samples, "n_samples")
+    _check_images(x)
+    _check_pool(pool_x, pool_y, x)
+    plain = predict_probs(model, x, chunk_size=chunk_size)
+    return _mixup_inference_given_labels(model, x, plain.argmax(1), pool_x, pool_y, lam=lam, n_samples=n_samples,
+                                         mode=mode, num_classes=plain.shape[1], generator=generator,
+                                         chunk_size=chunk_size)
+
+
+def mi_pl(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
+          generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """MI-PL: `mixup_inference` with mode="pl" (mix with pool images of the predicted class)."""
+    return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="pl",
+                           generator=generator, chunk_size=chunk_size)
+
+
+def mi_ol(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
+          generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """MI-OL: `mixup_inference` with mode="ol" (mix with pool images of the other classes)."""
+    return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="ol",
+                           generator=generator, chunk_size=chunk_size)
+
+
+def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam_pl: float = 0.5,
+                lam_ol: float = 0.4, threshold: float = 0.2, n_pl: int = 5, n_ol: int = 15,
+                generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """MI-Combined (paper Sec. 4.3, authors' attack_resnet_mixuptest_Combined.py).
+
+    Runs MI-PL (lam_pl, n_pl samples). An input is flagged adversarial when
+    max_c F(x) - max_c F_MI-PL(x) >= threshold; flagged inputs get the MI-OL output
+    (lam_ol, n_ol samples, drawn only for the flagged inputs), the others the MI-PL output.
+    This follows the authors' code; the paper's text says unflagged inputs keep "the prediction
+    on the original input" instead of the MI-PL one.
+
+    `threshold` may be any float (a negative one flags inputs whose confidence MI-PL raises).
+    Draw order on `generator`: MI-PL samples for all inputs, then MI-OL samples for the flagged.
+    Returns [B, C] probabilities.
+    """
+    _check_lam(lam_pl, "lam_pl")
+    _check_lam(lam_ol, "lam_ol")
+    _check_positive_int(n_pl, "n_pl")
+    _check_positive_int(n_ol, "n_ol")
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite float (got {threshold}); the paper uses 0.2")
+    _check_images(x)
+    _check_pool(pool_x, pool_y, x)
+    plain = predict_probs(model, x, chunk_size=chunk_size)
+    yhat, num_classes = plain.argmax(1), plain.shape[1]
+    common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size)
+    probs_pl = _mixup_inference_given_labels(model, x, yhat, pool_x, pool_y, lam=lam_pl, n_samples=n_pl,
+                                             mode="pl", **common)
+    flagged = plain.max(1).values - probs_pl.max(1).values >= threshold
+    out = probs_pl.clone()
+    if bool(flagged.any()):
+        out[flagged] = _mixup_inference_given_labels(model, x[flagged], yhat[flagged], pool_x, pool_y, lam=lam_ol,
+                                                     n_samples=n_ol, mode="ol", **common)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomised baselines (paper Tables 4/5), all batched through one affine_grid + grid_sample
+# ---------------------------------------------------------------------------------------------
+
+def _check_sizes(min_size: int, max_size: int, x: Tensor) -> None:
+    limit = min(x.shape[-2], x.shape[-1])
+    if int(min_size) != min_size or int(max_size) != max_size or not 1 <= min_size <= max_size <= limit:
+        raise ValueError(f"need integers 1 <= min_size <= max_size <= {limit} (got {min_size}, {max_size}); "
+                         f"pick sizes within the image size")
+
+
+def _affine_copies(model: nn.Module, x: Tensor, theta: Tensor, n_samples: int, chunk_size: int,
+                   bounds: Tensor | None = None) -> Tensor:
+    """Average softmax over copies j of x[j // N] warped by theta[j] ([B*N, 2, 3], output ->
+    input normalised coordinates, align_corners=False), bilinear, zeros outside the image.
+    `bounds` ([B*N, 4]: x_lo, y_lo, x_hi, y_hi) optionally clamps the sampling grid per copy."""
+
+    def make_inputs(start: int, stop: int) -> Tensor:
+        images = x[_owners(start, stop, n_samples, x.device)]
+        grid = F.affine_grid(theta[start:stop], list(images.shape), align_corners=False)
+        if bounds is not None:
+            b = bounds[start:stop, None, None, :]
+            grid = torch.minimum(torch.maximum(grid, b[..., :2]), b[..., 2:])
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+
+
+def _scale_translate_theta(scale_x: Tensor, scale_y: Tensor, shift_x: Tensor, shift_y: Tensor) -> Tensor:
+    zeros = torch.zeros_like(scale_x)
+    return torch.stack([torch.stack([scale_x, zeros, shift_x], 1), torch.stack([zeros, scale_y, shift_y], 1)], 1)
+
+
+def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
+                   generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """Gaussian-noise baseline: mean_k softmax(F(clamp(x + sigma * z_k, 0, 1))), z_k ~ N(0, I).
+
+    sigma is on the [0, 1] pixel scale (the paper's Tables 4/5 values: 0.04, 0.075, 0.025, 0.06);
+    the authors' code adds its noise in [-1, 1] space, where the same number means half the
+    noise in pixel units. Noise is drawn in blocks of 256 copies (independent of chunk_size).
+    """
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a finite float >= 0 (got {sigma}); pass a pixel-scale std such as 0.04")
+    _check_images(x)
+    _check_positive_int(n_samples, "n_samples")
+    total = x.shape[0] * int(n_samples)
+    drawn_start, drawn = 0, x.new_zeros((0, *x.shape[1:]))  # noise of copies drawn_start.. not yet used
+
+    def noise_for(start: int, stop: int) -> Tensor:
+        """Noise of copies start..stop-1, drawn block by block in copy order (ranges must increase)."""
+        nonlocal drawn_start, drawn
+        drawn, drawn_start = drawn[start - drawn_start:], start
+        while drawn_start + drawn.shape[0] < stop:
+            block = min(_NOISE_BLOCK, total - drawn_start - drawn.shape[0])
+            drawn = torch.cat([drawn, randn((block, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)])
+        return drawn[: stop - start]
+
+    def make_inputs(start: int, stop: int) -> Tensor:
+        owner = _owners(start, stop, n_samples, x.device)
+        return (x[owner] + sigma * noise_for(start, stop)).clamp(0.0, 1.0)
+
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+
+
+def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_samples: int,
+                    generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """Random-rotation baseline: rotate each copy about the image centre by an angle uniform in
+    [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies."""
+    if not (0 <= max_degrees <= 180):
+        raise ValueError(f"max_degrees must be in [0, 180] (got {max_degrees}); the paper uses 20-40")
+    _check_images(x)
+    _check_positive_int(n_samples, "n_samples")
+    height, width = x.shape[-2:]
+    total = x.shape[0] * int(n_samples)
+    u = rand((total,), generator=generator, device=x.device, dtype=torch.float64)
+    angle = torch.deg2rad((2 * u - 1) * max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zeros = torch.zeros_like(angle)
+    # rotation in pixel units, written in normalised coordinates (exact for non-square images too)
+    theta = torch.stack([torch.stack([cos, -sin * height / width, zeros], 1),
+                         torch.stack([sin * width / height, cos, zeros], 1)], 1)
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
+
+
+def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
+                      generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """Xie et al. (2018) baseline: resize each copy to s x s, s uniform integer in
+    [min_size, max_size], and zero-pad it back to H x W at a uniform integer offset
+    (top in [0, H - s], left in [0, W - s]).
+
+    Implemented as one affine map per copy (x_in = (W/s) x_out + (W - s - 2 left)/s in normalised
+    coordinates, likewise for y) sampled bilinearly with zero padding; this equals
+    F.interpolate(size=(s, s), mode="bilinear", align_corners=False, antialias=False) followed by
+    F.pad (up to float rounding). Draw order: s, top, left (one each per copy).
+    """
+    _check_images(x)
+    _check_sizes(min_size, max_size, x)
+    _check_positive_int(n_samples, "n_samples")
+    height, width = x.shape[-2:]
+    total = x.shape[0] * int(n_samples)
+    dev = x.device
+    size = min_size + randint(max_size - min_size + 1, (total,), generator=generator, device=dev)
+    top = randint(height - size + 1, (total,), generator=generator, device=dev)
+    left = randint(width - size + 1, (total,), generator=generator, device=dev)
+    s = size.to(torch.float64)
+    theta = _scale_translate_theta(width / s, height / s, (width - s - 2 * left) / s, (height - s - 2 * top) / s)
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
+
+
+def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
+                       generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+    """Guo et al. (2018) baseline: crop an s x s window, s uniform integer in [min_size, max_size],
+    at a uniform integer offset (top in [0, H - s], left in [0, W - s]), resize it back to H x W.
+
+    Implemented as one affine map per copy (x_in = (s/W) x_out + (2 left + s - W)/W, likewise for
+    y) sampled bilinearly, with the grid clamped to the crop's pixel centres so that it equals
+    crop + F.interpolate(size=(H, W), mode="bilinear", align_corners=False), which replicates the
+    crop's edge pixels (up to float rounding). Draw order: s, top, left (one each per copy).
+    """
+    _check_images(x)
+    _check_sizes(min_size, max_size, x)
+    _check_positive_int(n_samples, "n_samples")
+    height, width = x.shape[-2:]
+    total = x.shape[0] * int(n_samples)
+    dev = x.device
+    size = min_size + randint(max_size - min_size + 1, (total,), generator=generator, device=dev)
+    top = randint(height - size + 1, (total,), generator=generator, device=dev)
+    left = randint(width - size + 1, (total,), generator=generator, device=dev)
+    s, top, left = size.to(torch.float64), top.to(torch.float64), left.to(torch.float64)
+    theta = _scale_translate_theta(s / width, s / height, (2 * left + s - width) / width, (2 * top + s - height) / height)
+    bounds = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1,
+                          (2 * (left + s) - 1) / width - 1, (2 * (top + s) - 1) / height - 1], 1)
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size, bounds.to(x.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry for the workflow
+# ---------------------------------------------------------------------------------------------
+
+def _no_defense(model: nn.Module, x: Tensor, *, generator: torch.Generator | None = None,
+                chunk_size: int = 2048) -> Tensor:
+    """`predict_probs` with the common keyword interface of DEFENSES (generator is unused)."""
+    return predict_probs(model, x, chunk_size=chunk_size)
+
+
+DEFENSES: dict[str, Callable[..., Tensor]] = {
+    "none": _no_defense,
+    "mi_pl": mi_pl,
+    "mi_ol": mi_ol,
+    "mi_combined": mi_combined,
+    "gaussian": gaussian_noise,
+    "rotation": random_rotation,
+    "xie": random_resize_pad,
+    "guo": random_crop_resize,
+}
+"""Name -> defense. All take (model, x[, pool_x, pool_y], *, <own parameters>, generator=None,
+chunk_size=2048) and return [B, C] probabilities. The names in POOL_DEFENSES take the pool as
+the 3rd and 4th positional arguments; their parameters: mi_pl/mi_ol (lam, n_samples),
+mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples), rotation
+(max_degrees, n_samples), xie/guo (min_size, max_size, n_samples), none (nothing)."""
+
+POOL_DEFENSES = frozenset({"mi_pl", "mi_ol", "mi_combined"})
