@@ -15,6 +15,15 @@ C = 5  # classes of the probability-vector toy problem
 TOL = 1e-12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one thread is faster than two on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 class SoftmaxIsInput(nn.Module):
     """Images are probability vectors [B, C, 1, 1]; logits log(x) make softmax(F(x)) == x, so the
     model is exactly linear on the simplex (the 'ideal linearity' of the paper's Table 1)."""

@@ -10,13 +10,17 @@ clamp to [0, 1] after every step, no early stopping, no per-example restarts.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .defenses import _check_lam, _check_mode, _check_pool, _check_positive_int, eval_mode, pool_images, \
+    sample_pool_indices
 from .utils import rand
 
-__all__ = ["pgd"]
+__all__ = ["adaptive_pgd", "eot_pgd", "pgd"]
 
 
 def _check_pgd_args(eps: float, step_size: float, steps: int) -> None:
@@ -92,17 +96,122 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
     x = x.detach()
     if eps == 0:
         return x.clone()
-    was_training = model.training
-    model.eval()
-    try:
-        x_adv = _random_start(x, eps, random_start, generator)
-        sign = -1.0 if targeted else 1.0
+    x_adv = _random_start(x, eps, random_start, generator)
+    sign = -1.0 if targeted else 1.0
+    with eval_mode(model), torch.enable_grad():
+        for _ in range(int(steps)):
+            x_adv.requires_grad_(True)
+            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = _project(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def _check_adaptive_args(x: Tensor, pool_x: Tensor, pool_y: Tensor, lam: float, mode: str, n_adaptive: int) -> None:
+    _check_lam(lam)
+    _check_mode(mode)
+    _check_positive_int(n_adaptive, "n_adaptive")
+    _check_pool(pool_x, pool_y, x)
+
+
+def _draw_mixing_images(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, mode: str, n: int,
+                        generator: torch.Generator | None) -> Tensor:
+    """n pool images per input, conditioned on the model's current prediction on x as MI does
+    (mode "pl": that class, "ol": the other classes); returns [B * n, C, H, W] (copy j -> input j // n)."""
+    with torch.no_grad():
+        logits = model(x)
+    index = sample_pool_indices(pool_y, logits.argmax(1), mode=mode, n=n, num_classes=logits.shape[1],
+                                generator=generator)
+    return pool_images(pool_x, index.reshape(-1), dtype=x.dtype, device=x.device)
+
+
+def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
+                 mode: str, n_adaptive: int, eps: float, step_size: float, steps: int, targeted: bool = False,
+                 random_start: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """The paper's adaptive PGD against Mixup Inference (App. B.2, Eq. 24), as in the authors' code.
+
+    For every input x, N_A = n_adaptive pool images x_s,k are drawn ONCE (mode "ol": class
+    uniform over the classes other than the model's clean prediction on x; "pl": that predicted
+    class; image uniform within the class), giving mixed copies u_k = lam * x + (1 - lam) * x_s,k.
+    PGD then runs on the B * N_A copies with one shared step per input: every copy of x moves by
+    step_size * sign(sum_k grad_{u_k} CE(F(u_k), y)) (Eq. 24; minus for targeted). Each copy
+    keeps its own perturbation delta_k (random start U[-eps, eps] per copy, like the authors'
+    PGD on the batch of copies), projected to the eps-ball and so that u_k + delta_k stays in
+    [0, 1]. Finally x_adv = clamp(x + mean_k delta_k, 0, 1), which is inside the eps-ball.
+
+    Args:
+        model, x, eps, step_size, steps, targeted, random_start: as in `pgd`.
+        y: int64 [B] labels, used for every copy of an input. The authors passed y=None for
+            untargeted attacks, and their PGD then used the model's prediction on each mixed copy;
+            here the caller supplies y (the workflow passes the clean prediction on x).
+        pool_x, pool_y: the MI sample pool (as in defenses.mixup_inference).
+        lam: MI mixup ratio in (0, 1].  mode: "ol" or "pl".  n_adaptive: N_A >= 1.
+        generator: source of all randomness. Draw order: pool samples, then random start.
+
+    Returns:
+        Detached adversarial images with max |x_adv - x| <= eps and pixels in [0, 1].
+    """
+    _check_pgd_args(eps, step_size, steps)
+    _check_labels(x, y)
+    _check_adaptive_args(x, pool_x, pool_y, lam, mode, n_adaptive)
+    x = x.detach()
+    if eps == 0:
+        return x.clone()
+    n = int(n_adaptive)
+    copies = (x.shape[0], n, *x.shape[1:])
+    sign = -1.0 if targeted else 1.0
+    labels = y.repeat_interleave(n)
+    with eval_mode(model):
+        x_s = _draw_mixing_images(model, x, pool_x, pool_y, mode=mode, n=n, generator=generator)
+        mixed = lam * x.repeat_interleave(n, 0) + (1.0 - lam) * x_s
+        u_adv = _random_start(mixed, eps, random_start, generator)
         with torch.enable_grad():
             for _ in range(int(steps)):
+                u_adv.requires_grad_(True)
+                loss = F.cross_entropy(model(u_adv), labels, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, u_adv)
+                step = grad.reshape(copies).sum(1).sign().repeat_interleave(n, 0)
+                u_adv = _project(u_adv.detach() + sign * step_size * step, mixed, eps)
+    delta = (u_adv - mixed).reshape(copies).mean(1)
+    return (x + delta).clamp(0.0, 1.0).detach()
+
+
+def eot_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, mode: str,
+            n_adaptive: int, eps: float, step_size: float, steps: int, targeted: bool = False,
+            random_start: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """Expectation-over-Transformation PGD against Mixup Inference (Athalye et al. 2018).
+
+    A single x_adv (random start and projection as in `pgd`). At every step, N_A = n_adaptive
+    FRESH pool images are drawn per input exactly as MI would draw them for the current x_adv
+    (mode "ol": classes other than the model's current prediction on x_adv; "pl": that class),
+    the MI output p = mean_k softmax(F(lam * x_adv + (1 - lam) * x_s,k)) is formed, and x_adv
+    moves by step_size * sign(grad_{x_adv} NLL(log p, y)) (ascent untargeted, descent targeted),
+    the gradient flowing through all N_A mixed copies; then the eps-ball projection and [0, 1]
+    clamp. log p is computed stably as logsumexp_k log_softmax - log N_A.
+
+    Args: as in `adaptive_pgd` (y from the caller for both untargeted and targeted attacks).
+        Draw order on `generator`: random start, then per step N_A pool samples per input.
+
+    Returns:
+        Detached adversarial images with max |x_adv - x| <= eps and pixels in [0, 1].
+    """
+    _check_pgd_args(eps, step_size, steps)
+    _check_labels(x, y)
+    _check_adaptive_args(x, pool_x, pool_y, lam, mode, n_adaptive)
+    x = x.detach()
+    if eps == 0:
+        return x.clone()
+    n = int(n_adaptive)
+    sign = -1.0 if targeted else 1.0
+    x_adv = _random_start(x, eps, random_start, generator)
+    with eval_mode(model):
+        for _ in range(int(steps)):
+            x_s = _draw_mixing_images(model, x_adv, pool_x, pool_y, mode=mode, n=n, generator=generator)
+            with torch.enable_grad():
                 x_adv.requires_grad_(True)
-                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+                logits = model(lam * x_adv.repeat_interleave(n, 0) + (1.0 - lam) * x_s)
+                log_p = torch.logsumexp(F.log_softmax(logits, 1).reshape(x.shape[0], n, -1), 1) - math.log(n)
+                loss = F.nll_loss(log_p, y, reduction="sum")
                 (grad,) = torch.autograd.grad(loss, x_adv)
-                x_adv = _project(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
-    finally:
-        model.train(was_training)
+            x_adv = _project(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
     return x_adv.detach()
