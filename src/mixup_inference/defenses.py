@@ -392,6 +392,7 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
     _check_images(x)
     _check_sizes(min_size, max_size, x)
     _check_positive_int(n_samples, "n_samples")
+    min_size, max_size = int(min_size), int(max_size)
     height, width = x.shape[-2:]
     total = x.shape[0] * int(n_samples)
     dev = x.device
@@ -416,6 +417,7 @@ def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: 
     _check_images(x)
     _check_sizes(min_size, max_size, x)
     _check_positive_int(n_samples, "n_samples")
+    min_size, max_size = int(min_size), int(max_size)
     height, width = x.shape[-2:]
     total = x.shape[0] * int(n_samples)
     dev = x.device
