@@ -1,0 +1,160 @@
+"""Figures: each writes a PNG and an SVG, for synthetic tables (also after a CSV round trip) and for
+empty ones; the SVG keeps its text, so the labels can be checked."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mixup_inference.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMNS, RESULT_COLUMNS, ideal_linearity
+from mixup_inference.metrics import wilson_interval
+from mixup_inference.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+from mixup_inference.settings import format_setting, parse_attack, setting_param
+
+
+def components_df():
+    rows = []
+    for regime in ("mixup", "interpolated_at"):
+        for mode in ("pl", "ol"):
+            for lam in (0.2, 0.5, 0.8, 1.0):
+                for inp, attack in (("clean", "clean"), ("adversarial", "pgd10")):
+                    for component in ("y", "yhat"):
+                        value = 0.9 * ideal_linearity(mode, inp, component, lam, 10) + 0.05
+                        rows.append({"dataset": "cifar10", "regime": regime, "mode": mode, "lam": lam,
+                                     "attack": attack, "input": inp, "component": component, "value": value,
+                                     "std": 0.1, "n": 100, "num_classes": 10})
+    # a second adversarial attack with fewer lambdas: not drawn
+    rows.append({**rows[-1], "attack": "pgd50", "value": 0.123})
+    return pd.DataFrame(rows, columns=COMPONENT_COLUMNS)
+
+
+def detection_df():
+    rows = []
+    for regime, auc in (("erm", 0.6), ("mixup", 0.8), ("at", 0.7), ("interpolated_at", 0.75)):
+        for detector, value in (("mi_pl", auc), ("confidence", 0.4)):
+            rows.append({"dataset": "cifar10", "regime": regime, "attack": "pgd10", "detector": detector,
+                         "setting": "lam=0.5", "auc": value, "n_clean": 1000, "n_adv": 1000})
+    return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
+
+
+def row(regime, defense, setting, attack, accuracy, *, n=1000, adaptive="none", n_adaptive=0, dataset="cifar10"):
+    targeted, steps = parse_attack(attack)
+    correct = round(accuracy * n)
+    low, high = wilson_interval(correct, n)
+    return {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
+            "param": setting_param(defense, setting), "attack": attack, "targeted": targeted, "steps": steps,
+            "adaptive": adaptive, "n_adaptive": n_adaptive, "accuracy": correct / n, "ci_low": low,
+            "ci_high": high, "n": n, "correct": correct}
+
+
+def results_df():
+    rows = []
+    for regime, base in (("mixup", 0.94), ("interpolated_at", 0.9)):
+        rows += [row(regime, "none", "plain", "clean", base), row(regime, "none", "plain", "pgd10", 0.2)]
+        for lam in (0.3, 0.5, 0.7):
+            setting = format_setting("mi_ol", {"lam": lam})
+            rows += [row(regime, "mi_ol", setting, "clean", base - 0.3 * (1 - lam)),
+                     row(regime, "mi_ol", setting, "pgd10", 0.2 + 0.4 * (1 - lam))]
+        for sigma in (0.02, 0.04):
+            setting = format_setting("gaussian", {"sigma": sigma})
+            rows += [row(regime, "gaussian", setting, "clean", base - sigma), row(regime, "gaussian", setting, "pgd10", 0.3)]
+    rows.append(row("mixup", "xie", "size=16-24", "clean", 0.8))  # no pgd10 counterpart: not drawn
+    for steps, no_mi in ((10, 0.45), (50, 0.43), (200, 0.42)):
+        if steps != 10:  # the PGD-10 level is the row above
+            rows.append(row("interpolated_at", "none", "plain", f"pgd{steps}", no_mi))
+        for kind in ("paper", "eot"):
+            for n_a in (1, 2, 5, 10):
+                drop = 0.01 if kind == "paper" else 0.02
+                rows.append(row("interpolated_at", "mi_ol", "lam=0.6", f"pgd{steps}", 0.6 - drop * n_a, n=200,
+                                adaptive=kind, n_adaptive=n_a))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def via_csv(df, tmp_path):
+    path = tmp_path / "frame.csv"
+    df.to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+def check_outputs(paths, stem):
+    assert [p.name for p in paths] == [f"{stem.name}.png", f"{stem.name}.svg"]
+    with Image.open(paths[0]) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+    assert 0 < paths[0].stat().st_size < 1_000_000
+    svg = paths[1].read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    return svg
+
+
+def test_plot_components(tmp_path):
+    stem = tmp_path / "figs" / "fig2"
+    svg = check_outputs(plot_components(via_csv(components_df(), tmp_path), stem), stem)
+    for title in ("Mixup + MI-PL", "Mixup + MI-OL", "Interpolated AT + MI-PL", "Interpolated AT + MI-OL"):
+        assert title in svg
+    assert "ideal linearity (Table 1)" in svg and "PGD10" in svg and "no data" not in svg
+
+
+def test_plot_components_picks_pgd10_on_ties(tmp_path):
+    df = components_df()
+    df = pd.concat([df, df[df["attack"] == "pgd10"].assign(attack="pgd5")])
+    svg = check_outputs(plot_components(df, tmp_path / "fig2"), tmp_path / "fig2")
+    assert "PGD10 inputs" in svg and "PGD5" not in svg
+
+
+def test_plot_detection_auc(tmp_path):
+    stem = tmp_path / "fig3a"
+    svg = check_outputs(plot_detection_auc(via_csv(detection_df(), tmp_path), stem), stem)
+    for text in ("ERM", "Interpolated AT", "chance (0.5)", "plain confidence", "0.80", "0.40"):
+        assert text in svg
+
+
+def test_plot_tradeoff(tmp_path):
+    stem = tmp_path / "fig3b"
+    svg = check_outputs(plot_tradeoff(via_csv(results_df(), tmp_path), stem, attack="pgd10"), stem)
+    for text in ("Mixup", "Interpolated AT", "MI-OL", "Gaussian noise", "no defense", "0.04", "0.7"):
+        assert text in svg
+    assert "Xie et al." not in svg  # evaluated on clean inputs only
+    # an attack with no evaluations is "no data", not a crash
+    svg = check_outputs(plot_tradeoff(results_df(), tmp_path / "none", attack="tpgd10"), tmp_path / "none")
+    assert "no setting evaluated" in svg
+
+
+def test_plot_adaptive(tmp_path):
+    stem = tmp_path / "fig4"
+    svg = check_outputs(plot_adaptive(via_csv(results_df(), tmp_path), stem), stem)
+    for text in ("adaptive PGD10", "adaptive PGD50", "adaptive PGD200", "EOT PGD", "adaptive PGD (paper, Eq. 24)",
+                 "no MI, oblivious PGD200"):
+        assert text in svg
+    oblivious_only = results_df().query("adaptive == 'none'")
+    svg = check_outputs(plot_adaptive(oblivious_only, tmp_path / "obl"), tmp_path / "obl")
+    assert "no adaptive attacks evaluated" in svg
+
+
+@pytest.mark.parametrize(
+    "plot,columns",
+    [(plot_components, COMPONENT_COLUMNS), (plot_detection_auc, DETECTION_COLUMNS), (plot_tradeoff, RESULT_COLUMNS),
+     (plot_adaptive, RESULT_COLUMNS)],
+)
+def test_empty_frames_give_no_data_figures(plot, columns, tmp_path):
+    empty = via_csv(pd.DataFrame(columns=columns), tmp_path)
+    stem = tmp_path / "empty"
+    svg = check_outputs(plot(empty, stem), stem)
+    assert "no data" in svg
+
+
+def test_missing_columns_and_duplicates_rejected(tmp_path):
+    with pytest.raises(ValueError, match="num_classes"):
+        plot_components(components_df().drop(columns=["num_classes"]), tmp_path / "x")
+    doubled = pd.concat([results_df(), results_df().iloc[:1]])
+    with pytest.raises(ValueError, match="several rows"):
+        plot_tradeoff(doubled, tmp_path / "x")
+    with pytest.raises(ValueError, match="several rows"):
+        plot_adaptive(pd.concat([results_df(), results_df().tail(1)]), tmp_path / "x")
+
+
+def test_output_is_deterministic(tmp_path):
+    a = plot_detection_auc(detection_df(), tmp_path / "a")
+    b = plot_detection_auc(detection_df(), tmp_path / "b")
+    assert a[0].read_bytes() == b[0].read_bytes()
+    assert a[1].read_text().replace("a.svg", "") == b[1].read_text().replace("b.svg", "")
+    assert np.all(np.asarray(Image.open(a[0])) == np.asarray(Image.open(b[0])))
