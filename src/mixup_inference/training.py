@@ -1,0 +1,463 @@
+"""Training of the four regimes of the paper (Sec. 4.1): ERM, mixup, adversarial training (AT)
+and interpolated adversarial training (IAT), with exact, resumable, seeded runs.
+
+Regimes (one mini-batch of B images x with one-hot labels t; all losses are the soft-label
+cross entropy, averaged over the inputs the model sees):
+
+- ``"erm"``: train on (x, t).
+- ``"mixup"`` (Zhang et al. 2018, https://arxiv.org/abs/1710.09412): one lam ~ Beta(alpha,
+  alpha) per batch and one random permutation p; train on (lam x + (1-lam) x[p],
+  lam t + (1-lam) t[p]).
+- ``"at"`` (Madry et al. 2018, https://arxiv.org/abs/1706.06083): x_adv = untargeted PGD of x
+  against its TRUE labels (``attacks.pgd``: random start, L-inf eps, fixed step count); train
+  on the concatenation [x, x_adv] with targets [t, t] (clean:adversarial = 1:1 per batch, as in
+  the paper and the authors' code).
+- ``"interpolated_at"`` (Lamb et al. 2019, https://arxiv.org/abs/1906.06784): x_adv as for AT;
+  mixup within the clean half and, separately, within the adversarial half (each with its own
+  lam and permutation); train on the concatenation of both mixed halves.
+
+Optimiser: SGD with momentum (Nesterov off) and weight decay. Schedules: ``"step"`` (lr x 0.1 at
+each milestone epoch, stepped per epoch) or ``"onecycle"`` (``OneCycleLR`` with max_lr = lr,
+stepped per batch; momentum is NOT cycled, so ``config.momentum`` holds throughout).
+Augmentation: random crop (pad 4) + horizontal flip, batched on tensors
+(``data.random_crop_flip``). Each epoch visits a fresh random permutation of the training set
+in ``N // batch_size`` full batches (the remainder is left out of that epoch, as the authors'
+``drop_last=True``).
+
+Randomness: every draw (data order, augmentation, mixup lam and permutations, PGD random
+start) comes from ONE CPU ``torch.Generator`` seeded with ``config.seed``; draws are moved to
+the training device. With the same initial weights and config, training on CPU is bit-for-bit
+reproducible, and a run resumed from ``checkpoint_dir/last.pt`` equals the uninterrupted run.
+Order of draws per batch: augmentation, then PGD start (AT regimes), then mixup lam and
+permutation (clean half first for IAT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .attacks import pgd
+from .data import random_crop_flip, to_float
+from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
+
+__all__ = ["REGIMES", "SCHEDULES", "TrainConfig", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
+           "make_optimizer", "make_scheduler"]
+
+REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
+SCHEDULES: tuple[str, ...] = ("step", "onecycle")
+CHECKPOINT_NAME = "last.pt"
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (defaults: the paper's CIFAR setting, Sec. 4.1).
+
+    Validated on construction; every error is a one-line ValueError naming the field.
+    """
+
+    regime: str = "erm"                   # erm | mixup | at | interpolated_at
+    epochs: int = 200                     # passes over the training set
+    batch_size: int = 64                  # clean images per batch (AT regimes train on 2x this)
+    lr: float = 0.01                      # initial lr (step) or max_lr (onecycle); paper: 0.1 for IAT
+    momentum: float = 0.9                 # SGD momentum, Nesterov off
+    weight_decay: float = 1e-4            # L2 penalty on all parameters
+    schedule: str = "step"                # step (x0.1 at milestones, per epoch) | onecycle (per batch)
+    milestones: tuple[int, ...] = (100, 150)  # epochs after which the lr is multiplied by 0.1 (step)
+    mixup_alpha: float = 1.0              # Beta(alpha, alpha) mixing ratio (mixup, interpolated_at)
+    at_eps: float = 8 / 255               # PGD L-inf radius, [0, 1] pixel units (at, interpolated_at)
+    at_step_size: float = 2 / 255         # PGD step, pixel units
+    at_steps: int = 10                    # PGD iterations
+    augment: bool = True                  # random crop (pad 4) + horizontal flip on tensors
+    seed: int = 0                         # seeds the single training generator
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {', '.join(REGIMES)} (got {self.regime!r})")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
+        for name in ("epochs", "batch_size", "at_steps"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0 (got {self.seed!r})")
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0 (got {self.lr!r}); e.g. lr=0.01")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1) (got {self.momentum!r}); e.g. momentum=0.9")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0 (got {self.weight_decay!r})")
+        if not _is_number(self.mixup_alpha) or self.mixup_alpha <= 0:
+            raise ValueError(f"mixup_alpha must be a finite number > 0 (got {self.mixup_alpha!r}); paper: 1.0")
+        if not _is_number(self.at_eps) or not 0 < self.at_eps <= 1:
+            raise ValueError(f"at_eps must be in (0, 1] pixel units (got {self.at_eps!r}); paper: 8/255")
+        if not _is_number(self.at_step_size) or not 0 < self.at_step_size <= self.at_eps:
+            raise ValueError(f"at_step_size must be in (0, at_eps={self.at_eps}] (got {self.at_step_size!r}); "
+                             "paper: 2/255")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false (got {self.augment!r})")
+        milestones = self.milestones
+        if (not isinstance(milestones, (list, tuple)) or not all(_is_int(m) and m >= 1 for m in milestones)
+                or any(a >= b for a, b in zip(milestones, milestones[1:]))):
+            raise ValueError(f"milestones must be strictly increasing integer epochs >= 1 (got {milestones!r}); "
+                             "e.g. [100, 150]")
+        self.milestones = tuple(milestones)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (milestones as a list): JSON- and weights_only-safe."""
+        out = dataclasses.asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses and mixing
+
+
+def soft_cross_entropy(logits: Tensor, soft_targets: Tensor) -> Tensor:
+    """Mean over the batch of -sum_c q_c log softmax(logits)_c for target distributions q [B, C].
+
+    Equals ``F.cross_entropy(logits, y)`` when q is one-hot(y).
+    """
+    if logits.shape != soft_targets.shape or logits.dim() != 2:
+        raise ValueError(f"logits and soft_targets must both have shape [B, C] "
+                         f"(got {tuple(logits.shape)} and {tuple(soft_targets.shape)})")
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _standard_gamma_log(shape: float, generator: torch.Generator | None) -> float:
+    """log of one Gamma(shape, 1) draw (Marsaglia & Tsang 2000, ACM TOMS 26(3); for shape < 1 the
+    boost Gamma(a) = Gamma(a + 1) U^(1/a)), using only ``generator``'s uniform and normal draws."""
+    device = generator_device(generator, torch.device("cpu"))
+
+    def uniform() -> float:
+        return torch.rand((), generator=generator, device=device, dtype=torch.float64).item()
+
+    log_boost = 0.0
+    if shape < 1:
+        log_boost = math.log(max(uniform(), 1e-300)) / shape
+        shape += 1.0
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        z = torch.randn((), generator=generator, device=device, dtype=torch.float64).item()
+        v = (1.0 + c * z) ** 3
+        if v <= 0:
+            continue
+        u = uniform()
+        if u > 0 and math.log(u) < 0.5 * z * z + d - d * v + d * math.log(v):
+            return math.log(d * v) + log_boost
+
+
+def sample_beta(a: float, b: float, *, generator: torch.Generator | None = None) -> float:
+    """One draw from Beta(a, b) as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b), from ``generator`` only
+    (torch.distributions.Beta takes no generator). Computed in log space, so tiny a, b are safe."""
+    if not (_is_number(a) and _is_number(b) and a > 0 and b > 0):
+        raise ValueError(f"Beta parameters must be finite and > 0 (got a={a!r}, b={b!r})")
+    log_x = _standard_gamma_log(float(a), generator)
+    log_y = _standard_gamma_log(float(b), generator)
+    return 1.0 / (1.0 + math.exp(min(log_y - log_x, 700.0)))
+
+
+def mixup_batch(x: Tensor, soft_targets: Tensor, *, alpha: float,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, float]:
+    """Mixup (Zhang et al. 2018, Eq. 1): lam ~ Beta(alpha, alpha) once for the batch, p a random
+    permutation; returns (lam x + (1-lam) x[p], lam q + (1-lam) q[p], lam)."""
+    lam = sample_beta(alpha, alpha, generator=generator)
+    perm = torch.randperm(x.shape[0], generator=generator,
+                          device=generator_device(generator, x.device)).to(x.device)
+    return lam * x + (1 - lam) * x[perm], lam * soft_targets + (1 - lam) * soft_targets[perm], lam
+
+
+def _training_batch(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, config: TrainConfig,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The inputs and soft targets the model is trained on for one clean batch (x, y)."""
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
+    if config.regime == "erm":
+        return x, onehot
+    if config.regime == "mixup":
+        x_mix, t_mix, _ = mixup_batch(x, onehot, alpha=config.mixup_alpha, generator=generator)
+        return x_mix, t_mix
+    x_adv = pgd(model, x, y, eps=config.at_eps, step_size=config.at_step_size, steps=config.at_steps,
+                targeted=False, random_start=True, generator=generator)
+    if config.regime == "at":
+        return torch.cat([x, x_adv]), torch.cat([onehot, onehot])
+    x_clean, t_clean, _ = mixup_batch(x, onehot, alpha=config.mixup_alpha, generator=generator)
+    x_adv, t_adv, _ = mixup_batch(x_adv, onehot, alpha=config.mixup_alpha, generator=generator)
+    return torch.cat([x_clean, x_adv]), torch.cat([t_clean, t_adv])
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimiser and schedules
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum (Nesterov off) and weight decay on all parameters."""
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, nesterov=False)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """"step": MultiStepLR(milestones, gamma 0.1), call ``.step()`` once per epoch.
+    "onecycle": OneCycleLR(max_lr=lr, total_steps=epochs * steps_per_epoch, cosine, PyTorch's
+    defaults pct_start 0.3, div_factor 25, final_div_factor 1e4; momentum not cycled), call
+    ``.step()`` once per batch."""
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones), gamma=0.1)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                               total_steps=config.epochs * steps_per_epoch, cycle_momentum=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _check_resumable(ckpt: dict, path: Path, model: nn.Module, config: TrainConfig) -> None:
+    """Refuse a checkpoint written for another architecture or another configuration."""
+    fix = f"use another checkpoint_dir, or delete {path} to start over"
+    own = model.state_dict()
+    saved = ckpt["model"]
+    if set(saved) != set(own) or any(tuple(saved[k].shape) != tuple(own[k].shape) for k in own):
+        missing = sorted(set(own) ^ set(saved))[:3]
+        shapes = [k for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)][:3]
+        raise ValueError(f"checkpoint {path} was written for a different model architecture "
+                         f"(differing keys {missing}, shapes {shapes}); {fix}")
+    old = ckpt["config"]
+    if old["regime"] != config.regime:
+        raise ValueError(f"checkpoint {path} is from regime {old['regime']!r}, not {config.regime!r}; {fix}")
+    new = config.to_dict()
+    # More epochs may be added to a step-schedule run; a one-cycle schedule is fixed by its length.
+    ignored = {"epochs"} if config.schedule == "step" else set()
+    changed = sorted(k for k in new if k not in ignored and old.get(k) != new[k])
+    if changed:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        raise ValueError(f"checkpoint {path} was written with a different config ({detail}); {fix}")
+
+
+def _checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                generator: torch.Generator, epoch: int, config: TrainConfig, history: list[dict],
+                num_classes: int) -> dict:
+    """Everything a bit-exact resume needs; tensors, numbers, strings, lists and dicts only."""
+    return {
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "config": config.to_dict(),
+        "history": history,
+        "num_classes": num_classes,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Training loop
+
+
+def _check_data(train_x: Tensor, train_y: Tensor, config: TrainConfig) -> None:
+    if train_x.dtype != torch.uint8 or train_x.dim() != 4:
+        raise ValueError(f"train_x must be a uint8 tensor [N, C, H, W] (got {train_x.dtype} "
+                         f"{tuple(train_x.shape)}); pass the dataset's stored uint8 images")
+    if train_y.dtype != torch.int64 or train_y.shape != (train_x.shape[0],):
+        raise ValueError(f"train_y must be int64 [N] = [{train_x.shape[0]}] (got {train_y.dtype} "
+                         f"{tuple(train_y.shape)})")
+    if train_x.shape[0] < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
+                         f"({train_x.shape[0]} images); lower batch_size")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _num_classes(model: nn.Module, x_uint8: Tensor, device: torch.device) -> int:
+    """The model's output width, from one eval-mode forward pass (changes no state, draws nothing)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(to_float(x_uint8[:1].to(device)))
+    model.train(was_training)
+    return int(out.shape[1])
+
+
+def _write_log(log_path: Path, history: list[dict]) -> None:
+    """The epoch log as JSON lines, rewritten from the history (so it always matches the checkpoint)."""
+    atomic_write_text(log_path, "".join(json.dumps(row) + "\n" for row in history))
+
+
+def _summary(history: list[dict], config: TrainConfig, resumed_from: int) -> dict:
+    last = history[-1]
+    seconds = [row["seconds"] for row in history]
+    return {
+        "regime": config.regime,
+        "epochs": last["epoch"],
+        "final_loss": last["loss"],
+        "final_accuracy": last["accuracy"],
+        "seconds_per_epoch": sum(seconds) / len(seconds),
+        "images_per_second": sum(row["images_per_second"] for row in history) / len(history),
+        "resumed_from_epoch": resumed_from,
+        "history": history,
+    }
+
+
+def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: TrainConfig, *,
+          checkpoint_dir: str | Path | None = None, log_path: str | Path | None = None,
+          device: str | torch.device | None = None, progress: bool = True) -> dict:
+    """Train ``model`` in place on uint8 images [N, C, H, W] and int64 labels [N].
+
+    Args:
+        model: a classifier of :func:`models.build_model` (takes [0, 1] pixels, returns logits).
+            Its current weights are the starting point (seed its initialisation yourself).
+        train_x_uint8, train_y: the training split; kept as uint8 (on CPU or the device),
+            each batch converted to float / 255 on the device.
+        config: :class:`TrainConfig`.
+        checkpoint_dir: if given, ``checkpoint_dir/last.pt`` is written atomically after every
+            epoch (model, optimiser, scheduler and generator states, epoch, config, history;
+            loadable with ``torch.load(weights_only=True)``). If it already exists, training
+            resumes from it (ValueError if it was written for another architecture or config;
+            ``epochs`` may grow for the step schedule) and returns at once if it is complete.
+        log_path: if given, a JSON-lines file with one row per epoch: epoch, loss, accuracy,
+            lr (of the epoch's first batch), lr_end (of its last batch), images_per_second,
+            seconds, batches.
+        device: where to train; default the model's device.
+        progress: show a tqdm bar per epoch (loss, accuracy, images/s).
+
+    Loss and accuracy of an epoch are averages over its batches / training inputs; accuracy
+    counts a prediction correct when it equals the argmax of its soft target (for AT regimes
+    over clean and adversarial inputs alike). images/s counts clean training images.
+
+    Returns:
+        dict with regime, epochs (completed), final_loss, final_accuracy, seconds_per_epoch,
+        images_per_second (means over the history), resumed_from_epoch and the history.
+
+    Raises:
+        RuntimeError if the loss becomes NaN or infinite (naming epoch and batch); the last
+        checkpoint written is left as it was.
+    """
+    _check_data(train_x_uint8, train_y, config)
+    device = resolve_device(device) if device is not None else _model_device(model)
+    model.to(device)
+    num_classes = _num_classes(model, train_x_uint8, device)
+    if int(train_y.min()) < 0 or int(train_y.max()) >= num_classes:
+        raise ValueError(f"train_y must hold labels in [0, {num_classes}) for this model's {num_classes} outputs "
+                         f"(got [{int(train_y.min())}, {int(train_y.max())}])")
+
+    generator = make_generator(config.seed)  # CPU: identical draws on every device
+    steps_per_epoch = train_x_uint8.shape[0] // config.batch_size
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    history: list[dict] = []
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    log_path = Path(log_path) if log_path is not None else None
+
+    start_epoch = 0
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        _check_resumable(ckpt, ckpt_path, model, config)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        generator.set_state(ckpt["generator"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+
+    for epoch in range(start_epoch, config.epochs):
+        row = _train_epoch(model, train_x_uint8, train_y, config, optimizer, scheduler, generator,
+                           num_classes=num_classes, epoch=epoch, steps=steps_per_epoch, device=device,
+                           ckpt_path=ckpt_path, progress=progress)
+        history.append(row)
+        if ckpt_path is not None:
+            atomic_save(_checkpoint(model, optimizer, scheduler, generator, epoch + 1, config, history,
+                                    num_classes), ckpt_path)
+        if log_path is not None:
+            _write_log(log_path, history)
+    if log_path is not None and start_epoch >= config.epochs:
+        _write_log(log_path, history)
+    model.train()
+    return _summary(history, config, start_epoch)
+
+
+def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: TrainConfig,
+                 optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator, *,
+                 num_classes: int, epoch: int, steps: int, device: torch.device, ckpt_path: Path | None,
+                 progress: bool) -> dict:
+    """One pass over a fresh permutation of the training set; returns the epoch's log row."""
+    model.train()
+    order = torch.randperm(train_x.shape[0], generator=generator)[: steps * config.batch_size]
+    order = order.view(steps, config.batch_size).to(train_x.device)
+    lr_start = optimizer.param_groups[0]["lr"]
+    loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=device), 0
+    bar = tqdm(total=steps, desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}", unit="batch",
+               disable=not progress, leave=True)
+    start = time.perf_counter()
+    for batch in range(steps):
+        index = order[batch]
+        x = to_float(train_x[index].to(device))
+        y = train_y[index.to(train_y.device)].to(device)
+        if config.augment:
+            x = random_crop_flip(x, padding=4, generator=generator)
+        inputs, targets = _training_batch(model, x, y, num_classes, config, generator)
+        logits = model(inputs)
+        loss = soft_cross_entropy(logits, targets)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            bar.close()
+            kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path is not None and ckpt_path.exists()
+                    else "no checkpoint was written")
+            raise RuntimeError(f"training stopped: loss is {loss_value} at epoch {epoch + 1}/{config.epochs}, "
+                               f"batch {batch + 1}/{steps} (regime {config.regime}, lr "
+                               f"{optimizer.param_groups[0]['lr']:.3g}); {kept}; lower lr or check the data")
+        lr_end = optimizer.param_groups[0]["lr"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if config.schedule == "onecycle":
+            scheduler.step()
+        loss_sum += loss_value
+        correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
+        seen += targets.shape[0]
+        if progress:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_sum / (batch + 1):.4f}", acc=f"{correct.item() / seen:.3f}",
+                            img_s=f"{(batch + 1) * config.batch_size / max(elapsed, 1e-9):.0f}", refresh=False)
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    bar.close()
+    if config.schedule == "step":
+        scheduler.step()
+    return {
+        "epoch": epoch + 1,
+        "loss": loss_sum / steps,
+        "accuracy": correct.item() / seen,
+        "lr": lr_start,
+        "lr_end": lr_end,
+        "images_per_second": steps * config.batch_size / seconds,
+        "seconds": seconds,
+        "batches": steps,
+    }
