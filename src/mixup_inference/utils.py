@@ -68,6 +68,13 @@ def randint(high: int | torch.Tensor, shape: tuple[int, ...], *, generator: torc
     return torch.randint(int(high), shape, generator=generator, device=generator_device(generator, device)).to(device)
 
 
+def _umask_mode() -> int:
+    """Permissions an ordinary new file gets (mkstemp would make it private to its owner)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same directory, then rename: a killed job never
     leaves a file that looks complete."""
@@ -77,6 +84,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -89,8 +97,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

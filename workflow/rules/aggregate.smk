@@ -21,6 +21,8 @@ rule aggregate:
         ),
         detection=REPORTS + "/detection.csv",
         components=REPORTS + "/components.csv",
+    params:
+        component_attack=config["components"]["attack"],
     log:
         LOGS + "/aggregate.log",
     benchmark:

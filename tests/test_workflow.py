@@ -1,0 +1,125 @@
+"""The Snakemake workflow: lint, DAGs of every preset, and a real end-to-end smoke run with caching
+and selective reruns."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import (
+    REPO,
+    SHARED_CIFAR,
+    dry_run_jobs,
+    dry_run_wildcards,
+    snakemake,
+    workdir_copy,
+    write_config,
+)
+
+# Jobs per rule of the smoke preset, counted by hand from config/smoke.yaml:
+# 4 regimes x {clean, pgd5, tpgd5} attacks; evaluations: Table 2's 15 rows x 3 attacks = 45,
+# plus Fig. 3b grid settings not already in the table (lam=0.7, sigma=0.08, deg=20, size=20-28) x 2 = 8,
+# plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8.
+SMOKE_JOBS = {
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 71, "adaptive": 4,
+    "aggregate": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return workdir_copy(tmp_path_factory.mktemp("workflow"))
+
+
+def test_lint_is_clean(workdir):
+    proc = snakemake(workdir, "--lint", "--configfile", "config/smoke.yaml")
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_smoke_dag_has_expected_jobs_per_rule(workdir):
+    assert dry_run_jobs(workdir, "--configfile", "config/smoke.yaml") == SMOKE_JOBS
+
+
+@pytest.mark.parametrize("preset", ["config", "paper"])
+def test_full_presets_build_their_dag(workdir, preset):
+    config = yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text())
+    jobs = dry_run_jobs(workdir, "--configfile", f"config/{preset}.yaml")
+    table_datasets = {spec["dataset"] for spec in config["tables"].values()}
+    assert jobs["prepare_data"] == len(table_datasets)
+    # Table 2 needs all four regimes; Table 3 (paper preset, CIFAR-100) only mixup and interpolated AT.
+    assert jobs["train"] == 4 + (2 if "table3" in config["tables"] else 0)
+    table2 = config["tables"]["table2"]
+    assert jobs["attack"] >= 4 * len(table2["attacks"])
+    assert jobs["evaluate"] >= 15 * len(table2["attacks"])
+    ada = config["adaptive"]
+    assert jobs["adaptive"] == len(ada["kinds"]) * len(ada["attacks"]) * len(ada["n_adaptive"])
+    for rule in ("aggregate", "figures", "provenance"):
+        assert jobs[rule] == 1
+    assert jobs["tables"] == len(config["tables"])
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end_caches_and_reruns_selectively(workdir):
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    elapsed = time.perf_counter() - start
+    print(f"smoke preset: {elapsed:.0f} s")
+
+    reports = workdir / "reports" / "smoke"
+    results = pd.read_csv(reports / "results.csv")
+    assert {"dataset", "regime", "defense", "setting", "attack", "accuracy", "ci_low", "ci_high", "n"} <= set(results)
+    assert len(results) == SMOKE_JOBS["evaluate"] + SMOKE_JOBS["adaptive"]
+    assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()
+    assert set(results.regime) == {"erm", "mixup", "at", "interpolated_at"}
+    # PGD must actually attack: the undefended mixup model loses accuracy under pgd5.
+    plain = results[(results.defense == "none") & (results.regime == "mixup")].set_index("attack").accuracy
+    assert plain["pgd5"] < plain["clean"]
+    for ext in ("md", "csv", "tex", "html"):
+        assert (reports / "tables" / f"table2.{ext}").stat().st_size > 0
+    for fig in ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive"):
+        for ext in ("png", "svg"):
+            assert (reports / "figures" / f"{fig}.{ext}").stat().st_size > 1000
+    provenance = yaml.safe_load((reports / "provenance.yaml").read_text())
+    assert provenance["config"]["run"] == "smoke"
+    assert {row["rule"] for row in provenance["wall_time_per_rule_s"]} >= {"train", "attack", "evaluate"}
+
+    # Cached: a second run has nothing to do.
+    assert dry_run_jobs(workdir, "--configfile", "config/smoke.yaml") == {}
+
+    # One changed MI lambda reruns only the evaluations that use it, and what aggregates them.
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    grids = config["grids"]
+    grids["settings"]["mi_ol"] = ["lam=0.5", "lam=0.8"]  # was [lam=0.5, lam=0.7]; 0.7 stays in Fig. 2
+    write_config(workdir, "smoke", "smoke_changed", grids=grids)
+    jobs = dry_run_jobs(workdir, "--configfile", "config/smoke_changed.yaml")
+    assert jobs == {"evaluate": 2, "aggregate": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1}
+    changed = dry_run_wildcards(workdir, "evaluate", "--configfile", "config/smoke_changed.yaml")
+    assert len(changed) == 2 and all("setting=lam=0.8" in w and "defense=mi_ol" in w for w in changed)
+
+    # The report holds every table and figure.
+    snakemake(workdir, "--configfile", "config/smoke.yaml", "--report", "reports/smoke/report.html")
+    report = (reports / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000
+    for name in ("table2.html", "fig2_components.png", "fig4_adaptive.png", "provenance.html", "results.csv"):
+        assert name in report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="../shared/data/cifar10-jpeg.tar.gz is not beside the repo")
+def test_smoke_on_real_cifar10_jpeg_images(tmp_path):
+    """The real-image path: the smoke preset with its data source pointed at the CIFAR-10 JPEG copy."""
+    workdir = workdir_copy(tmp_path / "cifar")
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    config["run"] = "smoke-cifar"
+    config["datasets"] = {"synth": {"source": str(SHARED_CIFAR), "n_test": 40, "pool_per_class": 10}}
+    config["training"]["epochs"] = 1
+    (workdir / "config" / "cifar.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(workdir, "--cores", "2", "--configfile", "config/cifar.yaml", timeout=1500)
+    results = pd.read_csv(workdir / "reports" / "smoke-cifar" / "results.csv")
+    assert (results.n == 40).sum() > 0
+    provenance = yaml.safe_load((workdir / "reports" / "smoke-cifar" / "provenance.yaml").read_text())
+    data = provenance["datasets"]["synth"]
+    assert data["n_train"] == 50_000 and data["n_test"] == 10_000

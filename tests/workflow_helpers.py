@@ -1,0 +1,87 @@
+"""Run the real Snakemake workflow in a temporary copy of the repository's workflow files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def snakemake_bin() -> str:
+    """The snakemake of the Python running the tests (the project's environment)."""
+    candidate = Path(sys.executable).with_name("snakemake")
+    return str(candidate) if candidate.exists() else "snakemake"
+
+
+def workdir_copy(dest: Path) -> Path:
+    """Copy what a user clones (Snakefile, workflow/, config/, profiles/) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    for name in ("workflow", "config", "profiles"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, dest / name, dirs_exist_ok=True)
+    return dest
+
+
+def write_config(workdir: Path, preset: str, name: str, **changes) -> Path:
+    """A copy of config/<preset>.yaml with top-level keys replaced, as config/<name>.yaml."""
+    config = yaml.safe_load((workdir / "config" / f"{preset}.yaml").read_text())
+    config.update(changes)
+    path = workdir / "config" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir`; on failure show its output (and the newest job logs)."""
+    proc = subprocess.run([snakemake_bin(), *args], cwd=workdir, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        logs = sorted((workdir / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:] \
+            if (workdir / "logs").exists() else []
+        tails = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in logs)
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\n{tails}")
+    return proc
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> Counter:
+    """Jobs per rule that a dry run would execute (parsed from Snakemake's 'Job stats' table)."""
+    proc = snakemake(workdir, "--dry-run", "--cores", "1", *args)
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return Counter()
+    stats = text.split("Job stats:", 1)[1]
+    counts = Counter()
+    for line in stats.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)\s*$", line)
+        if not match:
+            if counts:
+                break
+            continue
+        if match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def dry_run_wildcards(workdir: Path, rule: str, *args: str) -> list[str]:
+    """The `wildcards:` lines of every job of `rule` in a dry run."""
+    proc = snakemake(workdir, "--dry-run", "--cores", "1", *args)
+    jobs, current = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("rule ") or stripped.startswith("localrule "):
+            current = stripped.split()[1].rstrip(":")
+        elif stripped.startswith("wildcards:") and current == rule:
+            jobs.append(stripped.removeprefix("wildcards:").strip())
+    return jobs
