@@ -1,3 +1,51 @@
-"""Mixup Inference (Pang, Xu, Zhu, ICLR 2020) as a small, batched PyTorch library."""
+"""Mixup Inference (Pang, Xu, Zhu, ICLR 2020) as a small, batched PyTorch library.
+
+Models take pixels in [0, 1] (normalisation inside), so every eps is in pixel units.
+
+    >>> from mixup_inference import build_model, pgd, mixup_inference
+    >>> probs = mixup_inference(model, x, pool_x, pool_y, lam=0.5, n_samples=30, mode="ol")
+
+Modules: data (datasets, MI pool, tensor augmentation), models, training (ERM, mixup, AT,
+interpolated AT), attacks (PGD, the paper's adaptive PGD, EOT PGD), defenses (MI-PL, MI-OL,
+MI-Combined, baseline input transformations), metrics (Wilson intervals, detection AUC).
+"""
+
+from .attacks import adaptive_pgd, eot_pgd, pgd
+from .data import (
+    ImageDataset,
+    build_pool,
+    load_dataset,
+    prepare_dataset,
+    random_crop_flip,
+    select_test_points,
+    to_float,
+)
+from .defenses import (
+    DEFENSES,
+    gaussian_noise,
+    mi_combined,
+    mixup_inference,
+    predict_probs,
+    random_crop_resize,
+    random_resize_pad,
+    random_rotation,
+)
+from .metrics import (
+    accuracy_with_ci,
+    confidence_score,
+    detection_auc,
+    mi_pl_detection_score,
+    wilson_interval,
+)
+from .models import MODEL_NAMES, build_model
+from .training import TrainConfig, soft_cross_entropy, train
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig",
+    "accuracy_with_ci", "adaptive_pgd", "build_model", "build_pool", "confidence_score", "detection_auc",
+    "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
+    "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",
+    "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
+]
