@@ -15,34 +15,36 @@ rule aggregate:
         adaptive=adaptive_paths(),
     output:
         results=report(
-            REPORTS + "/results.csv",
+            f"{REPORTS}/results.csv",
             caption="../report/results.rst",
             category="Data",
         ),
-        detection=REPORTS + "/detection.csv",
-        components=REPORTS + "/components.csv",
+        detection=f"{REPORTS}/detection.csv",
+        components=f"{REPORTS}/components.csv",
     params:
         component_attack=config["components"]["attack"],
     log:
-        LOGS + "/aggregate.log",
+        f"{LOGS}/aggregate.log",
     benchmark:
-        BENCHMARKS + "/aggregate.tsv"
+        f"{BENCHMARKS}/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        ENV
     script:
         "../scripts/aggregate.py"
 
 
 rule tables:
     input:
-        results=REPORTS + "/results.csv",
+        results=f"{REPORTS}/results.csv",
     output:
-        markdown=REPORTS + "/tables/{table}.md",
-        csv=REPORTS + "/tables/{table}.csv",
-        latex=REPORTS + "/tables/{table}.tex",
+        markdown=f"{REPORTS}/tables/{{table}}.md",
+        csv=f"{REPORTS}/tables/{{table}}.csv",
+        latex=f"{REPORTS}/tables/{{table}}.tex",
         html=report(
-            REPORTS + "/tables/{table}.html",
+            f"{REPORTS}/tables/{{table}}.html",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
@@ -51,42 +53,44 @@ rule tables:
         dataset=lambda wc: config["tables"][wc.table]["dataset"],
         attacks=lambda wc: config["tables"][wc.table]["attacks"],
     log:
-        LOGS + "/tables/{table}.log",
+        f"{LOGS}/tables/{{table}}.log",
     benchmark:
-        BENCHMARKS + "/tables/{table}.tsv"
+        f"{BENCHMARKS}/tables/{{table}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
+    conda:
+        ENV
     script:
         "../scripts/tables.py"
 
 
 rule figures:
     input:
-        results=REPORTS + "/results.csv",
-        detection=REPORTS + "/detection.csv",
-        components=REPORTS + "/components.csv",
+        results=f"{REPORTS}/results.csv",
+        detection=f"{REPORTS}/detection.csv",
+        components=f"{REPORTS}/components.csv",
     output:
         fig2=report(
-            multiext(REPORTS + "/figures/fig2_components", ".png", ".svg"),
+            multiext(f"{REPORTS}/figures/fig2_components", ".png", ".svg"),
             caption="../report/fig2.rst",
             category="Figures",
             labels={"figure": "Fig. 2: MI output components"},
         ),
         fig3a=report(
-            multiext(REPORTS + "/figures/fig3a_detection", ".png", ".svg"),
+            multiext(f"{REPORTS}/figures/fig3a_detection", ".png", ".svg"),
             caption="../report/fig3a.rst",
             category="Figures",
             labels={"figure": "Fig. 3a: detection AUC"},
         ),
         fig3b=report(
-            multiext(REPORTS + "/figures/fig3b_tradeoff", ".png", ".svg"),
+            multiext(f"{REPORTS}/figures/fig3b_tradeoff", ".png", ".svg"),
             caption="../report/fig3b.rst",
             category="Figures",
             labels={"figure": "Fig. 3b: robustness vs clean accuracy"},
         ),
         fig4=report(
-            multiext(REPORTS + "/figures/fig4_adaptive", ".png", ".svg"),
+            multiext(f"{REPORTS}/figures/fig4_adaptive", ".png", ".svg"),
             caption="../report/fig4.rst",
             category="Figures",
             labels={"figure": "Fig. 4: adaptive attacks"},
@@ -94,12 +98,14 @@ rule figures:
     params:
         tradeoff_attack=config["grids"]["attack"],
     log:
-        LOGS + "/figures.log",
+        f"{LOGS}/figures.log",
     benchmark:
-        BENCHMARKS + "/figures.tsv"
+        f"{BENCHMARKS}/figures.tsv"
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        ENV
     script:
         "../scripts/figures.py"
 
@@ -108,11 +114,11 @@ rule provenance:
     input:
         data=[DATA.format(dataset=name) for name in config["datasets"] if name in used_datasets()],
         metrics=[TRAIN_METRICS.format(dataset=d, regime=r) for d, r in trained_models()],
-        results=REPORTS + "/results.csv",
+        results=f"{REPORTS}/results.csv",
     output:
-        yaml=REPORTS + "/provenance.yaml",
+        yaml=f"{REPORTS}/provenance.yaml",
         html=report(
-            REPORTS + "/provenance.html",
+            f"{REPORTS}/provenance.html",
             caption="../report/provenance.rst",
             category="Provenance",
         ),
@@ -120,11 +126,13 @@ rule provenance:
         config=config,
         benchmarks=BENCHMARKS,
     log:
-        LOGS + "/provenance.log",
+        f"{LOGS}/provenance.log",
     benchmark:
-        BENCHMARKS + "/provenance.tsv"
+        f"{BENCHMARKS}/provenance.tsv"
     threads: 1
     resources:
         mem_mb=1000,
+    conda:
+        ENV
     script:
         "../scripts/provenance.py"

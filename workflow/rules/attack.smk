@@ -14,12 +14,14 @@ rule attack:
         seed=config["seed"],
         device=config["device"],
     log:
-        LOGS + "/{dataset}/{regime}/attack/{attack}.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/attack/{{attack}}.log",
     benchmark:
-        BENCHMARKS + "/{dataset}/{regime}/attack/{attack}.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/attack/{{attack}}.tsv"
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
         runtime=240,
+    conda:
+        ENV
     script:
         "../scripts/attack.py"

@@ -1,10 +1,21 @@
 # Shared by every stage: config validation, wildcard constraints, output paths, the job lists
 # derived from the config, and the input functions. Stage files hold rules only.
 
+import os
+import sys
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# The library lives in src/ next to this workflow. Putting it on the path here and in the jobs'
+# environment makes the workflow run from a clone without `pip install -e .`, and inside the
+# per-rule conda environment (workflow/envs/), which holds only third-party packages.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+ENV = "../envs/mixup-inference.yaml"
 
 try:
     from mixup_inference.configcheck import check_config
@@ -42,16 +53,16 @@ wildcard_constraints:
 
 
 # Output paths: one obvious place for each artifact.
-DATA = RESULTS + "/{dataset}/data.pt"
-MODEL = RESULTS + "/{dataset}/{regime}/model.pt"
-TRAIN_LOG = RESULTS + "/{dataset}/{regime}/train_log.jsonl"
-TRAIN_METRICS = RESULTS + "/{dataset}/{regime}/train_metrics.json"
+DATA = f"{RESULTS}/{{dataset}}/data.pt"
+MODEL = f"{RESULTS}/{{dataset}}/{{regime}}/model.pt"
+TRAIN_LOG = f"{RESULTS}/{{dataset}}/{{regime}}/train_log.jsonl"
+TRAIN_METRICS = f"{RESULTS}/{{dataset}}/{{regime}}/train_metrics.json"
 # Per-epoch checkpoints live next to the model but are NOT declared outputs: Snakemake deletes
 # declared outputs before rerunning a job, which would throw away the progress a resumed job needs.
-CHECKPOINTS = RESULTS + "/{dataset}/{regime}/checkpoints"
-ATTACK = RESULTS + "/{dataset}/{regime}/attacks/{attack}.pt"
-EVALUATION = RESULTS + "/{dataset}/{regime}/eval/{attack}/{defense}/{setting}.pt"
-ADAPTIVE = RESULTS + "/{dataset}/{regime}/adaptive/{defense}/{setting}/{kind}-{attack}-n{n_adaptive}.pt"
+CHECKPOINTS = f"{RESULTS}/{{dataset}}/{{regime}}/checkpoints"
+ATTACK = f"{RESULTS}/{{dataset}}/{{regime}}/attacks/{{attack}}.pt"
+EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.pt"
+ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
 
 
 # ---------------------------------------------------------------- job lists derived from the config

@@ -15,11 +15,13 @@ rule prepare_data:
         synthetic=lambda wc: dataset_config(wc).get("synthetic", {}),
         seed=config["seed"],
     log:
-        LOGS + "/{dataset}/prepare_data.log",
+        f"{LOGS}/{{dataset}}/prepare_data.log",
     benchmark:
-        BENCHMARKS + "/{dataset}/prepare_data.tsv"
+        f"{BENCHMARKS}/{{dataset}}/prepare_data.tsv"
     threads: 1
     resources:
         mem_mb=4000,
+    conda:
+        ENV
     script:
         "../scripts/prepare_data.py"

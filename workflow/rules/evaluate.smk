@@ -18,13 +18,15 @@ rule evaluate:
         seed=config["seed"],
         device=config["device"],
     log:
-        LOGS + "/{dataset}/{regime}/eval/{attack}/{defense}/{setting}.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.log",
     benchmark:
-        BENCHMARKS + "/{dataset}/{regime}/eval/{attack}/{defense}/{setting}.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.tsv"
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
         runtime=120,
+    conda:
+        ENV
     script:
         "../scripts/evaluate.py"
 
@@ -50,12 +52,14 @@ rule adaptive:
         seed=config["seed"],
         device=config["device"],
     log:
-        LOGS + "/{dataset}/{regime}/adaptive/{defense}/{setting}/{kind}-{attack}-n{n_adaptive}.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.log",
     benchmark:
-        BENCHMARKS + "/{dataset}/{regime}/adaptive/{defense}/{setting}/{kind}-{attack}-n{n_adaptive}.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.tsv"
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
         runtime=480,
+    conda:
+        ENV
     script:
         "../scripts/adaptive.py"

@@ -14,12 +14,14 @@ rule train:
         checkpoint_dir=lambda wc: CHECKPOINTS.format(**wc),
         device=config["device"],
     log:
-        LOGS + "/{dataset}/{regime}/train.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/train.log",
     benchmark:
-        BENCHMARKS + "/{dataset}/{regime}/train.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/train.tsv"
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
         runtime=720,
+    conda:
+        ENV
     script:
         "../scripts/train.py"
