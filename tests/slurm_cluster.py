@@ -20,9 +20,12 @@ What it does (as root; nothing of it is needed on a real cluster):
   SLURM_CONF (job steps and their children, found through /proc/<pid>/environ), stops the
   munged it started and removes the temporary directory.
 
-`cluster.env` is the environment every SLURM client (sbatch, squeue, snakemake) must run with.
-The cluster has no accounting database: Snakemake's SLURM plugin must be told
-`--slurm-status-command squeue` (its default, sacct, cannot see jobs there).
+`cluster.env` is the environment every SLURM client (sbatch, squeue, snakemake) must run with:
+SLURM_CONF, plus a PATH that starts with an `srun` wrapper (see `_srun_wrapper`). The cluster
+has no accounting database: Snakemake's SLURM plugin must be told
+`--slurm-status-command squeue` (its default, sacct, fails there, and the run then waits
+forever). `profile_flags` adds resources to a profile's blocks without replacing them.
+`python tests/slurm_cluster.py [--gpus N]` keeps a cluster up for trying things by hand.
 """
 
 from __future__ import annotations
