@@ -1,14 +1,20 @@
-"""Checks of a workflow config that a JSON schema cannot express.
+"""Checks of a workflow config, run by the workflow before any job starts.
 
-The schema (workflow/schemas/config.schema.yaml) catches unknown keys, wrong types and unknown
-names; `check_config` catches values that are individually valid but wrong together (a step larger
-than eps, a test subset larger than the test split, an attack a table needs but the run never
-crafts, ...). Each problem is reported as one line that names the config key and the fix.
+`validate_config` checks the config against the JSON schema (workflow/schemas/config.schema.yaml):
+unknown (misspelled) keys, wrong types, unknown names, out-of-range numbers. `check_config` catches
+values that are individually valid but wrong together (a step larger than eps, a test subset larger
+than the test split, an attack a table needs but the run never crafts, ...). Each problem is
+reported as one line that names the config key and the fix, e.g.
+
+    config key training.regimes.ermm: unknown regime 'ermm'; expected one of erm, mixup, at, interpolated_at
+    config key attacks.stepsize is not allowed (misspelled? did you mean step_size?); allowed keys: eps, step_size, names, batch_size
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from pathlib import Path
 from typing import Any
 
 from .settings import parse_attack, parse_setting
@@ -16,6 +22,108 @@ from .settings import parse_attack, parse_setting
 # Test-split sizes of the downloadable data sets, to check n_test before anything is downloaded.
 KNOWN_TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000}
 SYNTHETIC_DEFAULTS = {"n_train": 2000, "n_test": 500, "num_classes": 10, "image_size": 32, "channels": 3}
+
+
+# What a value under a given key names, for messages like "unknown regime 'ermm'".
+_NOUNS = {"regimes": "regime", "regime": "regime", "model": "model", "defense": "defense", "settings": "defense",
+          "kinds": "adaptive attack kind", "schedule": "schedule", "tables": "table", "names": "attack",
+          "attacks": "attack", "attack": "attack", "channels": "channel count", "datasets": "dataset name",
+          "dataset": "dataset name", "setting": "defense setting", "device": "device", "run": "run name"}
+_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+          "object": "a mapping (key: value)", "array": "a list"}
+
+
+def _key(path: list) -> str:
+    """A config key as written in messages: training.regimes.erm, attacks.names[1]."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _noun(path: list) -> str:
+    names = [p for p in path if isinstance(p, str)]
+    if len(names) >= 2 and names[-2] == "settings":  # grids.settings.<defense>[i]
+        return "defense setting"
+    return _NOUNS.get(names[-1], "value") if names else "value"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping",
+            type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _schema_problems(error) -> list[str]:
+    """One line per problem of one jsonschema ValidationError."""
+    path, value, kind, rule = list(error.absolute_path), error.instance, error.validator, error.validator_value
+    key = _key(path)
+    if "propertyNames" in error.absolute_schema_path:  # the bad value is a key of the mapping at `path`
+        noun, key = _noun(path), _key([*path, value])
+        if kind == "enum":
+            return [f"config key {key}: unknown {noun} {value!r}; expected one of {', '.join(map(str, rule))}"]
+        return [f"config key {key}: {value!r} is not a valid {noun} (use letters, digits, '_', '.', '-')"]
+    if kind == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        lines = []
+        for extra in (k for k in value if k not in allowed):
+            guess = difflib.get_close_matches(str(extra), allowed, n=1)
+            hint = f" did you mean {guess[0]}?" if guess else ""
+            lines.append(f"config key {_key([*path, extra])} is not allowed (misspelled?{hint}); "
+                         f"allowed keys: {', '.join(allowed)}")
+        return lines
+    if kind == "required":
+        return [f"config key {_key([*path, name])} is missing; add it (config/config.yaml shows every key)"
+                for name in rule if name not in value]
+    if kind == "enum":
+        return [f"config key {key}: unknown {_noun(path)} {value!r}; expected one of {', '.join(map(str, rule))}"]
+    if kind == "pattern":
+        expected = error.schema.get("description", f"a value matching {rule}")
+        return [f"config key {key}: {value!r} is not a valid {_noun(path)}; expected {expected}"]
+    if kind == "type":
+        wanted = " or ".join(_TYPES.get(t, t) for t in ([rule] if isinstance(rule, str) else rule))
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (YAML reads a number like 8e-3 as text: write 0.008 or 8.0e-3)"
+            except ValueError:
+                pass
+        return [f"config key {key}: expected {wanted}, got {_type_name(value)} {value!r}{hint}"]
+    if kind == "minimum":
+        return [f"config key {key}: {value!r} is below the minimum {rule}; use a value >= {rule}"]
+    if kind == "exclusiveMinimum":
+        return [f"config key {key}: {value!r} must be greater than {rule}"]
+    if kind == "maximum":
+        return [f"config key {key}: {value!r} is above the maximum {rule}; use a value <= {rule}"]
+    if kind in ("minItems", "minProperties"):
+        return [f"config key {key}: needs at least {rule} entr{'y' if rule == 1 else 'ies'}"]
+    if kind == "uniqueItems":
+        seen, dups = [], []
+        for item in value:
+            (dups if item in seen and item not in dups else seen).append(item)
+        return [f"config key {key}: has duplicate entries {dups}; list each once"]
+    return [f"config key {key}: {error.message}"]
+
+
+def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
+    """Check `config` against the workflow's JSON schema (a YAML file).
+
+    Raises ValueError whose message has one line per problem, each naming the config key and the
+    fix (unknown keys are errors: a misspelled key never passes silently). Unlike
+    ``snakemake.utils.validate`` it reports every problem at once and prints no schema dump.
+    """
+    import jsonschema  # a Snakemake dependency
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    lines: list[str] = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        lines += [line for line in _schema_problems(error) if line not in lines]
+    if lines:
+        raise ValueError("\n".join(lines))
 
 
 def _image_size(dataset: dict) -> int:
@@ -45,6 +153,25 @@ def check_setting(defense: str, setting: str, *, image_size: int, key: str) -> N
             raise ValueError(f"{key}: {setting} needs 1 <= min size <= max size <= image size ({image_size})")
 
 
+def _folder_test_size(source: str) -> int | None:
+    """Files under an image folder's test/ (or <wrapper>/test/) split, without reading them; None
+    for an archive or an unexpected layout (the prepare job reports the layout problem)."""
+    if not os.path.isdir(source):
+        return None
+    entries = [e for e in os.listdir(source) if not e.startswith(".")]
+    if "test" in entries:
+        test = os.path.join(source, "test")
+    elif len(entries) == 1 and os.path.isdir(os.path.join(source, entries[0], "test")):
+        test = os.path.join(source, entries[0], "test")
+    else:
+        return None
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(test):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        count += sum(1 for f in filenames if not f.startswith(".")) if dirpath != test else 0
+    return count or None  # an empty split is reported by the prepare job, with its fix
+
+
 def _check_eps_step(eps: float, step: float, key: str) -> None:
     if eps < 0 or step <= 0:
         raise ValueError(f"{key}: eps must be >= 0 and step_size > 0 (got eps={eps}, step_size={step})")
@@ -70,7 +197,7 @@ def check_config(config: dict[str, Any]) -> None:
             if not os.path.exists(source):
                 raise ValueError(f"datasets.{name}.source: {source!r} is neither a known data set "
                                  f"(cifar10, cifar100, synthetic) nor an existing folder or archive; fix the path")
-            test_size = None  # known only once the folder is read; prepare/attack check it then
+            test_size = _folder_test_size(source)  # None for an archive: the attack job checks it
         if test_size is not None and ds["n_test"] > test_size:
             raise ValueError(f"datasets.{name}.n_test={ds['n_test']} exceeds the {test_size} images of its test split; "
                              f"use at most {test_size}")

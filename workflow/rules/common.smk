@@ -5,9 +5,6 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
 
 # The library lives in src/ next to this workflow. Putting it on the path here and in the jobs'
 # environment makes the workflow run from a clone without `pip install -e .`, and inside the
@@ -18,7 +15,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("
 ENV = "../envs/mixup-inference.yaml"
 
 try:
-    from mixup_inference.configcheck import check_config
+    from mixup_inference.configcheck import check_config, validate_config
     from mixup_inference.settings import parse_attack, parse_setting
     from mixup_inference.tables import TABLE_SPECS
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
@@ -27,12 +24,15 @@ except ImportError as error:  # the library is the workflow's only dependency be
         "from the repository root"
     )
 
-# Semantic checks the schema cannot express (lambda in (0, 1], step <= eps, attacks that are
-# referenced but not crafted, n_test vs the test split, ...): one clear message before any job runs.
+# The config against the schema (unknown keys, types, names, ranges; one line per problem instead
+# of snakemake.utils.validate's schema dump), then semantic checks the schema cannot express (lambda
+# in (0, 1], step <= eps, attacks referenced but not crafted, n_test vs the test split, ...): one
+# clear message before any job runs.
 try:
+    validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
     check_config(config)
 except ValueError as error:
-    raise WorkflowError(f"invalid config: {error}")
+    raise WorkflowError(f"invalid config: {error}") from None
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
