@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle  # only for its exception type: nothing here unpickles
 import platform
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -52,10 +55,40 @@ from .utils import (
 
 
 # ---------------------------------------------------------------- job plumbing
+class JobInterrupted(BaseException):
+    """Raised inside a job (by `job_log`'s SIGTERM handler) when the job is cancelled or preempted.
+    A BaseException, so library code that handles errors (``except Exception``) never swallows it."""
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise JobInterrupted(signal.Signals(signum).name)
+
+
+def _new_line(log: Any, path: Path) -> None:
+    """End a line left open in the log (e.g. by an interrupted progress bar)."""
+    log.flush()
+    with open(path, "rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            log.write("\n")
+
+
 @contextlib.contextmanager
 def job_log(path: str | os.PathLike, threads: int | None = None) -> Iterator[None]:
     """Send everything the job prints (stdout, stderr, tracebacks) to its log file, with a header
-    that says where it ran (host, SLURM job id, threads, versions). Restores the streams after."""
+    that says where it ran (host, SLURM job id, threads, versions). Restores the streams after.
+
+    For a workflow job script (``with job_log(snakemake.log[0]): run_...(...)``). On failure the
+    log ends with one line ``ERROR: <message>``:
+    - a ValueError is bad input whose message names the problem and the fix: logged without a
+      traceback; the job exits with status 1 and prints the same line (and the log's path) to
+      stderr, where Snakemake shows it;
+    - SIGTERM (job cancelled, or preempted by the scheduler) and SIGINT stop the job as an exception,
+      so ``finally`` blocks run (no temporary files are left behind); exit status 143 / 130;
+    - anything else is a bug: logged with its traceback, then re-raised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -63,9 +96,14 @@ def job_log(path: str | os.PathLike, threads: int | None = None) -> Iterator[Non
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
+    failure: tuple[str, int] | None = None
+    streams = sys.stdout, sys.stderr
     with open(path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 1)  # what C code and child processes write
         os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log  # what Python writes, whatever sys.stdout was (e.g. under pytest)
+        previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
         try:
             print(
                 f"# job started {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}"
@@ -77,16 +115,48 @@ def job_log(path: str | os.PathLike, threads: int | None = None) -> Iterator[Non
             start = time.perf_counter()
             yield
             print(f"# job finished in {time.perf_counter() - start:.1f} s", flush=True)
-        except BaseException:
+        except ValueError as error:
+            failure = (f"ERROR: {error}", 1)
+        except (JobInterrupted, KeyboardInterrupt) as error:
+            name = str(error) if isinstance(error, JobInterrupted) else "SIGINT"
+            failure = (f"ERROR: job stopped by {name} (cancelled or preempted); rerun the workflow to continue "
+                       "(training resumes from its last checkpoint)", 143 if name == "SIGTERM" else 130)
+        except BaseException as error:
+            _new_line(log, path)
             traceback.print_exc()
+            print(f"ERROR: {type(error).__name__}: {error}", flush=True)
             raise
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            if failure is not None:
+                _new_line(log, path)
+                print(failure[0], flush=True)
+            log.flush()
+            sys.stdout, sys.stderr = streams
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous_handler)
+    if failure is not None:
+        print(f"{failure[0]}\n(log: {path})", file=sys.stderr, flush=True)
+        raise SystemExit(failure[1])
+
+
+def load_artifact(path: str | os.PathLike, what: str, fix: str) -> Any:
+    """`utils.load_checkpoint` (weights_only: tensors and plain containers, never arbitrary Python
+    objects) with one-line ValueErrors naming `what` file is wrong and the `fix`."""
+    try:
+        return load_checkpoint(path)
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist; {fix}") from None
+    except pickle.UnpicklingError:
+        raise ValueError(f"{what} {path} holds pickled Python objects, not only tensors; it was not written by "
+                         f"this workflow and is not loaded (unpickling could run code); {fix}") from None
+    except Exception as error:  # torch raises RuntimeError/KeyError/EOFError/... for a damaged file
+        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+        raise ValueError(f"{what} {path} is unreadable (truncated or corrupt: {type(error).__name__}: {first}); "
+                         f"{fix}") from None
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, *, model_name: str, num_classes: int,
@@ -99,8 +169,14 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, model_name: str, nu
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", *,
                num_classes: int | None = None) -> nn.Module:
-    """Rebuild the architecture recorded in a model file and load its weights (eval mode)."""
-    ckpt = load_checkpoint(path)
+    """Rebuild the architecture recorded in a model file and load its weights (eval mode).
+    ValueError (naming the file and the fix) for an unreadable file, a file that is not a model
+    written by `save_model`, another class count than `num_classes`, or weights that do not fit."""
+    ckpt = load_artifact(path, "model file", "delete it and rerun to retrain")
+    keys = ("state_dict", "model_name", "num_classes", "in_channels")
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in keys):
+        raise ValueError(f"{path} is not a model file written by save_model (needs keys {', '.join(keys)}); "
+                         "delete it and rerun to retrain")
     if num_classes is not None and ckpt["num_classes"] != num_classes:
         raise ValueError(f"model {path} has {ckpt['num_classes']} classes but the data set has {num_classes}; "
                          "retrain it (delete the file) for this data set")
@@ -133,7 +209,12 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
     device = resolve_device(device)
     data = load_dataset(data_path)
     config = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", (100, 150)))})
-    model = build_model(model_name, data.num_classes, data.in_channels).to(device)
+    # The initial weights come from the config seed too (on CPU, so every device starts alike),
+    # without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "model-init"))
+        model = build_model(model_name, data.num_classes, data.in_channels)
+    model = model.to(device)
     history = train(model, data.train_x, data.train_y, config, checkpoint_dir=checkpoint_dir,
                     log_path=log_path, device=device)
     model.eval()
@@ -225,7 +306,7 @@ def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: 
     device = resolve_device(device)
     data = load_dataset(data_path)
     model = load_model(model_path, device, num_classes=data.num_classes)
-    examples = load_checkpoint(examples_path)
+    examples = load_artifact(examples_path, "adversarial examples file", "delete it and rerun to recreate it")
     x = examples["x"].to(device)
     pool = sample_pool(data, pool_per_class, seed, device)
     generator = make_generator(derive_seed(seed, "defense", defense, setting))
@@ -302,6 +383,6 @@ def environment_summary() -> dict:
     }
 
 
-__all__ = ["job_log", "save_model", "load_model", "run_prepare", "run_train", "test_subset", "run_attack",
-           "sample_pool", "apply_defense", "run_evaluate", "run_adaptive", "environment_summary",
-           "parse_attack"]
+__all__ = ["JobInterrupted", "job_log", "load_artifact", "save_model", "load_model", "run_prepare", "run_train",
+           "test_subset", "run_attack", "sample_pool", "apply_defense", "run_evaluate", "run_adaptive",
+           "environment_summary", "parse_attack"]
