@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -174,8 +175,9 @@ def prepare_dataset(source: str, out_path: str | os.PathLike, *, download_root: 
     - "cifar10" / "cifar100": torchvision's CIFAR10/CIFAR100(root=download_root, download=True), which
       verifies the archive's md5. Offline, an archive already placed at
       ``<download_root>/cifar-10-python.tar.gz`` (or ``cifar-100-python.tar.gz``) is verified and
-      extracted without network; otherwise a ValueError says where to put it. Images resized (torch
-      bilinear, antialias) only if `image_size` != 32.
+      extracted without network; otherwise a ValueError says where to put it. An archive that
+      fails the md5 check (a partial or corrupt download) is renamed to ``*.corrupt``, so it never
+      passes for a good one. Images resized (torch bilinear, antialias) only if `image_size` != 32.
     - "synthetic": `_synthetic_dataset(seed, **synthetic)`; options n_train (2000), n_test (500),
       num_classes (10), image_size (defaults to the `image_size` argument), channels (3).
     - a path to a folder or a .tar.gz/.tgz/.tar/.zip archive laid out as ``train/<class>/*`` and
@@ -221,13 +223,23 @@ def _resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _cifar_dataset(name: str, download_root: Path, image_size: int) -> ImageDataset:
     from torchvision.datasets import CIFAR10, CIFAR100  # imported here: only this source needs it
+    from torchvision.datasets.utils import check_integrity
 
     cls, pretty = (CIFAR10, "CIFAR-10") if name == "cifar10" else (CIFAR100, "CIFAR-100")
     archive = download_root.resolve() / cls.filename
     try:
         splits = {split: cls(root=str(download_root), train=(split == "train"), download=True) for split in SPLITS}
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        present = (f"; the file now at {archive} fails its md5 check, replace it" if archive.is_file() else "")
+    except (urllib.error.URLError, OSError, RuntimeError, http.client.HTTPException) as exc:
+        # torchvision downloads straight to the final name and checks the md5 afterwards: never leave
+        # a partial or corrupt archive under that name (it would look like a good download).
+        present = ""
+        if archive.is_file():
+            if check_integrity(str(archive), cls.tgz_md5):  # a good archive; extracting it failed
+                raise ValueError(f"could not extract {archive} into {download_root.resolve()} ({type(exc).__name__}: "
+                                 f"{exc}); check free disk space and permissions there, then rerun") from exc
+            aside = archive.with_name(archive.name + ".corrupt")
+            os.replace(archive, aside)
+            present = f"; the archive at {archive} failed its md5 check (partial or corrupt) and was moved to {aside}"
         raise ValueError(
             f"could not download {pretty} ({type(exc).__name__}: {exc}){present}; with no internet, place "
             f"{cls.filename} (from {cls.url}, md5 {cls.tgz_md5}) in {archive.parent}/ and rerun, "
