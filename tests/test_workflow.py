@@ -3,8 +3,6 @@ and selective reruns."""
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import pytest
 import yaml
@@ -62,11 +60,11 @@ def test_full_presets_build_their_dag(workdir, preset):
 
 
 @pytest.mark.slow
-def test_smoke_run_end_to_end_caches_and_reruns_selectively(workdir):
-    start = time.perf_counter()
-    snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
-    elapsed = time.perf_counter() - start
-    print(f"smoke preset: {elapsed:.0f} s")
+def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_report):
+    # The smoke run and its report are session fixtures (tests/conftest.py), shared with
+    # tests/test_report_browser.py.
+    workdir = smoke_run.workdir
+    print(f"smoke preset: {smoke_run.seconds:.0f} s")
 
     reports = workdir / "reports" / "smoke"
     results = pd.read_csv(reports / "results.csv")
@@ -100,8 +98,7 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(workdir):
     assert len(changed) == 2 and all("setting=lam=0.8" in w and "defense=mi_ol" in w for w in changed)
 
     # The report holds every table and figure.
-    snakemake(workdir, "--configfile", "config/smoke.yaml", "--report", "reports/smoke/report.html")
-    report = (reports / "report.html").read_text(errors="replace")
+    report = smoke_report.read_text(errors="replace")
     assert len(report) > 100_000
     for name in ("table2.html", "fig2_components.png", "fig4_adaptive.png", "provenance.html", "results.csv"):
         assert name in report
