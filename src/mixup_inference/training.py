@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,8 +412,9 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
     order = order.view(steps, config.batch_size).to(train_x.device)
     lr_start = optimizer.param_groups[0]["lr"]
     loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=device), 0
+    # Redraw often on a terminal, rarely into a log file (a workflow job's stderr).
     bar = tqdm(total=steps, desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}", unit="batch",
-               disable=not progress, leave=True)
+               disable=not progress, leave=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     start = time.perf_counter()
     for batch in range(steps):
         index = order[batch]
