@@ -9,7 +9,8 @@ first chunk (Gaussian noise in fixed-size blocks), so for a given generator stat
 not depend on `chunk_size`.
 
 Conventions: images float [B, C, H, W] in [0, 1]; the model returns logits and is run in eval
-mode under torch.no_grad() (its previous mode is restored); results keep the model's output dtype.
+mode under torch.inference_mode() (its previous mode is restored; the returned probabilities are
+ordinary tensors, usable in autograd code); results keep the model's output dtype.
 The MI sample pool (`pool_x` uint8 or float, `pool_y` int64) must contain every class; uint8
 pools are converted to float / 255 one chunk at a time.
 """
@@ -173,7 +174,7 @@ def averaged_softmax(model: nn.Module, x: Tensor, make_inputs: Callable[[int, in
     n_inputs, n_samples = x.shape[0], int(n_samples)
     total = n_inputs * n_samples
     sums: Tensor | None = None
-    with torch.no_grad(), eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         for start in range(0, total, chunk_size):
             stop = min(total, start + chunk_size)
             probs = F.softmax(model(make_inputs(start, stop)), dim=1)
