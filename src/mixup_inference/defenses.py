@@ -31,6 +31,7 @@ __all__ = [
     "DEFENSES",
     "POOL_DEFENSES",
     "averaged_softmax",
+    "default_chunk_size",
     "gaussian_noise",
     "mi_combined",
     "mi_ol",
@@ -47,6 +48,9 @@ MI_MODES = ("pl", "ol")
 # Gaussian noise is drawn in blocks of this many copies, whatever the chunk size, so that the
 # noise of copy j does not depend on how the copies are chunked.
 _NOISE_BLOCK = 256
+# Default images per forward pass when chunk_size is None (see `default_chunk_size`).
+CHUNK_SIZE_CUDA = 2048
+CHUNK_SIZE_CPU = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,20 +160,33 @@ def pool_images(pool_x: Tensor, index: Tensor, *, dtype: torch.dtype, device: to
 # The engine
 # ---------------------------------------------------------------------------------------------
 
+def default_chunk_size(device: torch.device | str) -> int:
+    """Images per forward pass used when a defense gets chunk_size=None: 2048 on CUDA, 64 elsewhere.
+
+    On CPU the per-image forward cost grows once a chunk's activations outgrow the caches
+    (`python -m mixup_inference.bench`, 2-core Xeon: compact_resnet 0.8 ms/image at 32-128
+    images, 2.2 ms at 2048; the paper's ResNet 7.5 ms at 16-64, 11.5 ms at 128), so CPU chunks
+    stay small; a GPU needs large batches to fill it.
+    """
+    return CHUNK_SIZE_CUDA if torch.device(device).type == "cuda" else CHUNK_SIZE_CPU
+
+
 def averaged_softmax(model: nn.Module, x: Tensor, make_inputs: Callable[[int, int], Tensor],
-                     n_samples: int, *, chunk_size: int = 2048) -> Tensor:
+                     n_samples: int, *, chunk_size: int | None = None) -> Tensor:
     """Mean over N = n_samples random executions of softmax(model(transformed copy)), per input.
 
     Copies are numbered j = b * N + k (input b, execution k). `make_inputs(start, stop)` must
     return the images of copies start..stop-1 as a float tensor [stop - start, C, H, W]; it is
     called with consecutive, increasing ranges of at most `chunk_size` copies, so at most
-    `chunk_size` images are ever passed to the model at once.
+    `chunk_size` images are ever passed to the model at once (None: `default_chunk_size(x.device)`).
 
     Returns:
         [B, C] averaged probabilities (rows sum to 1), dtype of the model's output.
     """
     _check_images(x)
     _check_positive_int(n_samples, "n_samples")
+    if chunk_size is None:
+        chunk_size = default_chunk_size(x.device)
     _check_positive_int(chunk_size, "chunk_size")
     n_inputs, n_samples = x.shape[0], int(n_samples)
     total = n_inputs * n_samples
@@ -191,7 +208,7 @@ def _owners(start: int, stop: int, n_samples: int, device: torch.device) -> Tens
     return torch.arange(start, stop, device=device) // int(n_samples)
 
 
-def predict_probs(model: nn.Module, x: Tensor, *, chunk_size: int = 2048) -> Tensor:
+def predict_probs(model: nn.Module, x: Tensor, *, chunk_size: int | None = None) -> Tensor:
     """Plain softmax(model(x)) [B, C] (no defense), in chunks of at most `chunk_size` images."""
     return averaged_softmax(model, x, lambda start, stop: x[start:stop], 1, chunk_size=chunk_size)
 
@@ -202,7 +219,7 @@ def predict_probs(model: nn.Module, x: Tensor, *, chunk_size: int = 2048) -> Ten
 
 def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, pool_x: Tensor, pool_y: Tensor, *,
                                   lam: float, n_samples: int, mode: str, num_classes: int,
-                                  generator: torch.Generator | None, chunk_size: int) -> Tensor:
+                                  generator: torch.Generator | None, chunk_size: int | None) -> Tensor:
     """MI with the predicted labels `yhat` already computed (shared by MI and MI-Combined)."""
     index = sample_pool_indices(pool_y, yhat, mode=mode, n=n_samples, num_classes=num_classes,
                                 generator=generator).reshape(-1)
@@ -217,7 +234,7 @@ def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, poo
 
 def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
                     n_samples: int, mode: str, generator: torch.Generator | None = None,
-                    chunk_size: int = 2048) -> Tensor:
+                    chunk_size: int | None = None) -> Tensor:
     """Mixup Inference (paper Algorithm 1): F_MI(x) = mean_k softmax(F(lam * x + (1 - lam) * x_s,k)).
 
     yhat = argmax F(x) (plain prediction). Mode "pl" (MI-PL): y_s,k = yhat; mode "ol" (MI-OL):
@@ -229,7 +246,8 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
         pool_x, pool_y: the sample pool (uint8 or float images, int64 labels; every class present).
         lam: mixup ratio in (0, 1] (paper: 0.5 for mixup, 0.6 for interpolated AT).
         n_samples: executions N >= 1 (paper: 30).  mode: "pl" or "ol".
-        generator: the only source of randomness.  chunk_size: max images per forward pass.
+        generator: the only source of randomness.  chunk_size: max images per forward pass
+            (None: `default_chunk_size`, 2048 on CUDA, 64 on CPU); results do not depend on it.
 
     Returns:
         [B, C] averaged probabilities.
@@ -246,14 +264,14 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
 
 
 def mi_pl(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
-          generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+          generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """MI-PL: `mixup_inference` with mode="pl" (mix with pool images of the predicted class)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="pl",
                            generator=generator, chunk_size=chunk_size)
 
 
 def mi_ol(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
-          generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+          generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """MI-OL: `mixup_inference` with mode="ol" (mix with pool images of the other classes)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="ol",
                            generator=generator, chunk_size=chunk_size)
@@ -261,7 +279,7 @@ def mi_ol(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: f
 
 def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam_pl: float = 0.5,
                 lam_ol: float = 0.4, threshold: float = 0.2, n_pl: int = 5, n_ol: int = 15,
-                generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+                generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """MI-Combined (paper Sec. 4.3, authors' attack_resnet_mixuptest_Combined.py).
 
     Runs MI-PL (lam_pl, n_pl samples). An input is flagged adversarial when
@@ -306,7 +324,7 @@ def _check_sizes(min_size: int, max_size: int, x: Tensor) -> None:
                          f"pick sizes within the image size")
 
 
-def _affine_copies(model: nn.Module, x: Tensor, theta: Tensor, n_samples: int, chunk_size: int,
+def _affine_copies(model: nn.Module, x: Tensor, theta: Tensor, n_samples: int, chunk_size: int | None,
                    bounds: Tensor | None = None) -> Tensor:
     """Average softmax over copies j of x[j // N] warped by theta[j] ([B*N, 2, 3], output ->
     input normalised coordinates, align_corners=False), bilinear, zeros outside the image.
@@ -329,7 +347,7 @@ def _scale_translate_theta(scale_x: Tensor, scale_y: Tensor, shift_x: Tensor, sh
 
 
 def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
-                   generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+                   generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Gaussian-noise baseline: mean_k softmax(F(clamp(x + sigma * z_k, 0, 1))), z_k ~ N(0, I).
 
     sigma is on the [0, 1] pixel scale (the paper's Tables 4/5 values: 0.04, 0.075, 0.025, 0.06);
@@ -360,7 +378,7 @@ def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
 
 
 def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_samples: int,
-                    generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Random-rotation baseline: rotate each copy about the image centre by an angle uniform in
     [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies."""
     if not (0 <= max_degrees <= 180):
@@ -380,7 +398,7 @@ def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_sample
 
 
 def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
-                      generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+                      generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Xie et al. (2018) baseline: resize each copy to s x s, s uniform integer in
     [min_size, max_size], and zero-pad it back to H x W at a uniform integer offset
     (top in [0, H - s], left in [0, W - s]).
@@ -406,7 +424,7 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
 
 
 def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
-                       generator: torch.Generator | None = None, chunk_size: int = 2048) -> Tensor:
+                       generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Guo et al. (2018) baseline: crop an s x s window, s uniform integer in [min_size, max_size],
     at a uniform integer offset (top in [0, H - s], left in [0, W - s]), resize it back to H x W.
 
@@ -437,7 +455,7 @@ def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: 
 # ---------------------------------------------------------------------------------------------
 
 def _no_defense(model: nn.Module, x: Tensor, *, generator: torch.Generator | None = None,
-                chunk_size: int = 2048) -> Tensor:
+                chunk_size: int | None = None) -> Tensor:
     """`predict_probs` with the common keyword interface of DEFENSES (generator is unused)."""
     return predict_probs(model, x, chunk_size=chunk_size)
 
@@ -453,7 +471,7 @@ DEFENSES: dict[str, Callable[..., Tensor]] = {
     "guo": random_crop_resize,
 }
 """Name -> defense. All take (model, x[, pool_x, pool_y], *, <own parameters>, generator=None,
-chunk_size=2048) and return [B, C] probabilities. The names in POOL_DEFENSES take the pool as
+chunk_size=None) and return [B, C] probabilities. The names in POOL_DEFENSES take the pool as
 the 3rd and 4th positional arguments; their parameters: mi_pl/mi_ol (lam, n_samples),
 mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples), rotation
 (max_degrees, n_samples), xie/guo (min_size, max_size, n_samples), none (nothing)."""
