@@ -107,7 +107,11 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
     return x_adv.detach()
 
 
-def _check_adaptive_args(x: Tensor, pool_x: Tensor, pool_y: Tensor, lam: float, mode: str, n_adaptive: int) -> None:
+def _check_adaptive_args(x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, lam: float, mode: str,
+                         n_adaptive: int, eps: float, step_size: float, steps: int) -> None:
+    """Every argument check shared by the two attacks against MI (PGD's own checks included)."""
+    _check_pgd_args(eps, step_size, steps)
+    _check_labels(x, y)
     _check_lam(lam)
     _check_mode(mode)
     _check_positive_int(n_adaptive, "n_adaptive")
@@ -151,9 +155,7 @@ def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y:
     Returns:
         Detached adversarial images with max |x_adv - x| <= eps and pixels in [0, 1].
     """
-    _check_pgd_args(eps, step_size, steps)
-    _check_labels(x, y)
-    _check_adaptive_args(x, pool_x, pool_y, lam, mode, n_adaptive)
+    _check_adaptive_args(x, y, pool_x, pool_y, lam, mode, n_adaptive, eps, step_size, steps)
     x = x.detach()
     if eps == 0:
         return x.clone()
@@ -195,9 +197,7 @@ def eot_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tens
     Returns:
         Detached adversarial images with max |x_adv - x| <= eps and pixels in [0, 1].
     """
-    _check_pgd_args(eps, step_size, steps)
-    _check_labels(x, y)
-    _check_adaptive_args(x, pool_x, pool_y, lam, mode, n_adaptive)
+    _check_adaptive_args(x, y, pool_x, pool_y, lam, mode, n_adaptive, eps, step_size, steps)
     x = x.detach()
     if eps == 0:
         return x.clone()
