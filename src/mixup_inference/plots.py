@@ -161,7 +161,9 @@ def plot_components(components_df: pd.DataFrame, stem: str | Path) -> list[Path]
     panels = sorted(
         df.groupby(["dataset", "regime", "mode"]).groups, key=lambda p: (p[0], _regime_rank(p[1]), p[2] != "pl")
     )
-    fig, axes = _figure(len(panels), ncols=2)  # one row per regime: MI-PL, MI-OL
+    # MI-PL and MI-OL of a regime side by side, two regimes per row: a wide figure, so the report
+    # viewer (which fits the height to the window) shows it whole and legible
+    fig, axes = _figure(len(panels), ncols=4 if len(panels) > 2 else 2)
     lam_grid = np.linspace(0.0, 1.0, 101)
     # F_yhat drawn with open markers over F_y: on clean inputs the two mostly coincide (yhat = y)
     styles = {

@@ -71,30 +71,35 @@ rule figures:
         detection=f"{REPORTS}/detection.csv",
         components=f"{REPORTS}/components.csv",
     output:
+        # PNG in the report (one entry per figure; the viewer shows PNG inline), SVG beside it for papers
         fig2=report(
-            multiext(f"{REPORTS}/figures/fig2_components", ".png", ".svg"),
+            f"{REPORTS}/figures/fig2_components.png",
             caption="../report/fig2.rst",
             category="Figures",
             labels={"figure": "Fig. 2: MI output components"},
         ),
+        fig2_svg=f"{REPORTS}/figures/fig2_components.svg",
         fig3a=report(
-            multiext(f"{REPORTS}/figures/fig3a_detection", ".png", ".svg"),
+            f"{REPORTS}/figures/fig3a_detection.png",
             caption="../report/fig3a.rst",
             category="Figures",
             labels={"figure": "Fig. 3a: detection AUC"},
         ),
+        fig3a_svg=f"{REPORTS}/figures/fig3a_detection.svg",
         fig3b=report(
-            multiext(f"{REPORTS}/figures/fig3b_tradeoff", ".png", ".svg"),
+            f"{REPORTS}/figures/fig3b_tradeoff.png",
             caption="../report/fig3b.rst",
             category="Figures",
             labels={"figure": "Fig. 3b: robustness vs clean accuracy"},
         ),
+        fig3b_svg=f"{REPORTS}/figures/fig3b_tradeoff.svg",
         fig4=report(
-            multiext(f"{REPORTS}/figures/fig4_adaptive", ".png", ".svg"),
+            f"{REPORTS}/figures/fig4_adaptive.png",
             caption="../report/fig4.rst",
             category="Figures",
             labels={"figure": "Fig. 4: adaptive attacks"},
         ),
+        fig4_svg=f"{REPORTS}/figures/fig4_adaptive.svg",
     params:
         tradeoff_attack=config["grids"]["attack"],
     log:

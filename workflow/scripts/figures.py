@@ -9,7 +9,7 @@ from mixup_inference.plots import plot_adaptive, plot_components, plot_detection
 with job_log(snakemake.log[0]):
     out = snakemake.output
     results = pd.read_csv(snakemake.input.results)
-    stem = lambda paths: Path(paths[0]).with_suffix("")  # noqa: E731 (multiext outputs share a stem)
+    stem = lambda path: Path(path).with_suffix("")  # noqa: E731 (the PNG and SVG outputs share a stem)
     plot_components(pd.read_csv(snakemake.input.components), stem(out.fig2))
     plot_detection_auc(pd.read_csv(snakemake.input.detection), stem(out.fig3a))
     plot_tradeoff(results, stem(out.fig3b), attack=snakemake.params.tradeoff_attack)
