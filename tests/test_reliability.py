@@ -211,6 +211,20 @@ def test_workflow_stops_on_bad_config_with_the_message_and_no_traceback(workdir,
     assert not (workdir / "results" / "badconfig").exists()  # no job ran
 
 
+def test_a_config_file_missing_a_key_is_an_error_not_filled_from_the_default(workdir):
+    """--configfile replaces the default preset; it is not merged over it (a key missing from the
+    user's file would otherwise silently take config/config.yaml's value)."""
+    config = smoke_config()
+    del config["seed"]
+    config["run"] = "missingkey"
+    (workdir / "config" / "missing.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(workdir, "-n", "--configfile", "config/missing.yaml", check=False, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "invalid config: config key seed is missing; add it (config/config.yaml shows every key)" in output
+    assert "Traceback" not in output
+
+
 # ================================================================ bad input inside a job
 
 
@@ -526,11 +540,13 @@ def test_nan_loss_stops_the_job_with_one_line_and_keeps_the_last_checkpoint(tmp_
     torch.manual_seed(0)
     model = _Diverges(build_model("tiny_cnn", 4), at=4 + 3)
     log = tmp_path / "train.log"
-    with pytest.raises(RuntimeError):
+    with pytest.raises(SystemExit) as stopped:
         with job_log(log):
             train(model, data.train_x, data.train_y, TrainConfig(**tiny_training(epochs=3)),
                   checkpoint_dir=tmp_path / "ckpt", progress=False)
-    assert re.fullmatch(r"ERROR: RuntimeError: training stopped: loss is nan at epoch 2/3, batch 3/4 .*; the last "
+    assert stopped.value.code == 1
+    assert "Traceback" not in log.read_text()
+    assert re.fullmatch(r"ERROR: training stopped: loss is nan at epoch 2/3, batch 3/4 .*; the last "
                         rf"good checkpoint {re.escape(str(tmp_path / 'ckpt' / 'last.pt'))} is kept; lower lr or check "
                         r"the data", log.read_text().splitlines()[-1])
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["epoch"] == 1

@@ -38,12 +38,12 @@ from .metrics import (
     wilson_interval,
 )
 from .models import MODEL_NAMES, build_model
-from .training import TrainConfig, soft_cross_entropy, train
+from .training import TrainConfig, TrainingDiverged, soft_cross_entropy, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig",
+    "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
     "accuracy_with_ci", "adaptive_pgd", "build_model", "build_pool", "confidence_score", "detection_auc",
     "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
     "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",

@@ -42,7 +42,7 @@ from .defenses import (
 from .metrics import accuracy_with_ci
 from .models import build_model
 from .settings import parse_attack, parse_setting
-from .training import TrainConfig, train
+from .training import TrainConfig, TrainingDiverged, train
 from .utils import (
     atomic_save,
     atomic_write_text,
@@ -82,8 +82,8 @@ def job_log(path: str | os.PathLike, threads: int | None = None) -> Iterator[Non
 
     For a workflow job script (``with job_log(snakemake.log[0]): run_...(...)``). On failure the
     log ends with one line ``ERROR: <message>``:
-    - a ValueError is bad input whose message names the problem and the fix: logged without a
-      traceback; the job exits with status 1 and prints the same line (and the log's path) to
+    - a ValueError is bad input whose message names the problem and the fix, and TrainingDiverged
+      (NaN loss) names the epoch and the kept checkpoint: both logged without a traceback; the job exits with status 1 and prints the same line (and the log's path) to
       stderr, where Snakemake shows it;
     - SIGTERM (job cancelled, or preempted by the scheduler) and SIGINT stop the job as an exception,
       so ``finally`` blocks run (no temporary files are left behind); exit status 143 / 130;
@@ -115,7 +115,7 @@ def job_log(path: str | os.PathLike, threads: int | None = None) -> Iterator[Non
             start = time.perf_counter()
             yield
             print(f"# job finished in {time.perf_counter() - start:.1f} s", flush=True)
-        except ValueError as error:
+        except (ValueError, TrainingDiverged) as error:
             failure = (f"ERROR: {error}", 1)
         except (JobInterrupted, KeyboardInterrupt) as error:
             name = str(error) if isinstance(error, JobInterrupted) else "SIGINT"

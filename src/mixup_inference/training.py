@@ -52,7 +52,7 @@ from .attacks import pgd
 from .data import random_crop_flip, to_float
 from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
 
-__all__ = ["REGIMES", "SCHEDULES", "TrainConfig", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
+__all__ = ["REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
            "make_optimizer", "make_scheduler"]
 
 REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
@@ -70,6 +70,11 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. Its message names epoch, batch and learning rate and says
+    which checkpoint is kept; a job reports it in one line, like bad input (no traceback)."""
 
 
 @dataclass
@@ -357,7 +362,7 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
         images_per_second (means over the history), resumed_from_epoch and the history.
 
     Raises:
-        RuntimeError if the loss becomes NaN or infinite (naming epoch and batch); the last
+        TrainingDiverged (a RuntimeError) if the loss becomes NaN or infinite (naming epoch and batch); the last
         checkpoint written is left as it was.
     """
     _check_data(train_x_uint8, train_y, config)
@@ -430,7 +435,7 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
             bar.close()
             kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path is not None and ckpt_path.exists()
                     else "no checkpoint was written")
-            raise RuntimeError(f"training stopped: loss is {loss_value} at epoch {epoch + 1}/{config.epochs}, "
+            raise TrainingDiverged(f"training stopped: loss is {loss_value} at epoch {epoch + 1}/{config.epochs}, "
                                f"batch {batch + 1}/{steps} (regime {config.regime}, lr "
                                f"{optimizer.param_groups[0]['lr']:.3g}); {kept}; lower lr or check the data")
         lr_end = optimizer.param_groups[0]["lr"]
