@@ -217,3 +217,13 @@ def test_adaptive_attacks_invalid_arguments(problem, attack, overrides, message)
     with pytest.raises(ValueError, match=message):
         attack(problem["model"], problem["x"][:2], problem["yhat"][:2], problem["pool_x"], problem["pool_y"],
                **attack_kwargs(problem, **overrides))
+
+
+def test_auto_attack_batch_and_chunk_sizes_resolve_per_device():
+    from mixup_inference.pipeline import AUTO_ATTACK_BATCH, resolve_batch_size, resolve_chunk_size
+
+    assert resolve_batch_size("auto", torch.device("cpu")) == AUTO_ATTACK_BATCH["cpu"]
+    assert resolve_batch_size("auto", torch.device("cuda", 1)) == AUTO_ATTACK_BATCH["cuda"]
+    assert resolve_batch_size(7, torch.device("cpu")) == 7
+    assert resolve_chunk_size("auto") is None and resolve_chunk_size(None) is None  # the defenses' default
+    assert resolve_chunk_size(96) == 96

@@ -78,6 +78,8 @@ def _schema_problems(error) -> list[str]:
                 for name in rule if name not in value]
     if kind == "enum":
         return [f"config key {key}: unknown {_noun(path)} {value!r}; expected one of {', '.join(map(str, rule))}"]
+    if kind == "anyOf" and "description" in error.schema:
+        return [f"config key {key}: {value!r} is not valid; expected {error.schema['description']}"]
     if kind == "pattern":
         expected = error.schema.get("description", f"a value matching {rule}")
         return [f"config key {key}: {value!r} is not a valid {_noun(path)}; expected {expected}"]

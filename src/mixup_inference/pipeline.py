@@ -244,16 +244,35 @@ def test_subset(data, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return indices, x, y, target
 
 
+# Images per attack batch for batch_size "auto". On a CPU a forward+backward costs least per image at
+# 16-64 images (activations stay in cache; 1.7x more per image at 256: reports/bench/bench.md, "Bare
+# model cost vs images per pass"); a GPU wants large batches.
+AUTO_ATTACK_BATCH = {"cpu": 32, "cuda": 512}
+
+
+def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
+    """`batch_size` itself, or the per-device default (AUTO_ATTACK_BATCH) for "auto"."""
+    if batch_size == "auto":
+        return AUTO_ATTACK_BATCH.get(device.type, AUTO_ATTACK_BATCH["cuda"])
+    return int(batch_size)
+
+
+def resolve_chunk_size(chunk_size: int | str | None) -> int | None:
+    """`chunk_size` itself, or None for "auto": the defenses then pick their per-device default."""
+    return None if chunk_size in (None, "auto") else int(chunk_size)
+
+
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([predict_probs(model, x[s]) for s in _batches(len(x), batch_size)]).argmax(1)
 
 
 def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, n_test: int,
-               batch_size: int = 256, seed: int = 0, device: str = "auto", name: str = "") -> None:
+               batch_size: int | str = "auto", seed: int = 0, device: str = "auto", name: str = "") -> None:
     """Oblivious adversarial examples for the run's test subset, crafted on the bare model.
     Untargeted PGD pushes away from the model's clean prediction (as the authors' code);
     targeted PGD pulls toward a random label different from the true one."""
     device = resolve_device(device)
+    batch_size = resolve_batch_size(batch_size, device)
     data = load_dataset(data_path)
     model = load_model(model_path, device, num_classes=data.num_classes)
     indices, x, y, target = test_subset(data, n_test, seed)
@@ -284,7 +303,7 @@ def sample_pool(data, per_class: int, seed: int, device: torch.device) -> tuple[
 
 
 def apply_defense(model: nn.Module, x: torch.Tensor, defense: str, setting: str, *, pool: tuple[torch.Tensor, torch.Tensor],
-                  n_samples: int, chunk_size: int, generator: torch.Generator) -> torch.Tensor:
+                  n_samples: int, chunk_size: int | None, generator: torch.Generator) -> torch.Tensor:
     """Averaged softmax of `defense` with its canonical `setting` (see settings.py) on inputs x."""
     kwargs = parse_setting(defense, setting)
     common = {"generator": generator, "chunk_size": chunk_size}
@@ -300,10 +319,11 @@ def apply_defense(model: nn.Module, x: torch.Tensor, defense: str, setting: str,
 
 
 def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: str, *, defense: str, setting: str,
-                 n_samples: int, chunk_size: int, pool_per_class: int, seed: int = 0, device: str = "auto",
-                 meta: dict | None = None) -> None:
+                 n_samples: int, chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
+                 device: str = "auto", meta: dict | None = None) -> None:
     """One defense with one setting on one attack's examples: per-point probabilities for the aggregate."""
     device = resolve_device(device)
+    chunk_size = resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
     model = load_model(model_path, device, num_classes=data.num_classes)
     examples = load_artifact(examples_path, "adversarial examples file", "delete it and rerun to recreate it")
@@ -323,13 +343,15 @@ def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: 
 
 
 def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict, attack_name: str, kind: str,
-                 defense: str, setting: str, n_adaptive: int, n_test: int, n_subset: int, n_samples: int, chunk_size: int,
-                 pool_per_class: int, batch_size: int = 256, seed: int = 0, device: str = "auto",
+                 defense: str, setting: str, n_adaptive: int, n_test: int, n_subset: int, n_samples: int,
+                 chunk_size: int | str | None = "auto", pool_per_class: int, batch_size: int | str = "auto",
+                 seed: int = 0, device: str = "auto",
                  meta: dict | None = None) -> None:
     """An adaptive attack that sees the MI defense ("paper": App. B.2 adaptive PGD; "eot": EOT PGD),
     then the same MI defense on its examples. Uses the first `n_test` points of the run's test subset
     (of size `n_subset`, the dataset's n_test), so they are among the oblivious evaluation's points."""
     device = resolve_device(device)
+    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
     model = load_model(model_path, device, num_classes=data.num_classes)
     _, x, y, target = test_subset(data, n_subset, seed)

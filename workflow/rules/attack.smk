@@ -10,7 +10,7 @@ rule attack:
     params:
         attack=attack_params,
         n_test=lambda wc: dataset_config(wc)["n_test"],
-        batch_size=config["attacks"].get("batch_size", 256),
+        batch_size=config["attacks"].get("batch_size", "auto"),
         seed=config["seed"],
         device=config["device"],
     log:
