@@ -41,6 +41,11 @@ def test_smoke_dag_has_expected_jobs_per_rule(workdir):
     assert dry_run_jobs(workdir, "--configfile", "config/smoke.yaml") == SMOKE_JOBS
 
 
+def test_benchmark_is_a_rule_of_its_own_outside_all(workdir):
+    assert dry_run_jobs(workdir, "bench") == {"bench": 1}
+    assert "bench" not in dry_run_jobs(workdir, "--configfile", "config/smoke.yaml")
+
+
 @pytest.mark.parametrize("preset", ["config", "paper"])
 def test_full_presets_build_their_dag(workdir, preset):
     config = yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text())
