@@ -18,6 +18,7 @@ import pytest
 
 from slurm_cluster import (SlurmCluster, profile_flags, skip_unless_cluster_possible,
                            slurm_cluster_or_skip)
+from workflow_helpers import dry_run_jobs, workdir_copy
 
 pytestmark = pytest.mark.slurm
 
@@ -190,3 +191,78 @@ def test_teardown_cancels_jobs_and_stops_every_process(tmp_path):
                 pass
     assert not leftovers, leftovers
     assert not workdir.exists()
+
+
+# Rules the workflow runs where Snakemake runs (workflow/rules/*.smk `localrules`); every other
+# rule must run as a SLURM job.
+LOCAL_RULES = {"prepare_data", "aggregate", "tables", "figures", "provenance"}
+GPU_RULES = ("train", "attack", "evaluate", "adaptive", "bench")
+
+
+def job_ids_in_logs(logs: Path) -> dict[Path, str]:
+    """The SLURM_JOB_ID each job log's header records (job_log writes it; 'none' outside SLURM)."""
+    ids = {}
+    for log in sorted(logs.rglob("*.log")):
+        match = re.search(r"SLURM_JOB_ID=(\S+)", log.read_text().split("\n", 1)[0])
+        assert match, f"{log} has no job_log header:\n{log.read_text()[:500]}"
+        ids[log.relative_to(logs)] = match.group(1)
+    return ids
+
+
+def rule_of(log: Path) -> str:
+    """The rule a job log (relative to logs/<run>/) belongs to: the log paths of workflow/rules/*.smk."""
+    if len(log.parts) == 1:
+        return log.stem  # aggregate.log, figures.log, provenance.log
+    if log.parts[0] == "tables":
+        return "tables"
+    if log.name in ("prepare_data.log", "train.log"):
+        return log.stem
+    return {"attack": "attack", "eval": "evaluate", "adaptive": "adaptive"}[log.parts[2]]
+
+
+def test_smoke_preset_through_the_slurm_profile_matches_the_local_run(cluster, smoke_run, tmp_path_factory,
+                                                                      record_property):
+    """The real workflow (smoke preset) submitted through profiles/slurm: every non-local job is a
+    SLURM job of this cluster, and results.csv is byte-identical to the local run's (same seed)."""
+    workdir = workdir_copy(tmp_path_factory.mktemp("smoke_slurm"))
+    cmd = [
+        *snakemake_cmd(), "--configfile", "config/smoke.yaml",
+        "--profile", str(PROFILE), "--workflow-profile", "none",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        # This machine's cluster: its partition, and no GPU requests (its one GPU is fake).
+        *profile_flags(PROFILE, default_resources={"slurm_partition": PARTITION},
+                       set_resources={rule: {"gpu": 0} for rule in GPU_RULES}),
+    ]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True,
+                              timeout=1800, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the smoke run through SLURM did not finish in 30 min:\n{(exc.stderr or b'')[-4000:]!r}\n"
+                    f"{cluster.run('squeue', '--states=all', check=False).stdout}\n{cluster.logs()}")
+    seconds = time.monotonic() - started
+    record_property("smoke_slurm_seconds", round(seconds, 1))
+    record_property("smoke_local_seconds", round(smoke_run.seconds, 1))
+    print(f"smoke preset: {seconds:.1f} s through SLURM, {smoke_run.seconds:.1f} s locally (--cores 2)")
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-6000:]}\n{cluster.logs()}"
+
+    ids = job_ids_in_logs(workdir / "logs" / "smoke")
+    by_rule: dict[str, set[str]] = {}
+    for log, job_id in ids.items():
+        rule = rule_of(log)
+        if rule in LOCAL_RULES:
+            assert job_id == "none", f"local rule {rule} ran as SLURM job {job_id} ({log})"
+            continue
+        assert job_id.isdigit(), f"{log} (rule {rule}) did not run as a SLURM job: SLURM_JOB_ID={job_id}"
+        assert cluster.job_info(job_id)["JobState"] == "COMPLETED", (log, cluster.job_info(job_id))
+        by_rule.setdefault(rule, set()).add(job_id)
+    assert set(by_rule) == {"train", "attack", "evaluate", "adaptive"}, sorted(by_rule)
+    all_ids = [job_id for ids_ in by_rule.values() for job_id in ids_]
+    assert len(all_ids) == len(set(all_ids))  # one SLURM job per Snakemake job
+    # what a dry run of the same preset plans, minus local rules and `all`
+    planned = dry_run_jobs(workdir, "--configfile", "config/smoke.yaml", "--forceall")
+    assert {rule: len(job_ids) for rule, job_ids in by_rule.items()} == \
+        {rule: n for rule, n in planned.items() if rule not in LOCAL_RULES | {"all"}}
+
+    local = (smoke_run.reports / "results.csv").read_bytes()
+    assert (workdir / "reports" / "smoke" / "results.csv").read_bytes() == local
