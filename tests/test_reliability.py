@@ -85,7 +85,7 @@ BAD_CONFIGS = [
      "config key adaptive.defense: unknown defense 'mi_combined'; expected one of mi_pl, mi_ol"),
     ("grids.settings.gaussian", ["sigma=abc"],
      "config key grids.settings.gaussian[0]: 'sigma=abc' is not a valid defense setting; expected canonical "
-     "defense setting, e.g. lam=0.5, sigma=0.04, deg=40, size=16-24, pl=0.5,ol=0.4,th=0.2"),
+     "defense setting, e.g. lam=0.5, sigma=0.04, deg=40, size=16-24, pl=0.5_ol=0.4_th=0.2"),
     ("model", "resnet18",
      "config key model: unknown model 'resnet18'; expected one of resnet50_paper, preact_resnet18, compact_resnet, "
      "tiny_cnn"),

@@ -19,8 +19,8 @@ CANONICAL = [
     ("mi_pl", "lam=0.5", {"lam": 0.5}),
     ("mi_ol", "lam=1", {"lam": 1.0}),
     ("mi_ol", "lam=0.05", {"lam": 0.05}),
-    ("mi_combined", "pl=0.5,ol=0.4,th=0.2", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}),
-    ("mi_combined", "pl=0.5,ol=0.4,th=0", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.0}),
+    ("mi_combined", "pl=0.5_ol=0.4_th=0.2", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}),
+    ("mi_combined", "pl=0.5_ol=0.4_th=0", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.0}),
     ("gaussian", "sigma=0.04", {"sigma": 0.04}),
     ("gaussian", "sigma=0.0313725", {"sigma": 0.0313725}),
     ("gaussian", "sigma=1e-05", {"sigma": 1e-05}),
@@ -57,6 +57,19 @@ def test_every_defense_has_a_round_trip_case():
     assert {defense for defense, _, _ in CANONICAL} == set(DEFENSE_NAMES)
 
 
+@pytest.mark.parametrize("defense,setting,params", CANONICAL)
+def test_setting_survives_snakemake_remote_job_arguments(defense, setting, params):
+    """A cluster job (SLURM) gets its wildcards back through `--target-jobs rule:k=v,...`, which
+    Snakemake splits on commas: the setting must come out of that round trip unchanged."""
+    from snakemake.target_jobs import parse_target_jobs_cli_args
+    from snakemake_interface_executor_plugins.utils import TargetSpec, encode_target_jobs_cli_args
+
+    wildcards = {"dataset": "cifar10", "regime": "mixup", "attack": "pgd10", "defense": defense,
+                 "setting": format_setting(defense, params)}
+    (spec,) = parse_target_jobs_cli_args(encode_target_jobs_cli_args([TargetSpec("evaluate", wildcards)]))
+    assert spec.wildcards_dict == wildcards
+
+
 @pytest.mark.parametrize(
     "defense,setting",
     [
@@ -74,10 +87,11 @@ def test_every_defense_has_a_round_trip_case():
         ("mi_ol", "lam=0"),  # lam must be in (0, 1]
         ("mi_ol", "lam=1.5"),
         ("mi_pl", "plain"),
-        ("mi_combined", "ol=0.4,pl=0.5,th=0.2"),  # order is part of the spelling
+        ("mi_combined", "ol=0.4_pl=0.5_th=0.2"),  # order is part of the spelling
         ("mi_combined", "pl=0.5,ol=0.4"),
-        ("mi_combined", "pl=0.5,ol=0.4,th=1.2"),
-        ("mi_combined", "pl=0.5, ol=0.4, th=0.2"),
+        ("mi_combined", "pl=0.5,ol=0.4,th=0.2"),  # commas break cluster jobs (settings.PART_SEPARATOR)
+        ("mi_combined", "pl=0.5_ol=0.4_th=1.2"),
+        ("mi_combined", "pl=0.5_ ol=0.4_ th=0.2"),
         ("gaussian", "sigma=-0.1"),
         ("gaussian", "sigma=inf"),
         ("gaussian", "std=0.04"),
@@ -125,7 +139,7 @@ def test_format_rejects_bad_params(defense, params):
 def test_setting_param_main_scalar():
     assert math.isnan(setting_param("none", "plain"))
     assert setting_param("mi_pl", "lam=0.3") == 0.3
-    assert setting_param("mi_combined", "pl=0.5,ol=0.4,th=0.2") == 0.4
+    assert setting_param("mi_combined", "pl=0.5_ol=0.4_th=0.2") == 0.4
     assert setting_param("gaussian", "sigma=0.075") == 0.075
     assert setting_param("rotation", "deg=30") == 30.0
     assert setting_param("xie", "size=20-28") == 20.0

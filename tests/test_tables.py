@@ -43,7 +43,7 @@ def results_df():
         result("mixup", "none", "plain", "tpgd10", 4),
         result("interpolated_at", "mi_ol", "lam=0.6", "clean", 842),
         result("interpolated_at", "mi_ol", "lam=0.6", "pgd10", 645),
-        result("mixup", "mi_combined", "pl=0.5,ol=0.4,th=0.2", "pgd50", 310),
+        result("mixup", "mi_combined", "pl=0.5_ol=0.4_th=0.2", "pgd50", 310),
         # must all be ignored:
         result("mixup", "none", "plain", "pgd10", 999, dataset="cifar100"),
         result("interpolated_at", "mi_ol", "lam=0.6", "pgd50", 999, adaptive="paper", n_adaptive=5),
@@ -62,7 +62,7 @@ def test_row_specs_follow_the_paper():
     # Table 4
     assert specs2["Mixup + Gaussian noise"] == ("mixup", "gaussian", "sigma=0.04")
     assert specs2["ERM + MI-OL (ablation)"] == ("erm", "mi_ol", "lam=0.6")
-    assert specs2["Mixup + MI-Combined"] == ("mixup", "mi_combined", "pl=0.5,ol=0.4,th=0.2")
+    assert specs2["Mixup + MI-Combined"] == ("mixup", "mi_combined", "pl=0.5_ol=0.4_th=0.2")
     assert specs2["IAT + Random rotation"] == ("interpolated_at", "rotation", "deg=30")
     assert specs2["IAT + Xie et al."] == ("interpolated_at", "xie", "size=20-28")
     assert specs2["IAT + Guo et al."] == ("interpolated_at", "guo", "size=20-28")

@@ -9,7 +9,7 @@ defense        setting                     keyword arguments of the defense (def
 =============  ==========================  ==============================================
 none           ``plain``                   ``{}``
 mi_pl, mi_ol   ``lam=0.5``                 ``{"lam": 0.5}``
-mi_combined    ``pl=0.5,ol=0.4,th=0.2``    ``{"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}``
+mi_combined    ``pl=0.5_ol=0.4_th=0.2``    ``{"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}``
 gaussian       ``sigma=0.04``              ``{"sigma": 0.04}`` (pixel units, images in [0, 1])
 rotation       ``deg=40``                  ``{"max_degrees": 40.0}`` (angles in [-40, 40])
 xie, guo       ``size=16-24``              ``{"min_size": 16, "max_size": 24}`` (pixels)
@@ -44,6 +44,10 @@ DEFENSE_NAMES: tuple[str, ...] = ("none", "mi_pl", "mi_ol", "mi_combined", "gaus
 
 #: The setting string of the undefended model.
 PLAIN_SETTING = "plain"
+# Joins the parts of a multi-parameter setting (mi_combined). Not a comma: a setting is a wildcard
+# value, and Snakemake passes a job's wildcards to cluster jobs as `--target-jobs rule:k=v,k=v`,
+# split on commas, so a comma inside a value breaks every remotely executed job (SLURM).
+PART_SEPARATOR = "_"
 
 #: The oblivious attacks of the paper's Tables 2 and 3, in the paper's column order.
 ATTACKS: tuple[str, ...] = ("clean", "pgd10", "pgd50", "pgd200", "tpgd10", "tpgd50", "tpgd200")
@@ -114,7 +118,7 @@ def format_setting(defense: str, params: dict) -> str:
 
     ``params`` must hold exactly the defense's setting kwargs (see the module table), e.g.
     ``format_setting("mi_combined", {"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2})``
-    returns ``"pl=0.5,ol=0.4,th=0.2"`` and ``format_setting("none", {})`` returns ``"plain"``.
+    returns ``"pl=0.5_ol=0.4_th=0.2"`` and ``format_setting("none", {})`` returns ``"plain"``.
     """
     _check_defense(defense)
     expected = _kwarg_names(defense)
@@ -138,7 +142,7 @@ def format_setting(defense: str, params: dict) -> str:
         text = _format_number(defense, kwarg, params[kwarg])
         _check_value(defense, kwarg, float(text), kind)
         parts.append(f"{key}={text}")
-    return ",".join(parts)
+    return PART_SEPARATOR.join(parts)
 
 
 def _check_sizes(defense: str, min_size: int, max_size: int) -> None:
@@ -166,7 +170,7 @@ def _example(defense: str) -> str:
         "none": "plain",
         "mi_pl": "lam=0.5",
         "mi_ol": "lam=0.5",
-        "mi_combined": "pl=0.5,ol=0.4,th=0.2",
+        "mi_combined": "pl=0.5_ol=0.4_th=0.2",
         "gaussian": "sigma=0.04",
         "rotation": "deg=40",
         "xie": "size=16-24",
@@ -199,7 +203,7 @@ def parse_setting(defense: str, setting: str) -> dict:
         _check_sizes(defense, low, high)
         return {"min_size": low, "max_size": high}
     spec = _SCALARS[defense]
-    parts = setting.split(",")
+    parts = setting.split(PART_SEPARATOR)
     if len(parts) != len(spec):
         raise ValueError(bad)
     params = {}
