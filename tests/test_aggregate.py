@@ -96,6 +96,9 @@ def test_detection_mi_pl_separates_perfectly_and_confidence_is_fooled():
     by_detector = {r["detector"]: r for r in rows}
     assert by_detector["mi_pl"]["auc"] == 1.0
     assert by_detector["confidence"]["auc"] == 0.0  # every adversarial input is more confident than every clean one
+    # perfect separation (either way round): DeLong's interval has zero width
+    assert (by_detector["mi_pl"]["auc_low"], by_detector["mi_pl"]["auc_high"]) == (1.0, 1.0)
+    assert (by_detector["confidence"]["auc_low"], by_detector["confidence"]["auc_high"]) == (0.0, 0.0)
     for r in rows:
         assert (r["dataset"], r["regime"], r["attack"], r["setting"], r["n_clean"], r["n_adv"]) == (
             "synth", "mixup", "pgd10", "lam=0.5", 4, 5)

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from mixup_inference.metrics import (accuracy_with_ci, confidence_score, detection_auc, mi_pl_detection_score,
-                                     wilson_interval)
+from mixup_inference.metrics import (accuracy_with_ci, auc_with_ci, confidence_score, detection_auc,
+                                     mi_pl_detection_score, wilson_interval)
 
 
 @pytest.mark.parametrize("successes, n, low, high", [
@@ -87,3 +88,42 @@ def test_detection_auc_separated_identical_and_reversed():
     assert detection_auc(torch.tensor([0.5]), torch.tensor([0.4, 0.6])) == 0.5
     with pytest.raises(ValueError, match="non-empty"):
         detection_auc(torch.tensor([]), adv)
+
+
+def _delong_brute_force(clean: np.ndarray, adv: np.ndarray) -> tuple[float, float]:
+    """AUC and DeLong variance from the full m x n comparison matrix (the definition)."""
+    psi = (adv[:, None] > clean[None, :]) + 0.5 * (adv[:, None] == clean[None, :])
+    v10, v01 = psi.mean(1), psi.mean(0)
+    return psi.mean(), v10.var(ddof=1) / len(adv) + v01.var(ddof=1) / len(clean)
+
+
+def test_auc_interval_matches_the_definition_with_ties():
+    g = np.random.default_rng(0)
+    clean = g.integers(0, 6, 40).astype(float)  # few distinct values: many ties
+    adv = g.integers(2, 8, 30).astype(float)
+    out = auc_with_ci(torch.from_numpy(clean), torch.from_numpy(adv))
+    auc, var = _delong_brute_force(clean, adv)
+    assert out["auc"] == pytest.approx(auc, abs=1e-12)
+    assert out["auc"] == pytest.approx(detection_auc(torch.from_numpy(clean), torch.from_numpy(adv)), abs=1e-12)
+    half = 1.959964 * math.sqrt(var)
+    assert (out["auc_low"], out["auc_high"]) == pytest.approx((auc - half, auc + half), abs=1e-12)
+
+
+def test_auc_interval_is_zero_width_when_separated_and_undefined_for_one_score():
+    out = auc_with_ci(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.9]))
+    assert out == {"auc": 1.0, "auc_low": 1.0, "auc_high": 1.0}
+    one = auc_with_ci(torch.tensor([0.1, 0.6]), torch.tensor([0.5]))
+    assert one["auc"] == 0.5 and math.isnan(one["auc_low"]) and math.isnan(one["auc_high"])
+    with pytest.raises(ValueError, match="non-empty"):
+        auc_with_ci(torch.tensor([]), torch.tensor([0.5, 0.9]))
+
+
+def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    # Clean ~ N(0, 1), adversarial ~ N(1, 1): true AUC = Phi(1 / sqrt 2) = 0.7602.
+    true_auc = 0.5 * (1 + math.erf(0.5))
+    g = np.random.default_rng(1)
+    hits = 0
+    for _ in range(400):
+        out = auc_with_ci(torch.from_numpy(g.normal(0, 1, 200)), torch.from_numpy(g.normal(1, 1, 200)))
+        hits += out["auc_low"] <= true_auc <= out["auc_high"]
+    assert 0.91 <= hits / 400 <= 0.98

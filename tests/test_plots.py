@@ -33,7 +33,8 @@ def detection_df():
     for regime, auc in (("erm", 0.6), ("mixup", 0.8), ("at", 0.7), ("interpolated_at", 0.75)):
         for detector, value in (("mi_pl", auc), ("confidence", 0.4)):
             rows.append({"dataset": "cifar10", "regime": regime, "attack": "pgd10", "detector": detector,
-                         "setting": "lam=0.5", "auc": value, "n_clean": 1000, "n_adv": 1000})
+                         "setting": "lam=0.5", "auc": value, "auc_low": value - 0.03, "auc_high": value + 0.03,
+                         "n_clean": 1000, "n_adv": 1000})
     return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
 
 

@@ -32,6 +32,7 @@ from .defenses import (
 )
 from .metrics import (
     accuracy_with_ci,
+    auc_with_ci,
     confidence_score,
     detection_auc,
     mi_pl_detection_score,
@@ -44,7 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
-    "accuracy_with_ci", "adaptive_pgd", "build_model", "build_pool", "confidence_score", "detection_auc",
+    "accuracy_with_ci", "adaptive_pgd", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
     "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
     "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import accuracy_with_ci, confidence_score, detection_auc, mi_pl_detection_score
+from .metrics import accuracy_with_ci, auc_with_ci, confidence_score, mi_pl_detection_score
 from .settings import DEFENSE_NAMES, parse_attack, parse_setting, setting_param
 
 __all__ = [
@@ -49,7 +49,8 @@ RESULT_COLUMNS = [
     "dataset", "regime", "defense", "setting", "param", "attack", "targeted", "steps",
     "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct",
 ]  # fmt: skip
-DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "auc", "n_clean", "n_adv"]
+DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "auc", "auc_low", "auc_high", "n_clean",
+                     "n_adv"]
 COMPONENT_COLUMNS = [
     "dataset", "regime", "mode", "lam", "attack", "input", "component", "value", "std", "n", "num_classes",
 ]  # fmt: skip
@@ -166,7 +167,7 @@ def detection_rows(artifacts: Iterable[dict]) -> list[dict]:
                         "attack": attack,
                         "detector": detector,
                         "setting": setting,
-                        "auc": float(detection_auc(clean_scores[detector], adv_scores[detector])),
+                        **auc_with_ci(clean_scores[detector], adv_scores[detector]),
                         "n_clean": int(clean_scores[detector].numel()),
                         "n_adv": int(adv_scores[detector].numel()),
                     }

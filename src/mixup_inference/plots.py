@@ -203,7 +203,8 @@ def plot_components(components_df: pd.DataFrame, stem: str | Path) -> list[Path]
 @_styled
 def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 3a: grouped bars of detection AUC per (regime, attack), MI-PL score vs plain confidence,
-    one panel per dataset, with the 0.5 chance level dashed."""
+    one panel per dataset, with the 0.5 chance level dashed and, where `detection_df` has the
+    columns auc_low / auc_high, their 95% interval as error bars."""
     title = "Fig. 3a: detecting adversarial inputs"
     if detection_df.empty:
         return _no_data(stem, title)
@@ -221,13 +222,20 @@ def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Pat
             key=lambda g: (_regime_rank(g[0]), _attack_order(g[1]), g[2]),
         )
         x = np.arange(len(groups))
+        has_ci = {"auc_low", "auc_high"} <= set(df.columns)
         for offset, (detector, label, color) in zip((-width / 2, width / 2), detectors):
-            values = []
+            values, low, high = [], [], []
             for regime, attack, setting in groups:
                 hit = df[(df["regime"] == regime) & (df["attack"] == attack) & (df["setting"] == setting)
-                         & (df["detector"] == detector)]["auc"]
-                values.append(float(hit.iloc[0]) if len(hit) else np.nan)
-            bars = ax.bar(x + offset, values, width, label=label, color=color)
+                         & (df["detector"] == detector)]
+                row = hit.iloc[0] if len(hit) else None
+                values.append(float(row["auc"]) if row is not None else np.nan)
+                low.append(float(row["auc_low"]) if row is not None and has_ci else np.nan)
+                high.append(float(row["auc_high"]) if row is not None and has_ci else np.nan)
+            # 95% DeLong interval as an error bar, when the table has one
+            yerr = np.abs(np.array([low, high]) - np.array(values)) if has_ci else None
+            bars = ax.bar(x + offset, values, width, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2},
+                          label=label, color=color)
             ax.bar_label(bars, labels=[f"{v:.2f}" if not np.isnan(v) else "" for v in values], fontsize=7, padding=1)
         ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance (0.5)")
         ax.set_xticks(x, [
