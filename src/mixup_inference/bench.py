@@ -87,7 +87,7 @@ from .defenses import (
 )
 from .fastpath import fast_model
 from .models import build_model
-from .training import TrainConfig, make_optimizer, train
+from .training import ADVERSARIAL_REGIMES, TrainConfig, make_optimizer, train
 from .utils import atomic_write_text, make_generator, resolve_device
 
 __all__ = ["BenchConfig", "authors_mi_ol_loop", "main", "run_benchmark", "write_markdown"]
@@ -245,7 +245,7 @@ def _train_limit(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config:
     """The bare passes of one training epoch: per batch, (AT regimes) at_steps fwd+bwd in eval
     mode, then one train-mode forward, backward and SGD step over the batch (AT: twice the batch)."""
     optimizer = make_optimizer(model, config)
-    adversarial = config.regime in ("at", "interpolated_at")
+    adversarial = config.regime in ADVERSARIAL_REGIMES
     for x, y in batches:
         inputs, labels = x, y
         if adversarial:
@@ -496,7 +496,7 @@ def _adaptive_rows(s: _Setup) -> None:
 def _training_rows(s: _Setup) -> None:
     cfg, dev, model = s.cfg, s.device, s.train_model
     for regime in ("erm", "mixup", "at", "interpolated_at"):
-        adversarial = regime in ("at", "interpolated_at")
+        adversarial = regime in ADVERSARIAL_REGIMES
         n_batches = cfg.at_train_batches if adversarial else cfg.train_batches
         n_images = n_batches * cfg.train_batch
         g = make_generator(cfg.seed + 20)

@@ -1,5 +1,6 @@
 """Provenance of a workflow run: config, data sets and their sources, models, hardware, package
-versions, git commit and the wall time of every rule (from Snakemake's benchmark files)."""
+versions, git commit, the wall time of every rule (from Snakemake's benchmark files), and every
+setting in which the run differs from the paper's (config/paper.yaml)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from .data import load_dataset
 from .pipeline import environment_summary
+from .training import ADVERSARIAL_REGIMES
 from .utils import atomic_write_text
 
 
@@ -54,8 +56,48 @@ def rule_timings(benchmarks_dir: str | Path) -> pd.DataFrame:
             .reset_index().sort_values("total_s", ascending=False).round(1))
 
 
+# Keys that decide where and how fast a run goes, not what it computes (memory bounds, batch sizes
+# for attacks and defenses, devices, job resources, output names): left out of the comparison.
+_NOT_COMPARED = ("run", "device", "resources", "attacks.batch_size", "defenses.chunk_size")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _comparable(config: dict) -> dict[str, Any]:
+    """The config as dotted keys, with every regime's training settings resolved (shared keys
+    merged with the regime's overrides: training.at.epochs, ...; the training attack only for the
+    regimes that use it)."""
+    config = dict(config)
+    training = dict(config.pop("training", {}))
+    regimes = training.pop("regimes", {}) or {}
+    flat = _flatten(config)
+    for regime, overrides in regimes.items():
+        resolved = {**training, **(overrides or {})}
+        if regime not in ADVERSARIAL_REGIMES:
+            resolved.pop("at", None)  # the training attack applies to AT and interpolated AT only
+        flat.update(_flatten(resolved, f"training.{regime}"))
+    return {key: value for key, value in flat.items()
+            if not any(key == skip or key.startswith(skip + ".") for skip in _NOT_COMPARED)}
+
+
+def differences_from_paper(config: dict, paper: dict) -> list[dict[str, Any]]:
+    """Every setting that both `config` and the paper preset define and that differs, as rows
+    {"setting", "this run", "paper"}: the cuts a reader must know before comparing numbers.
+    Data sets, regimes and tables the run does not have are not listed (nothing to compare)."""
+    ours, theirs = _comparable(config), _comparable(paper)
+    return [{"setting": key, "this run": ours[key], "paper": theirs[key]}
+            for key in ours if key in theirs and ours[key] != theirs[key]]
+
+
 def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
-                       benchmarks_dir: str | Path) -> dict[str, Any]:
+                       benchmarks_dir: str | Path, paper_config: dict | None = None) -> dict[str, Any]:
     datasets = {}
     for path in data_paths:
         dataset = load_dataset(path)
@@ -77,6 +119,7 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
         "datasets": datasets,
         "models": models,
         "wall_time_per_rule_s": timings.to_dict(orient="records"),
+        "differences_from_paper": differences_from_paper(config, paper_config) if paper_config else [],
         "config": config,
     }
 
@@ -93,6 +136,9 @@ def _html_page(prov: dict[str, Any]) -> str:
         f"{' (with uncommitted changes)' if prov['git']['dirty'] else ''}</p>",
         f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
         f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
+        "<h3>Where this run differs from the paper (config/paper.yaml)</h3>",
+        table([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+               for row in prov["differences_from_paper"]]),
         "<h3>Packages</h3>", table([{"package": k, "version": v} for k, v in env["packages"].items()]),
         "<h3>Data sets</h3>", table(prov["datasets"]),
         "<h3>Models</h3>", table(prov["models"]),

@@ -52,10 +52,11 @@ from .attacks import pgd
 from .data import random_crop_flip, to_float
 from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
 
-__all__ = ["REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
+__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
            "make_optimizer", "make_scheduler"]
 
 REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
+ADVERSARIAL_REGIMES: tuple[str, ...] = ("at", "interpolated_at")  # the regimes that train on PGD examples
 SCHEDULES: tuple[str, ...] = ("step", "onecycle")
 CHECKPOINT_NAME = "last.pt"
 

@@ -120,6 +120,8 @@ rule provenance:
         data=[DATA.format(dataset=name) for name in config["datasets"] if name in used_datasets()],
         metrics=[TRAIN_METRICS.format(dataset=d, regime=r) for d, r in trained_models()],
         results=f"{REPORTS}/results.csv",
+        # compared with this run's config: the provenance lists every cut relative to the paper
+        paper_preset=os.path.join(workflow.basedir, "config", "paper.yaml"),
     output:
         yaml=f"{REPORTS}/provenance.yaml",
         html=report(

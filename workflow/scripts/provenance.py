@@ -1,8 +1,12 @@
 """Snakemake job: what was run, on what, with what (config, data, models, hardware, versions, commit, timings)."""
+import yaml
+
 from mixup_inference.pipeline import job_log
 from mixup_inference.provenance import write_provenance
 
 with job_log(snakemake.log[0]):
+    with open(snakemake.input.paper_preset) as file:
+        paper = yaml.safe_load(file)
     write_provenance(snakemake.output.yaml, snakemake.output.html, config=snakemake.params.config,
                      data_paths=list(snakemake.input.data), metrics_paths=list(snakemake.input.metrics),
-                     benchmarks_dir=snakemake.params.benchmarks)
+                     benchmarks_dir=snakemake.params.benchmarks, paper_config=paper)
