@@ -234,9 +234,11 @@ def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Pat
                 high.append(float(row["auc_high"]) if row is not None and has_ci else np.nan)
             # 95% DeLong interval as an error bar, when the table has one
             yerr = np.abs(np.array([low, high]) - np.array(values)) if has_ci else None
-            bars = ax.bar(x + offset, values, width, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2},
-                          label=label, color=color)
-            ax.bar_label(bars, labels=[f"{v:.2f}" if not np.isnan(v) else "" for v in values], fontsize=7, padding=1)
+            ax.bar(x + offset, values, width, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2},
+                   label=label, color=color)
+            for xi, value, top in zip(x + offset, values, np.fmax(values, high)):  # above the error bar
+                if not np.isnan(value):
+                    ax.text(xi, top + 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
         ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance (0.5)")
         ax.set_xticks(x, [
             f"{_regime(r)}\n{attack_display_name(a)}" + (f"\nMI-PL {s}" if several_settings else "")
