@@ -95,7 +95,9 @@ def read_record(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster():
     # One fake GPU, so the profile's `gpu: 1` requests (--gpus=1) are scheduled for real.
-    cluster = slurm_cluster_or_skip(partition=PARTITION, gpus=1)
+    # slurmctld keeps finished jobs for MinJobAge seconds; the smoke run takes several minutes
+    # and its jobs are checked (scontrol show job) only at its end, so keep them for an hour.
+    cluster = slurm_cluster_or_skip(partition=PARTITION, gpus=1, min_job_age=3600)
     try:
         yield cluster
     finally:

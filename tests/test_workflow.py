@@ -3,6 +3,8 @@ and selective reruns."""
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 import pytest
 import yaml
@@ -62,6 +64,22 @@ def test_full_presets_build_their_dag(workdir, preset):
     for rule in ("aggregate", "figures", "provenance"):
         assert jobs[rule] == 1
     assert jobs["tables"] == len(config["tables"])
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="../shared/data/cifar10-jpeg.tar.gz is not beside the repo")
+def test_readme_offline_command_plans_the_default_preset_on_the_local_copy(workdir):
+    """README's offline command (the default preset with its data source switched to the local
+    CIFAR-10 copy) validates and plans exactly the default preset's jobs."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("snakemake --cores all --config run="))
+    args = shlex.split(line)[3:]  # after `snakemake --cores all`
+    assert args[0] == "--config" and args[1] == "run=cifar10-jpeg-cpu"
+    source = yaml.safe_load(args[2].split("=", 1)[1])["cifar10"]["source"]
+    assert (REPO / source).resolve() == SHARED_CIFAR.resolve()
+    (workdir / source).parent.mkdir(parents=True, exist_ok=True)  # the path is relative to the clone
+    if not (workdir / source).exists():
+        (workdir / source).symlink_to(SHARED_CIFAR)
+    assert dry_run_jobs(workdir, *args) == dry_run_jobs(workdir)
 
 
 @pytest.mark.slow
