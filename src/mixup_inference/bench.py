@@ -87,7 +87,7 @@ from .defenses import (
 )
 from .fastpath import fast_model
 from .models import build_model
-from .training import ADVERSARIAL_REGIMES, TrainConfig, make_optimizer, train
+from .training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, make_optimizer, train
 from .utils import atomic_write_text, make_generator, resolve_device
 
 __all__ = ["BenchConfig", "authors_mi_ol_loop", "main", "run_benchmark", "write_markdown"]
@@ -495,7 +495,7 @@ def _adaptive_rows(s: _Setup) -> None:
 
 def _training_rows(s: _Setup) -> None:
     cfg, dev, model = s.cfg, s.device, s.train_model
-    for regime in ("erm", "mixup", "at", "interpolated_at"):
+    for regime in REGIMES:
         adversarial = regime in ADVERSARIAL_REGIMES
         n_batches = cfg.at_train_batches if adversarial else cfg.train_batches
         n_images = n_batches * cfg.train_batch

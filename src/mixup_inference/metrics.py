@@ -85,13 +85,19 @@ def confidence_score(plain_probs: Tensor) -> Tensor:
     return -plain_probs.max(1).values
 
 
-def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
-    """ROC AUC (sklearn.metrics.roc_auc_score) of separating adversarial (positive) from clean
-    (negative) inputs by score (higher = more adversarial). 1 = perfect, 0.5 = chance."""
+def _score_arrays(scores_clean: Tensor, scores_adv: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Both score sets as flat float64 arrays (clean, adversarial); neither may be empty."""
     clean = torch.as_tensor(scores_clean).detach().cpu().double().flatten().numpy()
     adv = torch.as_tensor(scores_adv).detach().cpu().double().flatten().numpy()
     if clean.size == 0 or adv.size == 0:
         raise ValueError("scores_clean and scores_adv must both be non-empty; score clean and adversarial inputs")
+    return clean, adv
+
+
+def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
+    """ROC AUC (sklearn.metrics.roc_auc_score) of separating adversarial (positive) from clean
+    (negative) inputs by score (higher = more adversarial). 1 = perfect, 0.5 = chance."""
+    clean, adv = _score_arrays(scores_clean, scores_adv)
     labels = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
     return float(roc_auc_score(labels, np.concatenate([clean, adv])))
 
@@ -108,10 +114,7 @@ def auc_with_ci(scores_clean: Tensor, scores_adv: Tensor, z: float = Z_95) -> di
     Returns {"auc", "auc_low", "auc_high"} as floats; the bounds are NaN when a group has a single
     score (no variance to estimate).
     """
-    adv = torch.as_tensor(scores_adv).detach().cpu().double().flatten().numpy()
-    clean = torch.as_tensor(scores_clean).detach().cpu().double().flatten().numpy()
-    if adv.size == 0 or clean.size == 0:
-        raise ValueError("scores_clean and scores_adv must both be non-empty; score clean and adversarial inputs")
+    clean, adv = _score_arrays(scores_clean, scores_adv)
     m, n = adv.size, clean.size
     ranks = rankdata(np.concatenate([adv, clean]))  # midranks: ties share the mean rank
     v10 = (ranks[:m] - rankdata(adv)) / n  # for each adversarial score: share of clean scores below it
