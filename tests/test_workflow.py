@@ -25,7 +25,7 @@ from workflow_helpers import (
 # plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8.
 SMOKE_JOBS = {
     "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 71, "adaptive": 4,
-    "aggregate": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
+    "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
 }
 
 
@@ -61,7 +61,7 @@ def test_full_presets_build_their_dag(workdir, preset):
     assert jobs["evaluate"] >= 15 * len(table2["attacks"])
     ada = config["adaptive"]
     assert jobs["adaptive"] == len(ada["kinds"]) * len(ada["attacks"]) * len(ada["n_adaptive"])
-    for rule in ("aggregate", "figures", "provenance"):
+    for rule in ("aggregate", "findings", "figures", "provenance"):
         assert jobs[rule] == 1
     assert jobs["tables"] == len(config["tables"])
 
@@ -103,6 +103,10 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     for fig in ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive"):
         for ext in ("png", "svg"):
             assert (reports / "figures" / f"{fig}.{ext}").stat().st_size > 1000
+    gains = pd.read_csv(reports / "findings_gains.csv")  # every defended Table 2 row x attack, paired
+    assert len(gains) == 13 * 3 and ((gains.low <= gains.difference) & (gains.difference <= gains.high)).all()
+    for name in ("matched", "detection", "adaptive"):
+        assert len(pd.read_csv(reports / f"findings_{name}.csv")) > 0
     provenance = yaml.safe_load((reports / "provenance.yaml").read_text())
     assert provenance["config"]["run"] == "smoke"
     assert {row["rule"] for row in provenance["wall_time_per_rule_s"]} >= {"train", "attack", "evaluate"}
@@ -116,14 +120,15 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     grids["settings"]["mi_ol"] = ["lam=0.5", "lam=0.8"]  # was [lam=0.5, lam=0.7]; 0.7 stays in Fig. 2
     write_config(workdir, "smoke", "smoke_changed", grids=grids)
     jobs = dry_run_jobs(workdir, "--configfile", "config/smoke_changed.yaml")
-    assert jobs == {"evaluate": 2, "aggregate": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1}
+    assert jobs == {"evaluate": 2, "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1}
     changed = dry_run_wildcards(workdir, "evaluate", "--configfile", "config/smoke_changed.yaml")
     assert len(changed) == 2 and all("setting=lam=0.8" in w and "defense=mi_ol" in w for w in changed)
 
     # The report holds every table and figure.
     report = smoke_report.read_text(errors="replace")
     assert len(report) > 100_000
-    for name in ("table2.html", "fig2_components.png", "fig4_adaptive.png", "provenance.html", "results.csv"):
+    for name in ("table2.html", "fig2_components.png", "fig4_adaptive.png", "findings.html", "provenance.html",
+                 "results.csv"):
         assert name in report
 
 

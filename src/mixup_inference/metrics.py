@@ -11,8 +11,8 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
-__all__ = ["accuracy_with_ci", "auc_with_ci", "confidence_score", "detection_auc", "mi_pl_detection_score",
-           "wilson_interval"]
+__all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc",
+           "mi_pl_detection_score", "paired_difference_ci", "wilson_interval"]
 
 Z_95 = 1.959964  # two-sided 95% normal quantile
 
@@ -62,6 +62,43 @@ def accuracy_with_ci(probs_or_pred: Tensor, y: Tensor) -> dict:
     return {"accuracy": correct / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "correct": correct}
 
 
+def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) -> dict:
+    """Difference of two accuracies measured on the *same* points, acc(a) - acc(b), with its 95%
+    interval by Newcombe's hybrid score method for paired proportions (Newcombe 1998, method 10).
+
+    Pairing matters here: two defenses (or a defense and the bare model) scored on the same attacked
+    points are strongly correlated, and an interval that ignores it is several times too wide.
+    With a = both right, b = only a right, c = only b right, d = both wrong (n = a + b + c + d),
+    p_a = (a + b) / n, p_b = (a + c) / n and Wilson intervals (l_a, u_a), (l_b, u_b):
+        low  = (p_a - p_b) - sqrt((p_a - l_a)^2 - 2 phi (p_a - l_a)(u_b - p_b) + (u_b - p_b)^2),
+        high = (p_a - p_b) + sqrt((u_a - p_a)^2 - 2 phi (u_a - p_a)(p_b - l_b) + (p_b - l_b)^2),
+    phi = (ad - bc) / sqrt((a+b)(c+d)(a+c)(b+d)) (0 when a margin is empty). Unlike the Wald interval
+    it stays inside [-1, 1] and keeps its coverage when b and c are small.
+
+    correct_a, correct_b: bool [n], whether each point is classified correctly under a and under b.
+    Returns {"difference", "low", "high", "n", "only_a", "only_b"} (floats, then ints).
+    """
+    a_ok = torch.as_tensor(correct_a).detach().cpu().bool().flatten()
+    b_ok = torch.as_tensor(correct_b).detach().cpu().bool().flatten()
+    if a_ok.shape != b_ok.shape or a_ok.numel() == 0:
+        raise ValueError(f"correct_a and correct_b must be non-empty and of the same length (got {a_ok.numel()} and "
+                         f"{b_ok.numel()}); score both on the same points")
+    n = a_ok.numel()
+    both, only_a = int((a_ok & b_ok).sum()), int((a_ok & ~b_ok).sum())
+    only_b = int((~a_ok & b_ok).sum())
+    neither = n - both - only_a - only_b
+    p_a, p_b = (both + only_a) / n, (both + only_b) / n
+    l_a, u_a = wilson_interval(both + only_a, n, z)
+    l_b, u_b = wilson_interval(both + only_b, n, z)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins > 0 else 0.0
+    diff = p_a - p_b
+    delta = math.sqrt(max(0.0, (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2))
+    eps = math.sqrt(max(0.0, (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2))
+    return {"difference": diff, "low": max(-1.0, diff - delta), "high": min(1.0, diff + eps), "n": n,
+            "only_a": only_a, "only_b": only_b}
+
+
 def _check_probs(probs: Tensor, name: str) -> None:
     if probs.dim() != 2:
         raise ValueError(f"{name} must be [B, C] probabilities (got {tuple(probs.shape)}); pass softmax outputs")
@@ -102,6 +139,16 @@ def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
     return float(roc_auc_score(labels, np.concatenate([clean, adv])))
 
 
+def _delong_components(clean: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components from midranks (Sun and Xu 2014): V10_i = P(Y < X_i) + P(Y = X_i) / 2
+    over adversarial scores X_i, V01_j = P(X > Y_j) + P(X = Y_j) / 2 over clean scores Y_j; AUC = mean(V10)."""
+    m, n = adv.size, clean.size
+    ranks = rankdata(np.concatenate([adv, clean]))  # midranks: ties share the mean rank
+    v10 = (ranks[:m] - rankdata(adv)) / n  # for each adversarial score: share of clean scores below it
+    v01 = 1.0 - (ranks[m:] - rankdata(clean)) / m  # for each clean score: share of adversarial scores above it
+    return v10, v01
+
+
 def auc_with_ci(scores_clean: Tensor, scores_adv: Tensor, z: float = Z_95) -> dict:
     """`detection_auc` with its 95% confidence interval from DeLong's variance (DeLong, DeLong and
     Clarke-Pearson 1988), computed from midranks (Sun and Xu 2014), so ties count one half.
@@ -116,11 +163,34 @@ def auc_with_ci(scores_clean: Tensor, scores_adv: Tensor, z: float = Z_95) -> di
     """
     clean, adv = _score_arrays(scores_clean, scores_adv)
     m, n = adv.size, clean.size
-    ranks = rankdata(np.concatenate([adv, clean]))  # midranks: ties share the mean rank
-    v10 = (ranks[:m] - rankdata(adv)) / n  # for each adversarial score: share of clean scores below it
-    v01 = 1.0 - (ranks[m:] - rankdata(clean)) / m  # for each clean score: share of adversarial scores above it
+    v10, v01 = _delong_components(clean, adv)
     auc = float(v10.mean())
     if m < 2 or n < 2:
         return {"auc": auc, "auc_low": float("nan"), "auc_high": float("nan")}
     sd = math.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
     return {"auc": auc, "auc_low": max(0.0, auc - z * sd), "auc_high": min(1.0, auc + z * sd)}
+
+
+def auc_difference_ci(
+    clean_a: Tensor, adv_a: Tensor, clean_b: Tensor, adv_b: Tensor, z: float = Z_95
+) -> dict:
+    """AUC(a) - AUC(b) for two detectors that scored the *same* clean and adversarial inputs (in the
+    same order), with its 95% interval from DeLong's paired variance: the components of both
+    detectors are differenced point by point, Var = var(V10_a - V10_b) / m + var(V01_a - V01_b) / n,
+    which counts the correlation between the two detectors (DeLong et al. 1988).
+
+    Returns {"difference", "low", "high"} as floats (bounds NaN when a group has a single score).
+    """
+    ca, aa = _score_arrays(clean_a, adv_a)
+    cb, ab = _score_arrays(clean_b, adv_b)
+    if ca.shape != cb.shape or aa.shape != ab.shape:
+        raise ValueError(f"both detectors must score the same inputs: clean {ca.size} vs {cb.size}, adversarial "
+                         f"{aa.size} vs {ab.size}")
+    v10_a, v01_a = _delong_components(ca, aa)
+    v10_b, v01_b = _delong_components(cb, ab)
+    diff = float(v10_a.mean() - v10_b.mean())
+    m, n = aa.size, ca.size
+    if m < 2 or n < 2:
+        return {"difference": diff, "low": float("nan"), "high": float("nan")}
+    sd = math.sqrt(np.var(v10_a - v10_b, ddof=1) / m + np.var(v01_a - v01_b, ddof=1) / n)
+    return {"difference": diff, "low": max(-1.0, diff - z * sd), "high": min(1.0, diff + z * sd)}

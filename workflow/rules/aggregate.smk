@@ -4,6 +4,7 @@
 
 localrules:
     aggregate,
+    findings,
     tables,
     figures,
     provenance,
@@ -63,6 +64,32 @@ rule tables:
         ENV
     script:
         "../scripts/tables.py"
+
+
+rule findings:
+    input:
+        evaluations=evaluation_paths(),
+        adaptive=adaptive_paths(),
+    output:
+        markdown=f"{REPORTS}/findings.md",
+        html=report(f"{REPORTS}/findings.html", caption="../report/findings.rst", category="Findings"),
+        csvs=[f"{REPORTS}/findings_{name}.csv" for name in FINDINGS],
+    params:
+        tables=config["tables"],
+        grids=config["grids"],
+        detection=config["detection"],
+        adaptive=config["adaptive"],
+    log:
+        f"{LOGS}/findings.log",
+    benchmark:
+        f"{BENCHMARKS}/findings.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    script:
+        "../scripts/findings.py"
 
 
 rule figures:

@@ -16,6 +16,7 @@ ENV = "../envs/mixup-inference.yaml"
 
 try:
     from mixup_inference.configcheck import check_config, validate_config
+    from mixup_inference.findings import FINDINGS
     from mixup_inference.settings import parse_attack, parse_setting
     from mixup_inference.tables import TABLE_SPECS
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
@@ -127,7 +128,8 @@ def report_outputs():
     tables = [f"{REPORTS}/tables/{table}.{ext}" for table in config["tables"] for ext in ("md", "csv", "tex", "html")]
     figures = [f"{REPORTS}/figures/{fig}.{ext}" for fig in FIGURES for ext in ("png", "svg")]
     csvs = [f"{REPORTS}/{name}.csv" for name in ("results", "detection", "components")]
-    return csvs + tables + figures + [f"{REPORTS}/provenance.yaml", f"{REPORTS}/provenance.html"]
+    findings = [f"{REPORTS}/findings.{ext}" for ext in ("md", "html")]
+    return csvs + tables + figures + findings + [f"{REPORTS}/provenance.yaml", f"{REPORTS}/provenance.html"]
 
 
 FIGURES = ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive")

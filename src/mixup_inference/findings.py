@@ -1,0 +1,216 @@
+"""The paper's claims, tested on one run: each as a *paired* difference with its 95% interval.
+
+Every comparison below is between two classifiers scored on the same attacked test points (a defense
+and the bare model it wraps, MI-OL and a baseline on the same model, two detectors on the same
+inputs). Their errors are strongly correlated, so a difference is judged by a paired interval
+(:func:`metrics.paired_difference_ci`, :func:`metrics.auc_difference_ci`), not by whether two
+separate accuracy intervals overlap, which would be several times too cautious.
+
+The four tables follow the paper's findings, in the order the README states them:
+
+* :func:`defense_gains`: each defended row of Table 2/3 minus its bare model, per attack (findings 1
+  and 2: mixup + MI-OL over mixup; the ERM / AT + MI-OL ablations against the mixup-trained models);
+* :func:`matched_baselines`: on the Fig. 3b grids, each baseline setting against the MI-OL setting of
+  the nearest clean accuracy, under the grid's attack (finding 3);
+* :func:`detection_differences`: MI-PL detection AUC minus plain-confidence AUC (finding 4, Fig. 3a);
+* :func:`adaptive_levels`: MI under the adaptive attacks minus the bare model under the oblivious
+  attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4).
+
+Inputs are evaluation artifacts (:func:`aggregate.load_artifact`), indexed by :func:`index_artifacts`;
+:func:`write_findings` writes the four tables as one Markdown/HTML page and one CSV each.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+from torch import Tensor
+
+from .metrics import auc_difference_ci, auc_with_ci, confidence_score, mi_pl_detection_score, paired_difference_ci
+from .settings import PLAIN_SETTING
+from .tables import RowSpec
+from .utils import atomic_write_text
+
+__all__ = [
+    "FINDINGS",
+    "adaptive_levels",
+    "defense_gains",
+    "detection_differences",
+    "index_artifacts",
+    "matched_baselines",
+    "write_findings",
+]
+
+Key = tuple[str, str, str, str, str, str, int]  # dataset, regime, attack, defense, setting, adaptive, n_adaptive
+BASELINES = ("gaussian", "rotation", "xie", "guo")
+
+
+def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
+    """Artifacts by (dataset, regime, attack, defense, setting, adaptive, n_adaptive); duplicates raise."""
+    index: dict[Key, dict] = {}
+    for artifact in artifacts:
+        meta = artifact["meta"]
+        key = (meta["dataset"], meta["regime"], meta["attack"], meta["defense"], meta["setting"],
+               meta.get("adaptive", "none"), int(meta.get("n_adaptive", 0)))
+        if key in index:
+            raise ValueError(f"two artifacts for {key}; pass each evaluation once")
+        index[key] = artifact
+    return index
+
+
+def _get(index: dict[Key, dict], dataset: str, regime: str, attack: str, defense: str, setting: str,
+         adaptive: str = "none", n_adaptive: int = 0) -> dict:
+    key = (dataset, regime, attack, defense, setting, adaptive, n_adaptive)
+    if key not in index:
+        raise KeyError(f"no evaluation artifact for {key}; the findings need every evaluation the config lists")
+    return index[key]
+
+
+def _correct(probs: Tensor, y: Tensor) -> Tensor:
+    return probs.argmax(1) == y
+
+
+def _pct(value: float) -> float:
+    return round(100.0 * value, 2)
+
+
+def _difference_columns(result: dict) -> dict:
+    return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"])}
+
+
+def defense_gains(index: dict[Key, dict], rows: Sequence[RowSpec], dataset: str, attacks: Sequence[str]) -> pd.DataFrame:
+    """For each defended row of a paper table and each attack: accuracy with the defense minus the bare
+    model's on the same (attacked) inputs, both read from the one artifact (``probs`` vs ``plain_probs``)."""
+    records = []
+    for row in rows:
+        if row.defense == "none":
+            continue
+        for attack in attacks:
+            art = _get(index, dataset, row.regime, attack, row.defense, row.setting)
+            defended, plain = _correct(art["probs"], art["y"]), _correct(art["plain_probs"], art["y"])
+            records.append({
+                "method": row.label, "regime": row.regime, "defense": row.defense, "setting": row.setting,
+                "attack": attack, "plain": _pct(plain.float().mean().item()),
+                "defended": _pct(defended.float().mean().item()),
+                **_difference_columns(paired_difference_ci(defended, plain)), "n": int(defended.numel()),
+            })
+    return pd.DataFrame(records)
+
+
+def matched_baselines(index: dict[Key, dict], dataset: str, regimes: Sequence[str], attack: str,
+                      settings: dict[str, Sequence[str]], mi_defense: str = "mi_ol") -> pd.DataFrame:
+    """Fig. 3b at equal clean accuracy: each baseline setting of the grid against the ``mi_defense``
+    setting whose clean accuracy is nearest, by their accuracy difference (MI minus baseline) under
+    ``attack`` on the same points. Baselines without an MI setting in the grid are skipped."""
+    records = []
+    for regime in regimes:
+        mi = {}
+        for setting in settings.get(mi_defense, ()):
+            clean = _get(index, dataset, regime, "clean", mi_defense, setting)
+            mi[setting] = _correct(clean["probs"], clean["y"]).float().mean().item()
+        if not mi:
+            continue
+        for baseline in BASELINES:
+            for setting in settings.get(baseline, ()):
+                clean = _get(index, dataset, regime, "clean", baseline, setting)
+                clean_acc = _correct(clean["probs"], clean["y"]).float().mean().item()
+                mi_setting = min(mi, key=lambda s: (abs(mi[s] - clean_acc), s))
+                adv_b = _get(index, dataset, regime, attack, baseline, setting)
+                adv_mi = _get(index, dataset, regime, attack, mi_defense, mi_setting)
+                ok_b, ok_mi = _correct(adv_b["probs"], adv_b["y"]), _correct(adv_mi["probs"], adv_mi["y"])
+                records.append({
+                    "regime": regime, "attack": attack, "baseline": baseline, "baseline_setting": setting,
+                    "mi_setting": mi_setting, "clean_baseline": _pct(clean_acc), "clean_mi": _pct(mi[mi_setting]),
+                    "adv_baseline": _pct(ok_b.float().mean().item()), "adv_mi": _pct(ok_mi.float().mean().item()),
+                    **_difference_columns(paired_difference_ci(ok_mi, ok_b)), "n": int(ok_b.numel()),
+                })
+    return pd.DataFrame(records)
+
+
+def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequence[str], attacks: Sequence[str],
+                          setting: str) -> pd.DataFrame:
+    """Fig. 3a as a paired test: AUC of the MI-PL score minus AUC of plain confidence, clean inputs
+    (negatives) against each attack's inputs (positives), with DeLong's paired interval."""
+    records = []
+    for regime in regimes:
+        clean = _get(index, dataset, regime, "clean", "mi_pl", setting)
+        for attack in attacks:
+            adv = _get(index, dataset, regime, attack, "mi_pl", setting)
+            mi_clean = mi_pl_detection_score(clean["plain_probs"], clean["probs"])
+            mi_adv = mi_pl_detection_score(adv["plain_probs"], adv["probs"])
+            conf_clean, conf_adv = confidence_score(clean["plain_probs"]), confidence_score(adv["plain_probs"])
+            diff = auc_difference_ci(mi_clean, mi_adv, conf_clean, conf_adv)
+            records.append({
+                "regime": regime, "attack": attack, "setting": setting,
+                "auc_mi_pl": round(auc_with_ci(mi_clean, mi_adv)["auc"], 4),
+                "auc_confidence": round(auc_with_ci(conf_clean, conf_adv)["auc"], 4),
+                "difference": round(diff["difference"], 4), "low": round(diff["low"], 4),
+                "high": round(diff["high"], 4), "n_clean": int(mi_clean.numel()), "n_adv": int(mi_adv.numel()),
+            })
+    return pd.DataFrame(records)
+
+
+def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: str, setting: str,
+                    kinds: Sequence[str], attacks: Sequence[str], n_adaptive: Sequence[int]) -> pd.DataFrame:
+    """For each adaptive run: MI's accuracy under the adaptive attack, the bare model's under the oblivious
+    attack on the same points (the no-MI level of Fig. 4) and MI's under the oblivious attack; the paired
+    difference adaptive MI minus no-MI, and the share of MI's oblivious gain that is left."""
+    records = []
+    for attack in attacks:
+        plain = _get(index, dataset, regime, attack, "none", PLAIN_SETTING)
+        oblivious = _get(index, dataset, regime, attack, defense, setting)
+        for kind in kinds:
+            for n in n_adaptive:
+                art = _get(index, dataset, regime, attack, defense, setting, kind, int(n))
+                m = int(art["y"].numel())
+                if not (plain["y"][:m] == art["y"]).all():
+                    raise ValueError(f"adaptive {kind} N_A={n}: its points are not the first {m} of the oblivious "
+                                     "evaluation's; rerun both from the same data")
+                ok = _correct(art["probs"], art["y"])
+                no_mi = _correct(plain["probs"][:m], art["y"])
+                ok_oblivious = _correct(oblivious["probs"][:m], art["y"])
+                no_mi_acc, obl_acc = no_mi.float().mean().item(), ok_oblivious.float().mean().item()
+                gain = obl_acc - no_mi_acc
+                records.append({
+                    "kind": kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(ok.float().mean().item()),
+                    "no_mi": _pct(no_mi_acc), "oblivious_mi": _pct(obl_acc),
+                    **_difference_columns(paired_difference_ci(ok, no_mi)),
+                    "gain_left": round((ok.float().mean().item() - no_mi_acc) / gain, 3) if gain > 0 else float("nan"),
+                    "n": m,
+                })
+    return pd.DataFrame(records)
+
+
+FINDINGS = ("gains", "matched", "detection", "adaptive")
+_TITLES = {
+    "gains": "1-2. Each defense minus its bare model, same attacked points (Table 2 rows)",
+    "matched": "3. MI-OL minus each baseline at the nearest clean accuracy (Fig. 3b grids)",
+    "detection": "4. Detection: AUC of MI-PL minus AUC of plain confidence (Fig. 3a)",
+    "adaptive": "5. Adaptive attacks: MI under the adaptive attack minus the bare model under the oblivious one "
+                "(Fig. 4); gain_left = (adaptive MI - no-MI) / (oblivious MI - no-MI)",
+}
+_INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs: in [0, 1]); `low`/`high` bound "
+          "it with 95% confidence: Newcombe's paired score interval for accuracies, DeLong's paired variance for AUCs.")
+
+
+def write_findings(frames: dict[str, pd.DataFrame], stem: str | Path) -> list[Path]:
+    """The four tables (keys :data:`FINDINGS`) as ``stem.md`` and ``stem.html`` (one page, a section each)
+    and ``stem_<name>.csv`` (one per table), each written atomically."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    md = ["# The paper's findings on this run: paired differences with 95% intervals", _INTRO]
+    page = [f"<p>{html.escape(_INTRO)}</p>"]
+    texts = {}
+    for name in FINDINGS:
+        frame = frames[name]
+        md += [f"## {_TITLES[name]}", frame.to_markdown(index=False) if len(frame) else "(no rows)"]
+        page += [f"<h3>{html.escape(_TITLES[name])}</h3>", frame.to_html(index=False) if len(frame) else "<p>(no rows)</p>"]
+        texts[stem.with_name(f"{stem.name}_{name}.csv")] = frame.to_csv(index=False)
+    texts[stem.with_name(stem.name + ".md")] = "\n\n".join(md) + "\n"
+    texts[stem.with_name(stem.name + ".html")] = "\n".join(page) + "\n"
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+    return list(texts)

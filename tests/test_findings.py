@@ -1,0 +1,154 @@
+"""Paired intervals (metrics) and the findings tables built from evaluation artifacts."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mixup_inference.findings import (FINDINGS, adaptive_levels, defense_gains, detection_differences,
+                                      index_artifacts, matched_baselines, write_findings)
+from mixup_inference.metrics import auc_difference_ci, auc_with_ci, paired_difference_ci
+from mixup_inference.tables import RowSpec
+
+
+def pairs(both, only_a, only_b, neither):
+    a = [1] * both + [1] * only_a + [0] * only_b + [0] * neither
+    b = [1] * both + [0] * only_a + [1] * only_b + [0] * neither
+    return torch.tensor(a, dtype=torch.bool), torch.tensor(b, dtype=torch.bool)
+
+
+# Newcombe (1998), "Improved confidence intervals for the difference between binomial proportions based
+# on paired data", Stat. Med. 17:2635-2650, Table II, method 10, examples (a) and (b).
+@pytest.mark.parametrize("table, low, high", [((36, 12, 2, 0), 0.0569, 0.3404), ((263, 15, 21, 0), -0.0611, 0.0202)])
+def test_paired_difference_ci_matches_newcombes_published_examples(table, low, high):
+    out = paired_difference_ci(*pairs(*table))
+    assert out["difference"] == pytest.approx((table[1] - table[2]) / sum(table))
+    assert (out["low"], out["high"]) == pytest.approx((low, high), abs=1.5e-4)
+    assert (out["n"], out["only_a"], out["only_b"]) == (sum(table), table[1], table[2])
+
+
+def test_paired_difference_ci_is_antisymmetric_and_bounded():
+    a, b = pairs(30, 9, 1, 10)
+    ab, ba = paired_difference_ci(a, b), paired_difference_ci(b, a)
+    assert (ab["difference"], ab["low"], ab["high"]) == pytest.approx((-ba["difference"], -ba["high"], -ba["low"]))
+    same = paired_difference_ci(a, a)
+    assert same["difference"] == 0 and same["low"] < 0 < same["high"]
+    extreme = paired_difference_ci(*pairs(0, 20, 0, 0))  # a always right, b always wrong
+    assert extreme["difference"] == 1.0 and 0.5 < extreme["low"] < 1.0 and extreme["high"] == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        paired_difference_ci(a, b[:-1])
+
+
+def test_paired_difference_ci_covers_the_true_difference_about_95_percent_of_the_time():
+    # Correlated pairs, as for two defenses on the same points: P(a) = 0.5, P(b) = 0.4, P(both) = 0.35.
+    g = np.random.default_rng(0)
+    cells = np.array([0.35, 0.15, 0.05, 0.45])  # both, only a, only b, neither
+    hits = 0
+    for _ in range(400):
+        counts = g.multinomial(200, cells)
+        out = paired_difference_ci(*pairs(*counts))
+        hits += out["low"] <= 0.1 <= out["high"]
+    assert 0.92 <= hits / 400 <= 0.985
+
+
+def test_auc_difference_against_a_constant_detector_is_the_single_auc_interval_minus_one_half():
+    g = np.random.default_rng(2)
+    clean, adv = torch.from_numpy(g.normal(0, 1, 60)), torch.from_numpy(g.normal(0.8, 1, 50))
+    single = auc_with_ci(clean, adv)
+    diff = auc_difference_ci(clean, adv, torch.zeros(60), torch.zeros(50))  # all ties: AUC 0.5, no variance
+    assert diff["difference"] == pytest.approx(single["auc"] - 0.5, abs=1e-12)
+    assert (diff["low"], diff["high"]) == pytest.approx((single["auc_low"] - 0.5, single["auc_high"] - 0.5), abs=1e-12)
+    same = auc_difference_ci(clean, adv, clean, adv)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(ValueError, match="same inputs"):
+        auc_difference_ci(clean, adv, clean[:-1], adv)
+
+
+def one_hot(pred, classes=3):
+    return torch.nn.functional.one_hot(torch.tensor(pred), classes).float()
+
+
+def art(pred, y, plain=None, *, regime="mixup", attack="pgd10", defense="mi_ol", setting="lam=0.5",
+        adaptive="none", n_adaptive=0):
+    return {"probs": one_hot(pred), "plain_probs": one_hot(pred if plain is None else plain),
+            "y": torch.tensor(y), "meta": {"dataset": "d", "regime": regime, "attack": attack, "defense": defense,
+                                           "setting": setting, "adaptive": adaptive, "n_adaptive": n_adaptive}}
+
+
+Y = [0, 1, 2, 0, 1, 2, 0, 1]
+
+
+def test_defense_gains_pair_the_defense_with_its_bare_model():
+    # MI-OL right on 6 of 8, the bare model on 2 of them: +50 points; the plain row is skipped.
+    wrong = [(v + 1) % 3 for v in Y]
+    defended = Y[:6] + wrong[6:]
+    plain = Y[:2] + wrong[2:]
+    index = index_artifacts([art(defended, Y, plain), art(Y, Y, defense="none", setting="plain")])
+    rows = [RowSpec("Mixup", "mixup", "none", "plain"), RowSpec("Mixup + MI-OL", "mixup", "mi_ol", "lam=0.5")]
+    gains = defense_gains(index, rows, "d", ["pgd10"])
+    assert list(gains.method) == ["Mixup + MI-OL"]
+    row = gains.iloc[0]
+    assert (row.plain, row.defended, row.difference, row.n) == (25.0, 75.0, 50.0, 8)
+    assert 0 < row.low < 50 < row.high <= 100
+    with pytest.raises(KeyError, match="no evaluation artifact"):
+        defense_gains(index, rows, "d", ["pgd50"])
+    with pytest.raises(ValueError, match="two artifacts"):
+        index_artifacts([art(Y, Y), art(Y, Y)])
+
+
+def test_matched_baselines_compare_with_the_mi_setting_of_nearest_clean_accuracy():
+    wrong = [(v + 1) % 3 for v in Y]
+    arts = [
+        art(Y, Y, attack="clean", setting="lam=0.4"),                    # MI clean 100%
+        art(Y[:4] + wrong[4:], Y, attack="clean", setting="lam=0.8"),    # MI clean 50%
+        art(Y[:5] + wrong[5:], Y, attack="clean", defense="guo", setting="size=20-28"),  # baseline clean 62.5%
+        art(Y[:3] + wrong[3:], Y, setting="lam=0.8"),                    # MI under attack 37.5%
+        art(Y, Y, setting="lam=0.4"),
+        art(Y[:1] + wrong[1:], Y, defense="guo", setting="size=20-28"),  # baseline under attack 12.5%
+    ]
+    settings = {"mi_ol": ["lam=0.4", "lam=0.8"], "guo": ["size=20-28"], "xie": []}
+    out = matched_baselines(index_artifacts(arts), "d", ["mixup"], "pgd10", settings)
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert (row.mi_setting, row.clean_mi, row.clean_baseline) == ("lam=0.8", 50.0, 62.5)
+    assert (row.adv_mi, row.adv_baseline, row.difference) == (37.5, 12.5, 25.0)
+
+
+def test_detection_differences_use_the_mi_pl_score_and_plain_confidence():
+    # Clean: MI-PL keeps the predicted class (score 0); adversarial: MI-PL drops it (score 1), while
+    # plain confidence is 1 everywhere (one-hot), so it cannot separate: AUC 1 vs 0.5.
+    y = [0, 1, 2, 0]
+    clean = art(y, y, attack="clean", defense="mi_pl")
+    adv = art([1, 2, 0, 1], y, plain=y, defense="mi_pl")
+    out = detection_differences(index_artifacts([clean, adv]), "d", ["mixup"], ["pgd10"], "lam=0.5")
+    row = out.iloc[0]
+    assert (row.auc_mi_pl, row.auc_confidence, row.difference) == (1.0, 0.5, 0.5)
+
+
+def test_adaptive_levels_pair_the_adaptive_run_with_the_oblivious_prefix():
+    wrong = [(v + 1) % 3 for v in Y]
+    arts = [
+        art(Y[:1] + wrong[1:], Y, regime="interpolated_at", defense="none", setting="plain"),  # no-MI: 1/4 on prefix
+        art(Y[:3] + wrong[3:], Y, regime="interpolated_at", setting="lam=0.6"),                # oblivious MI: 3/4
+        art(Y[:2] + wrong[2:4], Y[:4], regime="interpolated_at", setting="lam=0.6", adaptive="paper", n_adaptive=5),
+    ]
+    out = adaptive_levels(index_artifacts(arts), "d", "interpolated_at", "mi_ol", "lam=0.6", ["paper"], ["pgd10"], [5])
+    row = out.iloc[0]
+    assert (row.adaptive_mi, row.no_mi, row.oblivious_mi, row.difference, row.n) == (50.0, 25.0, 75.0, 25.0, 4)
+    assert row.gain_left == 0.5  # half of MI's oblivious gain is left under the adaptive attack
+    arts[2]["y"] = torch.tensor([1, 1, 2, 0])
+    with pytest.raises(ValueError, match="not the first 4"):
+        adaptive_levels(index_artifacts(arts), "d", "interpolated_at", "mi_ol", "lam=0.6", ["paper"], ["pgd10"], [5])
+
+
+def test_write_findings_writes_one_page_and_a_csv_per_table(tmp_path):
+    frames = {name: pd.DataFrame({"x": [1.5], "name": [name]}) for name in FINDINGS}
+    frames["adaptive"] = pd.DataFrame()
+    paths = write_findings(frames, tmp_path / "findings")
+    assert {p.name for p in paths} == {"findings.md", "findings.html"} | {f"findings_{n}.csv" for n in FINDINGS}
+    md = (tmp_path / "findings.md").read_text()
+    assert md.count("\n## ") == 4 and "(no rows)" in md and "| 1.5 |" in md
+    assert pd.read_csv(tmp_path / "findings_gains.csv").name[0] == "gains"
+    assert math.isfinite(pd.read_csv(tmp_path / "findings_detection.csv").x[0])
