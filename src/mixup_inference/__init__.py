@@ -32,10 +32,12 @@ from .defenses import (
 )
 from .metrics import (
     accuracy_with_ci,
+    auc_difference_ci,
     auc_with_ci,
     confidence_score,
     detection_auc,
     mi_pl_detection_score,
+    paired_difference_ci,
     wilson_interval,
 )
 from .models import MODEL_NAMES, build_model
@@ -45,8 +47,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
-    "accuracy_with_ci", "adaptive_pgd", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
+    "accuracy_with_ci", "adaptive_pgd", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
     "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
-    "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",
+    "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
 ]
