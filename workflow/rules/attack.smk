@@ -17,6 +17,8 @@ rule attack:
         f"{LOGS}/{{dataset}}/{{regime}}/attack/{{attack}}.log",
     benchmark:
         f"{BENCHMARKS}/{{dataset}}/{{regime}}/attack/{{attack}}.tsv"
+    # An attack unlocks a dozen evaluations: run it before the evaluations that are already ready.
+    priority: 1
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,

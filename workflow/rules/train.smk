@@ -17,6 +17,9 @@ rule train:
         f"{LOGS}/{{dataset}}/{{regime}}/train.log",
     benchmark:
         f"{BENCHMARKS}/{{dataset}}/{{regime}}/train.tsv"
+    # Training is the long head of every chain (many attacks and evaluations wait on one model):
+    # start it before anything else that is ready, so no core idles at the end of the run.
+    priority: 2
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
