@@ -197,7 +197,7 @@ def test_teardown_cancels_jobs_and_stops_every_process(tmp_path):
 
 # Rules the workflow runs where Snakemake runs (workflow/rules/*.smk `localrules`); every other
 # rule must run as a SLURM job.
-LOCAL_RULES = {"prepare_data", "aggregate", "tables", "figures", "provenance"}
+LOCAL_RULES = {"prepare_data", "aggregate", "findings", "tables", "figures", "provenance"}
 GPU_RULES = ("train", "attack", "evaluate", "adaptive", "bench")
 
 
