@@ -58,10 +58,11 @@ def test_auc_difference_against_a_constant_detector_is_the_single_auc_interval_m
     clean, adv = torch.from_numpy(g.normal(0, 1, 60)), torch.from_numpy(g.normal(0.8, 1, 50))
     single = auc_with_ci(clean, adv)
     diff = auc_difference_ci(clean, adv, torch.zeros(60), torch.zeros(50))  # all ties: AUC 0.5, no variance
+    assert (diff["auc_a"], diff["auc_b"]) == (pytest.approx(single["auc"], abs=1e-12), 0.5)
     assert diff["difference"] == pytest.approx(single["auc"] - 0.5, abs=1e-12)
     assert (diff["low"], diff["high"]) == pytest.approx((single["auc_low"] - 0.5, single["auc_high"] - 0.5), abs=1e-12)
     same = auc_difference_ci(clean, adv, clean, adv)
-    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    assert {k: same[k] for k in ("difference", "low", "high")} == {"difference": 0.0, "low": 0.0, "high": 0.0}
     with pytest.raises(ValueError, match="same inputs"):
         auc_difference_ci(clean, adv, clean[:-1], adv)
 

@@ -38,6 +38,7 @@ __all__ = [
     "DETECTION_COLUMNS",
     "RESULT_COLUMNS",
     "aggregate",
+    "artifact_key",
     "component_rows",
     "detection_rows",
     "ideal_linearity",
@@ -90,6 +91,11 @@ def _check_artifact(artifact: dict, where: str = "artifact") -> None:
 
 def _adaptive(meta: dict) -> tuple[str, int]:
     return meta.get("adaptive", "none"), int(meta.get("n_adaptive", 0))
+
+
+def artifact_key(meta: dict) -> tuple[str, str, str, str, str, str, int]:
+    """What identifies one evaluation: (dataset, regime, attack, defense, setting, adaptive, n_adaptive)."""
+    return (*(meta[key] for key in _META_KEYS), *_adaptive(meta))
 
 
 def result_row(artifact: dict) -> dict:

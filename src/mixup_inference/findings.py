@@ -29,7 +29,8 @@ from typing import Iterable, Sequence
 import pandas as pd
 from torch import Tensor
 
-from .metrics import auc_difference_ci, auc_with_ci, confidence_score, mi_pl_detection_score, paired_difference_ci
+from .aggregate import artifact_key
+from .metrics import auc_difference_ci, confidence_score, mi_pl_detection_score, paired_difference_ci
 from .settings import PLAIN_SETTING
 from .tables import RowSpec
 from .utils import atomic_write_text
@@ -52,9 +53,7 @@ def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
     """Artifacts by (dataset, regime, attack, defense, setting, adaptive, n_adaptive); duplicates raise."""
     index: dict[Key, dict] = {}
     for artifact in artifacts:
-        meta = artifact["meta"]
-        key = (meta["dataset"], meta["regime"], meta["attack"], meta["defense"], meta["setting"],
-               meta.get("adaptive", "none"), int(meta.get("n_adaptive", 0)))
+        key = artifact_key(artifact["meta"])
         if key in index:
             raise ValueError(f"two artifacts for {key}; pass each evaluation once")
         index[key] = artifact
@@ -77,6 +76,11 @@ def _pct(value: float) -> float:
     return round(100.0 * value, 2)
 
 
+def _rate(correct: Tensor) -> float:
+    """Share of True in a bool mask (an accuracy in [0, 1])."""
+    return correct.float().mean().item()
+
+
 def _difference_columns(result: dict) -> dict:
     return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"])}
 
@@ -93,8 +97,7 @@ def defense_gains(index: dict[Key, dict], rows: Sequence[RowSpec], dataset: str,
             defended, plain = _correct(art["probs"], art["y"]), _correct(art["plain_probs"], art["y"])
             records.append({
                 "method": row.label, "regime": row.regime, "defense": row.defense, "setting": row.setting,
-                "attack": attack, "plain": _pct(plain.float().mean().item()),
-                "defended": _pct(defended.float().mean().item()),
+                "attack": attack, "plain": _pct(_rate(plain)), "defended": _pct(_rate(defended)),
                 **_difference_columns(paired_difference_ci(defended, plain)), "n": int(defended.numel()),
             })
     return pd.DataFrame(records)
@@ -110,13 +113,13 @@ def matched_baselines(index: dict[Key, dict], dataset: str, regimes: Sequence[st
         mi = {}
         for setting in settings.get(mi_defense, ()):
             clean = _get(index, dataset, regime, "clean", mi_defense, setting)
-            mi[setting] = _correct(clean["probs"], clean["y"]).float().mean().item()
+            mi[setting] = _rate(_correct(clean["probs"], clean["y"]))
         if not mi:
             continue
         for baseline in BASELINES:
             for setting in settings.get(baseline, ()):
                 clean = _get(index, dataset, regime, "clean", baseline, setting)
-                clean_acc = _correct(clean["probs"], clean["y"]).float().mean().item()
+                clean_acc = _rate(_correct(clean["probs"], clean["y"]))
                 mi_setting = min(mi, key=lambda s: (abs(mi[s] - clean_acc), s))
                 adv_b = _get(index, dataset, regime, attack, baseline, setting)
                 adv_mi = _get(index, dataset, regime, attack, mi_defense, mi_setting)
@@ -124,7 +127,7 @@ def matched_baselines(index: dict[Key, dict], dataset: str, regimes: Sequence[st
                 records.append({
                     "regime": regime, "attack": attack, "baseline": baseline, "baseline_setting": setting,
                     "mi_setting": mi_setting, "clean_baseline": _pct(clean_acc), "clean_mi": _pct(mi[mi_setting]),
-                    "adv_baseline": _pct(ok_b.float().mean().item()), "adv_mi": _pct(ok_mi.float().mean().item()),
+                    "adv_baseline": _pct(_rate(ok_b)), "adv_mi": _pct(_rate(ok_mi)),
                     **_difference_columns(paired_difference_ci(ok_mi, ok_b)), "n": int(ok_b.numel()),
                 })
     return pd.DataFrame(records)
@@ -145,8 +148,7 @@ def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequenc
             diff = auc_difference_ci(mi_clean, mi_adv, conf_clean, conf_adv)
             records.append({
                 "regime": regime, "attack": attack, "setting": setting,
-                "auc_mi_pl": round(auc_with_ci(mi_clean, mi_adv)["auc"], 4),
-                "auc_confidence": round(auc_with_ci(conf_clean, conf_adv)["auc"], 4),
+                "auc_mi_pl": round(diff["auc_a"], 4), "auc_confidence": round(diff["auc_b"], 4),
                 "difference": round(diff["difference"], 4), "low": round(diff["low"], 4),
                 "high": round(diff["high"], 4), "n_clean": int(mi_clean.numel()), "n_adv": int(mi_adv.numel()),
             })
@@ -172,13 +174,13 @@ def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: 
                 ok = _correct(art["probs"], art["y"])
                 no_mi = _correct(plain["probs"][:m], art["y"])
                 ok_oblivious = _correct(oblivious["probs"][:m], art["y"])
-                no_mi_acc, obl_acc = no_mi.float().mean().item(), ok_oblivious.float().mean().item()
+                acc, no_mi_acc, obl_acc = _rate(ok), _rate(no_mi), _rate(ok_oblivious)
                 gain = obl_acc - no_mi_acc
                 records.append({
-                    "kind": kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(ok.float().mean().item()),
+                    "kind": kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(acc),
                     "no_mi": _pct(no_mi_acc), "oblivious_mi": _pct(obl_acc),
                     **_difference_columns(paired_difference_ci(ok, no_mi)),
-                    "gain_left": round((ok.float().mean().item() - no_mi_acc) / gain, 3) if gain > 0 else float("nan"),
+                    "gain_left": round((acc - no_mi_acc) / gain, 3) if gain > 0 else float("nan"),
                     "n": m,
                 })
     return pd.DataFrame(records)

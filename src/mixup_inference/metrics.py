@@ -179,7 +179,8 @@ def auc_difference_ci(
     detectors are differenced point by point, Var = var(V10_a - V10_b) / m + var(V01_a - V01_b) / n,
     which counts the correlation between the two detectors (DeLong et al. 1988).
 
-    Returns {"difference", "low", "high"} as floats (bounds NaN when a group has a single score).
+    Returns {"auc_a", "auc_b", "difference", "low", "high"} as floats (bounds NaN when a group has a
+    single score).
     """
     ca, aa = _score_arrays(clean_a, adv_a)
     cb, ab = _score_arrays(clean_b, adv_b)
@@ -188,9 +189,11 @@ def auc_difference_ci(
                          f"{aa.size} vs {ab.size}")
     v10_a, v01_a = _delong_components(ca, aa)
     v10_b, v01_b = _delong_components(cb, ab)
-    diff = float(v10_a.mean() - v10_b.mean())
+    auc_a, auc_b = float(v10_a.mean()), float(v10_b.mean())
+    diff = auc_a - auc_b
     m, n = aa.size, ca.size
     if m < 2 or n < 2:
-        return {"difference": diff, "low": float("nan"), "high": float("nan")}
+        return {"auc_a": auc_a, "auc_b": auc_b, "difference": diff, "low": float("nan"), "high": float("nan")}
     sd = math.sqrt(np.var(v10_a - v10_b, ddof=1) / m + np.var(v01_a - v01_b, ddof=1) / n)
-    return {"difference": diff, "low": max(-1.0, diff - z * sd), "high": min(1.0, diff + z * sd)}
+    return {"auc_a": auc_a, "auc_b": auc_b, "difference": diff, "low": max(-1.0, diff - z * sd),
+            "high": min(1.0, diff + z * sd)}
