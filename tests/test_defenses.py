@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixup_inference.defenses import (DEFENSES, POOL_DEFENSES, gaussian_noise, mi_combined, mixup_inference,
-                                      predict_probs, random_crop_resize, random_resize_pad, random_rotation,
-                                      sample_pool_indices)
+                                      predict_probs, random_crop_resize, random_resize_pad, random_rotation)
+from mixup_inference.pool import sample_pool_indices
 from mixup_inference.utils import make_generator
 
 C = 5  # classes of the probability-vector toy problem

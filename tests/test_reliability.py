@@ -31,7 +31,9 @@ from torch import nn
 from mixup_inference import data as data_module
 from mixup_inference.configcheck import check_config, validate_config
 from mixup_inference.models import build_model
-from mixup_inference.pipeline import job_log, load_model, run_attack, run_prepare, run_train, save_model
+from mixup_inference.joblog import job_log
+from mixup_inference.jobs import run_attack, run_prepare, run_train
+from mixup_inference.modelfiles import load_model, save_model
 from mixup_inference.training import TrainConfig, train
 from mixup_inference.utils import atomic_save, atomic_write_text, load_checkpoint
 from workflow_helpers import REPO, snakemake, snakemake_bin, workdir_copy
@@ -457,7 +459,7 @@ def test_artifacts_are_only_written_through_temporary_files():
                 direct.append(where)
             if name == "open" and len(node.args) > 1 and re.search(r"[wax+]", ast.unparse(node.args[1])):
                 direct.append(where)
-    assert direct == ["src/mixup_inference/pipeline.py open(path, 'a', buffering=1)"]  # job_log's log file
+    assert direct == ["src/mixup_inference/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
 
 
 def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path):
@@ -560,7 +562,8 @@ def test_nan_loss_stops_the_job_with_one_line_and_keeps_the_last_checkpoint(tmp_
 
 TRAIN_SCRIPT = """
 import json, sys
-from mixup_inference.pipeline import job_log, run_train
+from mixup_inference.joblog import job_log
+from mixup_inference.jobs import run_train
 data, out = sys.argv[1], sys.argv[2]
 with job_log(out + "/train.log", threads=1):
     run_train(data, out + "/model.pt", out + "/train_log.jsonl", out + "/metrics.json", model_name="tiny_cnn",

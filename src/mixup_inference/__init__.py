@@ -5,7 +5,7 @@ Models take pixels in [0, 1] (normalisation inside), so every eps is in pixel un
     >>> from mixup_inference import build_model, pgd, mixup_inference
     >>> probs = mixup_inference(model, x, pool_x, pool_y, lam=0.5, n_samples=30, mode="ol")
 
-Modules: data (datasets, MI pool, tensor augmentation), models, training (ERM, mixup, AT,
+Modules: data (datasets, tensor augmentation), pool (the MI sample pool), models, training (ERM, mixup, AT,
 interpolated AT), attacks (PGD, the paper's adaptive PGD, EOT PGD), defenses (MI-PL, MI-OL,
 MI-Combined, baseline input transformations), metrics (Wilson intervals, detection AUC).
 """
@@ -13,7 +13,6 @@ MI-Combined, baseline input transformations), metrics (Wilson intervals, detecti
 from .attacks import adaptive_pgd, eot_pgd, pgd
 from .data import (
     ImageDataset,
-    build_pool,
     load_dataset,
     prepare_dataset,
     random_crop_flip,
@@ -41,6 +40,7 @@ from .metrics import (
     wilson_interval,
 )
 from .models import MODEL_NAMES, build_model
+from .pool import build_pool
 from .training import TrainConfig, TrainingDiverged, soft_cross_entropy, train
 
 __version__ = "0.1.0"

@@ -42,7 +42,7 @@ __all__ = [
     "component_rows",
     "detection_rows",
     "ideal_linearity",
-    "load_artifact",
+    "load_evaluation",
     "result_row",
 ]
 
@@ -60,7 +60,7 @@ _META_KEYS = ("dataset", "regime", "attack", "defense", "setting")
 _ADAPTIVE_KINDS = ("none", "paper", "eot")
 
 
-def load_artifact(path: str | Path) -> dict:
+def load_evaluation(path: str | Path) -> dict:
     """Read one evaluation artifact (``torch.load(weights_only=True)`` on CPU) and check its fields."""
     artifact = torch.load(Path(path), weights_only=True, map_location="cpu")
     _check_artifact(artifact, where=str(path))
@@ -285,7 +285,7 @@ def aggregate(
     Two artifacts with the same (dataset, regime, defense, setting, attack, adaptive, n_adaptive)
     raise ValueError: every evaluation must be counted once.
     """
-    artifacts = [load_artifact(path) for path in artifact_paths]
+    artifacts = [load_evaluation(path) for path in artifact_paths]
     results = pd.DataFrame([result_row(a) for a in artifacts], columns=RESULT_COLUMNS)
     key = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"]
     duplicated = results[results.duplicated(key, keep=False)]

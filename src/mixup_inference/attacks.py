@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .defenses import _check_lam, _check_mode, _check_pool, _check_positive_int, eval_mode, pool_images, \
-    sample_pool_indices
-from .utils import rand
+from .checks import check_lam, check_mode, check_positive_int
+from .pool import check_pool, pool_images, sample_pool_indices
+from .utils import eval_mode, rand
 
 __all__ = ["adaptive_pgd", "eot_pgd", "pgd"]
 
@@ -112,10 +112,10 @@ def _check_adaptive_args(x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, l
     """Every argument check shared by the two attacks against MI (PGD's own checks included)."""
     _check_pgd_args(eps, step_size, steps)
     _check_labels(x, y)
-    _check_lam(lam)
-    _check_mode(mode)
-    _check_positive_int(n_adaptive, "n_adaptive")
-    _check_pool(pool_x, pool_y, x)
+    check_lam(lam)
+    check_mode(mode)
+    check_positive_int(n_adaptive, "n_adaptive")
+    check_pool(pool_x, pool_y, x)
 
 
 def _draw_mixing_images(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, mode: str, n: int,

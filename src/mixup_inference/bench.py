@@ -875,7 +875,7 @@ def _cpu_model() -> str | None:
 
 
 def _environment() -> dict:
-    from .pipeline import environment_summary
+    from .provenance import environment_summary
     from .provenance import git_commit
     env = environment_summary()
     env["git"] = git_commit()

@@ -499,35 +499,6 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"to_float expects uint8 (or float in [0, 1]) images, got dtype {x_uint8.dtype}")
 
 
-def build_pool(train_x: torch.Tensor, train_y: torch.Tensor, *, per_class: int, num_classes: int,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MI sample pool (paper Sec. 3: x_s drawn from the training set): `per_class` distinct
-    training images of every class chosen uniformly at random, returned as (pool_x, pool_y) SORTED BY
-    CLASS (all class-0 images first, ...), pool_x with train_x's dtype, pool_y int64.
-
-    A class with fewer than `per_class` images contributes all of its images (so the pool holds
-    sum_c min(per_class, n_c) images); a class with none is an error. Vectorised: one random key
-    per image, one sort by (class, key), the first `per_class` of every class kept.
-    """
-    if per_class < 1:
-        raise ValueError(f"per_class={per_class} must be >= 1")
-    if train_y.dim() != 1 or train_x.shape[0] != train_y.shape[0]:
-        raise ValueError(f"train_x {tuple(train_x.shape)} and train_y {tuple(train_y.shape)} must have one label per image")
-    y = train_y.long()
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"train_y has labels outside [0, {num_classes}); check num_classes={num_classes}")
-    counts = torch.bincount(y, minlength=num_classes)
-    missing = (counts == 0).nonzero().flatten().tolist()
-    if missing:
-        raise ValueError(f"class(es) {missing} have no training images; the MI pool needs every class")
-    keys = utils.rand((y.numel(),), generator=generator, device=y.device, dtype=torch.float64)
-    order = torch.argsort(y.to(torch.float64) + keys)  # keys in [0, 1): groups by class, random within
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(y.numel(), device=y.device) - starts[y[order]]
-    chosen = order[rank < per_class]
-    return train_x[chosen.to(train_x.device)], y[chosen]
-
-
 def select_test_points(n_total: int, n: int, *, generator: torch.Generator | None) -> torch.Tensor:
     """`n` distinct indices drawn uniformly from range(n_total), sorted ascending (int64, CPU)."""
     if n < 1 or n > n_total:

@@ -18,14 +18,15 @@ pools are converted to float / 255 one chunk at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .utils import rand, randint, randn
+from .checks import check_images, check_lam, check_mode, check_positive_int
+from .pool import check_pool, pool_images, sample_pool_indices
+from .utils import eval_mode, rand, randint, randn
 
 __all__ = [
     "DEFENSES",
@@ -41,119 +42,14 @@ __all__ = [
     "random_crop_resize",
     "random_resize_pad",
     "random_rotation",
-    "sample_pool_indices",
 ]
 
-MI_MODES = ("pl", "ol")
 # Gaussian noise is drawn in blocks of this many copies, whatever the chunk size, so that the
 # noise of copy j does not depend on how the copies are chunked.
 _NOISE_BLOCK = 256
 # Default images per forward pass when chunk_size is None (see `default_chunk_size`).
 CHUNK_SIZE_CUDA = 2048
 CHUNK_SIZE_CPU = 64
-
-
-# ---------------------------------------------------------------------------------------------
-# Small shared pieces (also used by attacks.py)
-# ---------------------------------------------------------------------------------------------
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put `model` in eval mode for the block and restore its previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def _check_positive_int(value: int, name: str) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1 (got {value}); pass a positive count")
-
-
-def _check_lam(lam: float, name: str = "lam") -> None:
-    if not 0.0 < lam <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1] (got {lam}); the paper uses e.g. 0.5 or 0.6")
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MI_MODES:
-        raise ValueError(f"mode must be one of {MI_MODES} (got {mode!r}); use 'pl' (predicted label) or 'ol' (other labels)")
-
-
-def _check_images(x: Tensor) -> None:
-    if x.dim() != 4 or x.shape[0] == 0 or not x.is_floating_point():
-        raise ValueError(f"x must be a non-empty float tensor [B, C, H, W] (got {x.dtype} {tuple(x.shape)}); convert with to_float")
-
-
-def _check_pool(pool_x: Tensor, pool_y: Tensor, x: Tensor) -> None:
-    if pool_x.dim() != 4 or pool_x.shape[1:] != x.shape[1:]:
-        raise ValueError(f"pool_x must be [P, {', '.join(map(str, x.shape[1:]))}] like x (got {tuple(pool_x.shape)}); build the pool from the same dataset")
-    if pool_y.dim() != 1 or pool_y.shape[0] != pool_x.shape[0]:
-        raise ValueError(f"pool_y must be [P] = [{pool_x.shape[0]}] (got {tuple(pool_y.shape)}); pass one label per pool image")
-    if pool_x.dtype != torch.uint8 and not pool_x.is_floating_point():
-        raise ValueError(f"pool_x must be uint8 or float (got {pool_x.dtype}); store pools as uint8 images")
-
-
-def _class_groups(pool_y: Tensor, num_classes: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """(order, start, count): pool indices grouped by class (stable sort, a no-op for a pool
-    already sorted by class), and each class's start offset and size within that order."""
-    pool_y = pool_y.to(device=device, dtype=torch.long)
-    if pool_y.numel() and (pool_y.min() < 0 or pool_y.max() >= num_classes):
-        raise ValueError(f"pool_y has labels outside [0, {num_classes}); build the pool with the model's number of classes")
-    count = torch.bincount(pool_y, minlength=num_classes)
-    if (count == 0).any():
-        missing = torch.nonzero(count == 0).flatten().tolist()
-        raise ValueError(f"the MI sample pool has no image of class(es) {missing[:10]}; build the pool with per_class >= 1 for every class")
-    order = torch.argsort(pool_y, stable=True)
-    start = torch.cumsum(count, 0) - count
-    return order, start, count
-
-
-def sample_pool_indices(pool_y: Tensor, labels: Tensor, *, mode: str, n: int, num_classes: int,
-                        generator: torch.Generator | None = None) -> Tensor:
-    """Draw `n` pool indices per input for Mixup Inference (Algorithm 1's y_s ~ p_s(y), x_s ~ p_s(x|y_s)).
-
-    mode "pl": y_s = labels[b] (the predicted label); mode "ol": y_s uniform over the
-    num_classes - 1 classes other than labels[b], drawn as (labels + 1 + U{0..C-2}) mod C.
-    The image is then uniform among the pool images of class y_s.
-
-    Args:
-        pool_y: int64 [P] pool labels (any order; every class 0..num_classes-1 must occur).
-        labels: int64 [B] labels to condition on (the model's prediction on each input).
-        mode: "pl" or "ol".  n: samples per input.  num_classes: C.
-        generator: the only source of randomness. Draw order: ("ol" only) class offsets
-            [B, n], then uniforms [B, n] (float64) for the image within the class.
-
-    Returns:
-        int64 [B, n] indices into the pool, on labels.device.
-    """
-    _check_mode(mode)
-    _check_positive_int(n, "n")
-    device = labels.device
-    order, start, count = _class_groups(pool_y, num_classes, device)
-    labels = labels.to(torch.long)
-    shape = (labels.shape[0], int(n))
-    if mode == "pl":
-        cls = labels[:, None].expand(shape)
-    else:
-        if num_classes < 2:
-            raise ValueError("mode 'ol' needs at least 2 classes; use mode 'pl' for a 1-class model")
-        offset = randint(num_classes - 1, shape, generator=generator, device=device)
-        cls = (labels[:, None] + 1 + offset) % num_classes
-    u = rand(shape, generator=generator, device=device, dtype=torch.float64)
-    within = (u * count[cls].to(torch.float64)).floor().long().clamp_max_(count[cls] - 1)
-    return order[start[cls] + within]
-
-
-def pool_images(pool_x: Tensor, index: Tensor, *, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """pool_x[index] as float images in [0, 1] of `dtype` on `device` (uint8 pools divided by 255)."""
-    images = pool_x[index.to(pool_x.device)].to(device)
-    if images.dtype == torch.uint8:
-        return images.to(dtype) / 255.0
-    return images.to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,11 +79,11 @@ def averaged_softmax(model: nn.Module, x: Tensor, make_inputs: Callable[[int, in
     Returns:
         [B, C] averaged probabilities (rows sum to 1), dtype of the model's output.
     """
-    _check_images(x)
-    _check_positive_int(n_samples, "n_samples")
+    check_images(x)
+    check_positive_int(n_samples, "n_samples")
     if chunk_size is None:
         chunk_size = default_chunk_size(x.device)
-    _check_positive_int(chunk_size, "chunk_size")
+    check_positive_int(chunk_size, "chunk_size")
     n_inputs, n_samples = x.shape[0], int(n_samples)
     total = n_inputs * n_samples
     sums: Tensor | None = None
@@ -252,11 +148,11 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
     Returns:
         [B, C] averaged probabilities.
     """
-    _check_lam(lam)
-    _check_mode(mode)
-    _check_positive_int(n_samples, "n_samples")
-    _check_images(x)
-    _check_pool(pool_x, pool_y, x)
+    check_lam(lam)
+    check_mode(mode)
+    check_positive_int(n_samples, "n_samples")
+    check_images(x)
+    check_pool(pool_x, pool_y, x)
     plain = predict_probs(model, x, chunk_size=chunk_size)
     return _mixup_inference_given_labels(model, x, plain.argmax(1), pool_x, pool_y, lam=lam, n_samples=n_samples,
                                          mode=mode, num_classes=plain.shape[1], generator=generator,
@@ -292,14 +188,14 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
     Draw order on `generator`: MI-PL samples for all inputs, then MI-OL samples for the flagged.
     Returns [B, C] probabilities.
     """
-    _check_lam(lam_pl, "lam_pl")
-    _check_lam(lam_ol, "lam_ol")
-    _check_positive_int(n_pl, "n_pl")
-    _check_positive_int(n_ol, "n_ol")
+    check_lam(lam_pl, "lam_pl")
+    check_lam(lam_ol, "lam_ol")
+    check_positive_int(n_pl, "n_pl")
+    check_positive_int(n_ol, "n_ol")
     if not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite float (got {threshold}); the paper uses 0.2")
-    _check_images(x)
-    _check_pool(pool_x, pool_y, x)
+    check_images(x)
+    check_pool(pool_x, pool_y, x)
     plain = predict_probs(model, x, chunk_size=chunk_size)
     yhat, num_classes = plain.argmax(1), plain.shape[1]
     common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size)
@@ -356,8 +252,8 @@ def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
     """
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a finite float >= 0 (got {sigma}); pass a pixel-scale std such as 0.04")
-    _check_images(x)
-    _check_positive_int(n_samples, "n_samples")
+    check_images(x)
+    check_positive_int(n_samples, "n_samples")
     total = x.shape[0] * int(n_samples)
     drawn_start, drawn = 0, x.new_zeros((0, *x.shape[1:]))  # noise of copies drawn_start.. not yet used
 
@@ -383,8 +279,8 @@ def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_sample
     [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies."""
     if not (0 <= max_degrees <= 180):
         raise ValueError(f"max_degrees must be in [0, 180] (got {max_degrees}); the paper uses 20-40")
-    _check_images(x)
-    _check_positive_int(n_samples, "n_samples")
+    check_images(x)
+    check_positive_int(n_samples, "n_samples")
     height, width = x.shape[-2:]
     total = x.shape[0] * int(n_samples)
     u = rand((total,), generator=generator, device=x.device, dtype=torch.float64)
@@ -408,9 +304,9 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
     F.interpolate(size=(s, s), mode="bilinear", align_corners=False, antialias=False) followed by
     F.pad (up to float rounding). Draw order: s, top, left (one each per copy).
     """
-    _check_images(x)
+    check_images(x)
     _check_sizes(min_size, max_size, x)
-    _check_positive_int(n_samples, "n_samples")
+    check_positive_int(n_samples, "n_samples")
     min_size, max_size = int(min_size), int(max_size)
     height, width = x.shape[-2:]
     total = x.shape[0] * int(n_samples)
@@ -433,9 +329,9 @@ def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: 
     crop + F.interpolate(size=(H, W), mode="bilinear", align_corners=False), which replicates the
     crop's edge pixels (up to float rounding). Draw order: s, top, left (one each per copy).
     """
-    _check_images(x)
+    check_images(x)
     _check_sizes(min_size, max_size, x)
-    _check_positive_int(n_samples, "n_samples")
+    check_positive_int(n_samples, "n_samples")
     min_size, max_size = int(min_size), int(max_size)
     height, width = x.shape[-2:]
     total = x.shape[0] * int(n_samples)

@@ -6,18 +6,45 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from .data import load_dataset
-from .pipeline import environment_summary
 from .training import ADVERSARIAL_REGIMES
 from .utils import atomic_write_text
 
+
+
+def environment_summary() -> dict:
+    """Hardware and package versions for provenance."""
+    import importlib.metadata as md
+
+    packages = {}
+    for name in ("torch", "torchvision", "numpy", "pandas", "matplotlib", "scikit-learn", "snakemake",
+                 "snakemake-executor-plugin-slurm", "mixup-inference"):
+        try:
+            packages[name] = md.version(name)
+        except md.PackageNotFoundError:
+            packages[name] = None
+    cuda = torch.cuda.is_available()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "packages": packages,
+    }
 
 def git_commit(path: str | Path | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the repository holding this package (or `path`)."""

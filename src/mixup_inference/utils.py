@@ -6,11 +6,14 @@ import hashlib
 import os
 import random
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def default_device() -> torch.device:
@@ -117,3 +120,14 @@ def derive_seed(seed: int, *keys: object) -> int:
     (unlike hash()), so every job of a workflow draws the same numbers for the same config."""
     text = "/".join([str(seed), *map(str, keys)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,6 +1,6 @@
 """Snakemake job: every evaluation artifact -> tidy results.csv, detection.csv, components.csv."""
 from mixup_inference.aggregate import aggregate
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 from mixup_inference.utils import atomic_write_text
 
 with job_log(snakemake.log[0]):

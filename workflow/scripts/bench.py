@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from mixup_inference.bench import main
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):
     out = Path(snakemake.output.markdown).parent

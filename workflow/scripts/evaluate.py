@@ -1,5 +1,6 @@
 """Snakemake job: one defense with one setting on one attack's examples."""
-from mixup_inference.pipeline import job_log, run_evaluate
+from mixup_inference.joblog import job_log
+from mixup_inference.jobs import run_evaluate
 
 with job_log(snakemake.log[0], snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 from mixup_inference.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
 
 with job_log(snakemake.log[0]):

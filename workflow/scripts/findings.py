@@ -1,14 +1,14 @@
 """Snakemake job: every evaluation artifact -> the paper's findings as paired differences (findings.md/.html/_*.csv)."""
 import pandas as pd
 
-from mixup_inference.aggregate import load_artifact
+from mixup_inference.aggregate import load_evaluation
 from mixup_inference.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
                                       matched_baselines, write_findings)
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 from mixup_inference.tables import TABLE_SPECS
 
 with job_log(snakemake.log[0]):
-    index = index_artifacts(load_artifact(p) for p in [*snakemake.input.evaluations, *snakemake.input.adaptive])
+    index = index_artifacts(load_evaluation(p) for p in [*snakemake.input.evaluations, *snakemake.input.adaptive])
     tables, grids, det, ada = (snakemake.params[k] for k in ("tables", "grids", "detection", "adaptive"))
     gains = pd.concat([defense_gains(index, TABLE_SPECS[name][0], spec["dataset"], spec["attacks"]).assign(table=name)
                        for name, spec in tables.items()], ignore_index=True)

@@ -1,7 +1,7 @@
 """Snakemake job: what was run, on what, with what (config, data, models, hardware, versions, commit, timings)."""
 import yaml
 
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 from mixup_inference.provenance import write_provenance
 
 with job_log(snakemake.log[0]):

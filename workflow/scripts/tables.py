@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mixup_inference.pipeline import job_log
+from mixup_inference.joblog import job_log
 from mixup_inference.tables import TABLE_SPECS, build_table, write_table
 
 with job_log(snakemake.log[0]):
