@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixup_inference.defenses import (DEFENSES, POOL_DEFENSES, gaussian_noise, mi_combined, mixup_inference,
-                                      predict_probs, random_crop_resize, random_resize_pad, random_rotation)
+                                      predict_probs, random_crop_pad, random_crop_resize, random_resize_pad,
+                                      random_rotation)
 from mixup_inference.pool import sample_pool_indices
 from mixup_inference.utils import make_generator
 
@@ -206,6 +207,7 @@ BASELINES = [
     (gaussian_noise, dict(sigma=0.1)),
     (random_rotation, dict(max_degrees=30)),
     (random_resize_pad, dict(min_size=4, max_size=7)),
+    (random_crop_pad, dict(min_size=4, max_size=7)),
     (random_crop_resize, dict(min_size=4, max_size=7)),
 ]
 POOLED = [(mixup_inference, dict(lam=0.6, mode="ol")), (mixup_inference, dict(lam=0.6, mode="pl"))]
@@ -245,6 +247,7 @@ def test_results_independent_of_chunk_size_and_batches_bounded(defense, kwargs):
     (gaussian_noise, dict(sigma=0.0)),
     (random_rotation, dict(max_degrees=0)),
     (random_resize_pad, dict(min_size=8, max_size=8)),
+    (random_crop_pad, dict(min_size=8, max_size=8)),
     (random_crop_resize, dict(min_size=8, max_size=8)),
 ])
 def test_baselines_with_trivial_parameters_are_the_identity(defense, kwargs):
@@ -302,7 +305,9 @@ def test_resize_pad_sizes_cover_the_range():
 # --------------------------------------------------------------------------------------------
 
 def test_registry_names():
-    assert set(DEFENSES) == {"none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "guo"}
+    assert set(DEFENSES) == {"none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "xie_resize",
+                             "guo"}
+    assert DEFENSES["xie"] is random_crop_pad and DEFENSES["xie_resize"] is random_resize_pad
     assert POOL_DEFENSES <= set(DEFENSES)
     pool_x, pool_y = one_hot_pool()
     x = one_hot_images([0, 3])

@@ -27,6 +27,7 @@ CANONICAL = [
     ("rotation", "deg=40", {"max_degrees": 40.0}),
     ("rotation", "deg=12.5", {"max_degrees": 12.5}),
     ("xie", "size=16-24", {"min_size": 16, "max_size": 24}),
+    ("xie_resize", "size=16-24", {"min_size": 16, "max_size": 24}),
     ("guo", "size=24-32", {"min_size": 24, "max_size": 32}),
     ("guo", "size=32-32", {"min_size": 32, "max_size": 32}),
 ]
@@ -174,3 +175,43 @@ def test_attack_name_rejects_bad_arguments():
         attack_name(False, -1)
     with pytest.raises(ValueError, match="steps"):
         attack_name(False, 2.0)
+
+
+# ---------------------------------------------------------------- one grammar: settings.py and the schema
+def _schema():
+    import yaml
+    from pathlib import Path
+
+    return yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def test_schema_setting_pattern_is_the_settings_module_grammar():
+    from mixup_inference.settings import SETTING_PATTERN
+
+    assert _schema()["$defs"]["setting"]["pattern"] == SETTING_PATTERN
+
+
+def test_every_formatted_setting_passes_the_schema_and_a_comma_does_not():
+    import itertools
+    import re
+
+    import jsonschema
+
+    from mixup_inference.settings import _kwarg_names
+
+    validator = jsonschema.Draft202012Validator({**_schema()["$defs"]["setting"], "$defs": _schema()["$defs"]})
+    values = {"lam": [0.05, 0.5, 1], "lam_pl": [0.5, 1], "lam_ol": [0.4, 1e-05], "threshold": [0, 0.2, 1],
+              "sigma": [0, 0.04, 1e-05, 12.5], "max_degrees": [0, 40, 12.5, 180], "min_size": [1, 16], "max_size": [24, 320]}
+    produced = 0
+    for defense in DEFENSE_NAMES:
+        if defense == "none":
+            continue
+        names = _kwarg_names(defense)
+        for combo in itertools.product(*(values[name] for name in names)):
+            setting = format_setting(defense, dict(zip(names, combo)))
+            assert validator.is_valid(setting), (defense, setting)
+            assert re.fullmatch(r"[a-z]+=[^/]+", setting)  # and the workflow's wildcard constraint
+            produced += 1
+    assert produced > 30
+    assert validator.is_valid("pl=0.5_ol=0.4_th=0.2")  # the MI-Combined grid entry that used to be refused
+    assert not validator.is_valid("pl=0.5,ol=0.4,th=0.2")

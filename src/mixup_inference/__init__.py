@@ -26,6 +26,7 @@ from .defenses import (
     mixup_inference,
     predict_probs,
     random_crop_resize,
+    random_crop_pad,
     random_resize_pad,
     random_rotation,
 )
@@ -49,6 +50,6 @@ __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
     "accuracy_with_ci", "adaptive_pgd", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
     "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
-    "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_resize", "random_resize_pad",
+    "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_pad", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
 ]

@@ -82,7 +82,7 @@ from .defenses import (
     default_chunk_size,
     predict_probs,
     random_crop_resize,
-    random_resize_pad,
+    random_crop_pad,
     random_rotation,
 )
 from .fastpath import fast_model
@@ -420,7 +420,7 @@ def _baseline_rows(s: _Setup) -> None:
     baselines = {
         "gaussian": (gaussian_noise, {"sigma": 0.04}),
         "rotation": (random_rotation, {"max_degrees": 40.0}),
-        "xie": (random_resize_pad, {"min_size": size // 2, "max_size": size * 3 // 4}),
+        "xie": (random_crop_pad, {"min_size": size // 2, "max_size": size * 3 // 4}),
         "guo": (random_crop_resize, {"min_size": size * 11 // 16, "max_size": size * 15 // 16}),
     }
     for name, (fn, kwargs) in baselines.items():
@@ -937,7 +937,7 @@ def _run_benchmark(cfg: BenchConfig, log: Callable[[str], None], started: float)
 
 _LABELS = {"mi_pl": "MI-PL evaluation", "mi_ol": "MI-OL evaluation", "mi_combined": "MI-Combined evaluation",
            "gaussian": "Gaussian noise baseline", "rotation": "Random rotation baseline",
-           "xie": "Xie et al. (resize + pad)", "guo": "Guo et al. (crop + resize)",
+           "xie": "Xie et al. (crop + pad)", "guo": "Guo et al. (crop + resize)",
            "adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
            "mi_ol_speedup_vs_loop": "MI-OL speed-up over per-image loop, share of ceiling"}
 

@@ -39,6 +39,8 @@ __all__ = [
     "mi_pl",
     "mixup_inference",
     "predict_probs",
+    "crop_pad",
+    "random_crop_pad",
     "random_crop_resize",
     "random_resize_pad",
     "random_rotation",
@@ -210,7 +212,8 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Randomised baselines (paper Tables 4/5), all batched through one affine_grid + grid_sample
+# Randomised baselines (paper Tables 4/5), batched over all B x N copies (affine_grid + grid_sample,
+# or an integer gather for the crop-and-pad)
 # ---------------------------------------------------------------------------------------------
 
 def _check_sizes(min_size: int, max_size: int, x: Tensor) -> None:
@@ -242,19 +245,23 @@ def _scale_translate_theta(scale_x: Tensor, scale_y: Tensor, shift_x: Tensor, sh
     return torch.stack([torch.stack([scale_x, zeros, shift_x], 1), torch.stack([zeros, scale_y, shift_y], 1)], 1)
 
 
-def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
+def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int, clamp: bool = False,
                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
-    """Gaussian-noise baseline: mean_k softmax(F(clamp(x + sigma * z_k, 0, 1))), z_k ~ N(0, I).
+    """Gaussian-noise baseline (paper Tables 4/5): mean_k softmax(F(x + (sigma / 2) z_k)), z_k ~ N(0, I).
 
-    sigma is on the [0, 1] pixel scale (the paper's Tables 4/5 values: 0.04, 0.075, 0.025, 0.06);
-    the authors' code adds its noise in [-1, 1] space, where the same number means half the
-    noise in pixel units. Noise is drawn in blocks of 256 copies (independent of chunk_size).
+    Units: `sigma` is the paper's number (Table 4: 0.04, 0.075, 0.025, 0.06), a std in the authors'
+    [-1, 1] image scale (attack_resnet_baselines.py adds N(0, sigma) to images scaled to [-1, 1]);
+    on this project's [0, 1] pixel scale the noise std is therefore sigma / 2. As in the authors'
+    code the noisy image is NOT clamped and may leave [0, 1]; `clamp=True` clamps it to [0, 1]
+    (an explicit deviation, not the paper's). Noise is drawn in blocks of 256 copies (independent
+    of chunk_size).
     """
     if not (sigma >= 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be a finite float >= 0 (got {sigma}); pass a pixel-scale std such as 0.04")
+        raise ValueError(f"sigma must be a finite float >= 0 (got {sigma}); pass the paper's [-1, 1]-scale std such as 0.04")
     check_images(x)
     check_positive_int(n_samples, "n_samples")
     total = x.shape[0] * int(n_samples)
+    std = sigma / 2.0  # [-1, 1] scale -> [0, 1] pixel scale
     drawn_start, drawn = 0, x.new_zeros((0, *x.shape[1:]))  # noise of copies drawn_start.. not yet used
 
     def noise_for(start: int, stop: int) -> Tensor:
@@ -268,7 +275,8 @@ def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
 
     def make_inputs(start: int, stop: int) -> Tensor:
         owner = _owners(start, stop, n_samples, x.device)
-        return (x[owner] + sigma * noise_for(start, stop)).clamp(0.0, 1.0)
+        noisy = x[owner] + std * noise_for(start, stop)
+        return noisy.clamp(0.0, 1.0) if clamp else noisy
 
     return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
 
@@ -276,7 +284,12 @@ def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
 def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_samples: int,
                     generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Random-rotation baseline: rotate each copy about the image centre by an angle uniform in
-    [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies."""
+    [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies.
+
+    Deviation from the authors' code (documented, kept): they rotate a PIL image with torchvision's
+    RandomRotation, i.e. NEAREST resampling of an image quantised to 8 bits by ToPILImage
+    (floor(255 x) / 255), which removes a little of the perturbation by itself; here the rotation is
+    bilinear on the float image, with no quantisation, so the baseline measures the rotation alone."""
     if not (0 <= max_degrees <= 180):
         raise ValueError(f"max_degrees must be in [0, 180] (got {max_degrees}); the paper uses 20-40")
     check_images(x)
@@ -295,7 +308,8 @@ def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_sample
 
 def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
                       generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
-    """Xie et al. (2018) baseline: resize each copy to s x s, s uniform integer in
+    """Xie et al.'s (2018) original ImageNet method (defense "xie_resize"; NOT the paper's CIFAR
+    adaptation, which is `random_crop_pad`): resize each copy to s x s, s uniform integer in
     [min_size, max_size], and zero-pad it back to H x W at a uniform integer offset
     (top in [0, H - s], left in [0, W - s]).
 
@@ -317,6 +331,61 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
     s = size.to(torch.float64)
     theta = _scale_translate_theta(width / s, height / s, (width - s - 2 * left) / s, (height - s - 2 * top) / s)
     return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
+
+
+def random_crop_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
+                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+    """Xie et al. (2018) baseline as the paper adapts it for CIFAR (App. B.3, Table 4; the authors'
+    attack_resnet_baselines.py): crop an s x s window of each copy, s uniform integer in
+    [min_size, max_size], at a uniform position (crop_top in [0, H - s], crop_left in [0, W - s]),
+    and zero-pad it back to H x W at a uniform offset (pad_top in [0, H - s], pad_left in
+    [0, W - s]), WITHOUT resizing: every output pixel is an input pixel or 0.
+
+    Output pixel (i, j) of a copy is x[crop_top + i - pad_top, crop_left + j - pad_left] inside the
+    s x s block that starts at (pad_top, pad_left), and 0 outside: one batched gather over all
+    copies of a chunk (differentiable w.r.t. x). All parameters are drawn before the first chunk,
+    in the authors' order: s, pad_left, pad_top, then RandomCrop's crop_top, crop_left (one each
+    per copy). Unlike the authors' PIL path, copies are not quantised to 8 bits (see random_rotation).
+    Xie et al.'s own ImageNet method resizes instead: `random_resize_pad` (defense "xie_resize").
+    """
+    check_images(x)
+    _check_sizes(min_size, max_size, x)
+    check_positive_int(n_samples, "n_samples")
+    min_size, max_size = int(min_size), int(max_size)
+    height, width = x.shape[-2:]
+    total = x.shape[0] * int(n_samples)
+    dev = x.device
+    size = min_size + randint(max_size - min_size + 1, (total,), generator=generator, device=dev)
+    pad_left = randint(width - size + 1, (total,), generator=generator, device=dev)
+    pad_top = randint(height - size + 1, (total,), generator=generator, device=dev)
+    crop_top = randint(height - size + 1, (total,), generator=generator, device=dev)
+    crop_left = randint(width - size + 1, (total,), generator=generator, device=dev)
+
+    def make_inputs(start: int, stop: int) -> Tensor:
+        images = x[_owners(start, stop, n_samples, dev)]
+        return crop_pad(images, size[start:stop], crop_top[start:stop], crop_left[start:stop], pad_top[start:stop],
+                        pad_left[start:stop])
+
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+
+
+def crop_pad(images: Tensor, size: Tensor, crop_top: Tensor, crop_left: Tensor, pad_top: Tensor,
+             pad_left: Tensor) -> Tensor:
+    """Per image t of [T, C, H, W]: the size[t] x size[t] window at (crop_top[t], crop_left[t]),
+    placed at (pad_top[t], pad_left[t]) of an all-zero H x W image (int64 [T] parameters, windows
+    inside the image). An integer gather, so pixels are copied exactly and gradients flow to `images`."""
+    height, width = images.shape[-2:]
+    dev = images.device
+    s = size[:, None]
+    rows = torch.arange(height, device=dev) - pad_top[:, None]  # [T, H]: row within the kept block
+    cols = torch.arange(width, device=dev) - pad_left[:, None]  # [T, W]
+    keep = ((rows >= 0) & (rows < s))[:, :, None] & ((cols >= 0) & (cols < s))[:, None, :]  # [T, H, W]
+    src_rows = (crop_top[:, None] + rows).clamp(0, height - 1)
+    src_cols = (crop_left[:, None] + cols).clamp(0, width - 1)
+    shape = images.shape
+    picked = images.gather(2, src_rows[:, None, :, None].expand(shape))
+    picked = picked.gather(3, src_cols[:, None, None, :].expand(shape))
+    return torch.where(keep[:, None], picked, torch.zeros((), dtype=images.dtype, device=dev))
 
 
 def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
@@ -363,13 +432,15 @@ DEFENSES: dict[str, Callable[..., Tensor]] = {
     "mi_combined": mi_combined,
     "gaussian": gaussian_noise,
     "rotation": random_rotation,
-    "xie": random_resize_pad,
+    "xie": random_crop_pad,
+    "xie_resize": random_resize_pad,
     "guo": random_crop_resize,
 }
 """Name -> defense. All take (model, x[, pool_x, pool_y], *, <own parameters>, generator=None,
 chunk_size=None) and return [B, C] probabilities. The names in POOL_DEFENSES take the pool as
 the 3rd and 4th positional arguments; their parameters: mi_pl/mi_ol (lam, n_samples),
-mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples), rotation
-(max_degrees, n_samples), xie/guo (min_size, max_size, n_samples), none (nothing)."""
+mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples; sigma on the
+authors' [-1, 1] scale, clamp off), rotation (max_degrees, n_samples), xie/xie_resize/guo
+(min_size, max_size, n_samples), none (nothing)."""
 
 POOL_DEFENSES = frozenset({"mi_pl", "mi_ol", "mi_combined"})

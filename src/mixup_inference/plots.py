@@ -48,9 +48,10 @@ DEFENSE_LABELS = {
     "gaussian": "Gaussian noise",
     "rotation": "Random rotation",
     "xie": "Xie et al.",
+    "xie_resize": "Xie et al. (resize)",
     "guo": "Guo et al.",
 }
-_DEFENSE_COLORS = dict(zip(DEFENSE_LABELS, ["0.3", "C0", "C3", "C4", "C1", "C2", "C5", "C6"]))
+_DEFENSE_COLORS = dict(zip(DEFENSE_LABELS, ["0.3", "C0", "C3", "C4", "C1", "C2", "C5", "C8", "C6"]))
 _ADAPTIVE_LABELS = {"paper": "adaptive PGD (paper, Eq. 24)", "eot": "EOT PGD"}
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "mixup-inference", "font.size": 9, "axes.titlesize": 9}
 

@@ -10,10 +10,16 @@ defense        setting                     keyword arguments of the defense (def
 none           ``plain``                   ``{}``
 mi_pl, mi_ol   ``lam=0.5``                 ``{"lam": 0.5}``
 mi_combined    ``pl=0.5_ol=0.4_th=0.2``    ``{"lam_pl": 0.5, "lam_ol": 0.4, "threshold": 0.2}``
-gaussian       ``sigma=0.04``              ``{"sigma": 0.04}`` (pixel units, images in [0, 1])
+gaussian       ``sigma=0.04``              ``{"sigma": 0.04}`` (the paper's Table 4 number: a std on
+                                           the authors' [-1, 1] image scale, i.e. noise of std
+                                           sigma / 2 on [0, 1] pixels, not clamped)
 rotation       ``deg=40``                  ``{"max_degrees": 40.0}`` (angles in [-40, 40])
-xie, guo       ``size=16-24``              ``{"min_size": 16, "max_size": 24}`` (pixels)
+xie, guo,      ``size=16-24``              ``{"min_size": 16, "max_size": 24}`` (pixels; xie: crop
+xie_resize                                 and zero-pad, the paper's; xie_resize: resize and pad)
 =============  ==========================  ==============================================
+
+The grammar is :data:`SETTING_PATTERN` (a regular expression): the config schema's ``setting``
+pattern is this string (a test checks it), so any setting this module formats is a valid config value.
 
 Numbers are written with ``format(value, "g")``. Formatting refuses values that "g" cannot write
 exactly (more than six significant digits), and parsing refuses any string that is not the
@@ -33,6 +39,7 @@ __all__ = [
     "ATTACKS",
     "DEFENSE_NAMES",
     "PLAIN_SETTING",
+    "SETTING_PATTERN",
     "attack_name",
     "format_setting",
     "parse_attack",
@@ -40,7 +47,8 @@ __all__ = [
     "setting_param",
 ]
 
-DEFENSE_NAMES: tuple[str, ...] = ("none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "guo")
+DEFENSE_NAMES: tuple[str, ...] = ("none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie",
+                                   "xie_resize", "guo")
 
 #: The setting string of the undefended model.
 PLAIN_SETTING = "plain"
@@ -48,6 +56,10 @@ PLAIN_SETTING = "plain"
 # value, and Snakemake passes a job's wildcards to cluster jobs as `--target-jobs rule:k=v,k=v`,
 # split on commas, so a comma inside a value breaks every remotely executed job (SLURM).
 PART_SEPARATOR = "_"
+#: Every non-plain setting string matches this (anchored) pattern: ``size=<int>-<int>`` or
+#: ``key=<number>`` parts joined by PART_SEPARATOR. workflow/schemas/config.schema.yaml's
+#: ``$defs.setting.pattern`` is exactly this string (tests/test_settings.py checks it).
+SETTING_PATTERN = r"^(size=[0-9]+-[0-9]+|[a-z]+=[0-9.eE+-]+(_[a-z]+=[0-9.eE+-]+)*)$"
 
 #: The oblivious attacks of the paper's Tables 2 and 3, in the paper's column order.
 ATTACKS: tuple[str, ...] = ("clean", "pgd10", "pgd50", "pgd200", "tpgd10", "tpgd50", "tpgd200")
@@ -61,7 +73,7 @@ _SCALARS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "gaussian": (("sigma", "sigma", "nonneg"),),
     "rotation": (("deg", "max_degrees", "nonneg"),),
 }
-_SIZE_DEFENSES = ("xie", "guo")
+_SIZE_DEFENSES = ("xie", "xie_resize", "guo")
 # The kwarg that setting_param reports for each defense (the scalar plotted in Fig. 3b).
 _MAIN_PARAM = {
     "mi_pl": "lam",
@@ -70,6 +82,7 @@ _MAIN_PARAM = {
     "gaussian": "sigma",
     "rotation": "max_degrees",
     "xie": "min_size",
+    "xie_resize": "min_size",
     "guo": "min_size",
 }
 
@@ -174,6 +187,7 @@ def _example(defense: str) -> str:
         "gaussian": "sigma=0.04",
         "rotation": "deg=40",
         "xie": "size=16-24",
+        "xie_resize": "size=16-24",
         "guo": "size=22-30",
     }[defense]
 
@@ -221,7 +235,7 @@ def setting_param(defense: str, setting: str) -> float:
     """The setting's main scalar, used as the x coordinate/annotation in plots.
 
     lam for MI-PL/MI-OL, lam_ol for MI-Combined, sigma for Gaussian noise, max degrees for rotation,
-    the lower size for Xie/Guo, NaN for no defense.
+    the lower size for Xie/Guo (and xie_resize), NaN for no defense.
     """
     params = parse_setting(defense, setting)
     if defense == "none":

@@ -46,7 +46,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     regime=r"erm|mixup|at|interpolated_at",
     attack=r"clean|t?pgd[0-9]+",
-    defense=r"none|mi_pl|mi_ol|mi_combined|gaussian|rotation|xie|guo",
+    defense=r"none|mi_pl|mi_ol|mi_combined|gaussian|rotation|xie|xie_resize|guo",
     setting=r"[a-z]+=[^/]+|plain",
     kind=r"paper|eot",
     n_adaptive=r"[0-9]+",
