@@ -5,16 +5,17 @@ Regimes (one mini-batch of B images x with one-hot labels t; all losses are the 
 cross entropy, averaged over the inputs the model sees):
 
 - ``"erm"``: train on (x, t).
-- ``"mixup"`` (Zhang et al. 2018, https://arxiv.org/abs/1710.09412): one lam ~ Beta(alpha,
-  alpha) per batch and one random permutation p; train on (lam x + (1-lam) x[p],
-  lam t + (1-lam) t[p]).
+- ``"mixup"`` (Zhang et al. 2018, https://arxiv.org/abs/1710.09412), in the authors' form: one
+  lam_i ~ Beta(alpha, alpha) per example and two independent random permutations p1, p2; train
+  on (lam x[p1] + (1-lam) x[p2], lam t[p1] + (1-lam) t[p2]) (``mixup_batch``).
 - ``"at"`` (Madry et al. 2018, https://arxiv.org/abs/1706.06083): x_adv = untargeted PGD of x
-  against its TRUE labels (``attacks.pgd``: random start, L-inf eps, fixed step count); train
-  on the concatenation [x, x_adv] with targets [t, t] (clean:adversarial = 1:1 per batch, as in
-  the paper and the authors' code).
+  with the model in eval mode, pushing away from the model's own prediction on x, as the
+  authors' cleverhans call with y=None (``adversarial_examples``; random start, L-inf eps, fixed
+  step count); train on the concatenation [x, x_adv] with targets [t, t] (clean:adversarial =
+  1:1 per batch, as in the paper and the authors' code).
 - ``"interpolated_at"`` (Lamb et al. 2019, https://arxiv.org/abs/1906.06784): x_adv as for AT;
   mixup within the clean half and, separately, within the adversarial half (each with its own
-  lam and permutation); train on the concatenation of both mixed halves.
+  per-example lams and permutations); train on the concatenation of both mixed halves.
 
 Optimiser: SGD with momentum (Nesterov off) and weight decay. Schedules: ``"step"`` (lr x 0.1 at
 each milestone epoch, stepped per epoch) or ``"onecycle"`` (``OneCycleLR`` with max_lr = lr,
@@ -28,8 +29,8 @@ Randomness: every draw (data order, augmentation, mixup lam and permutations, PG
 start) comes from ONE CPU ``torch.Generator`` seeded with ``config.seed``; draws are moved to
 the training device. With the same initial weights and config, training on CPU is bit-for-bit
 reproducible, and a run resumed from ``checkpoint_dir/last.pt`` equals the uninterrupted run.
-Order of draws per batch: augmentation, then PGD start (AT regimes), then mixup lam and
-permutation (clean half first for IAT).
+Order of draws per batch: augmentation, then PGD start (AT regimes), then mixup permutations
+and lams (clean half first for IAT).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from .attacks import pgd
 from .data import random_crop_flip, to_float
 from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
 
-__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta",
+__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta", "adversarial_examples",
            "make_optimizer", "make_scheduler"]
 
 REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
@@ -90,7 +91,7 @@ class TrainConfig:
     batch_size: int = 64                  # clean images per batch (AT regimes train on 2x this)
     lr: float = 0.01                      # initial lr (step) or max_lr (onecycle); paper: 0.1 for IAT
     momentum: float = 0.9                 # SGD momentum, Nesterov off
-    weight_decay: float = 1e-4            # L2 penalty on all parameters
+    weight_decay: float = 0.0             # L2 penalty on all parameters (authors: none)
     schedule: str = "step"                # step (x0.1 at milestones, per epoch) | onecycle (per batch)
     milestones: tuple[int, ...] = (100, 150)  # epochs after which the lr is multiplied by 0.1 (step)
     mixup_alpha: float = 1.0              # Beta(alpha, alpha) mixing ratio (mixup, interpolated_at)
@@ -155,48 +156,84 @@ def soft_cross_entropy(logits: Tensor, soft_targets: Tensor) -> Tensor:
     return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def _standard_gamma_log(shape: float, generator: torch.Generator | None) -> float:
-    """log of one Gamma(shape, 1) draw (Marsaglia & Tsang 2000, ACM TOMS 26(3); for shape < 1 the
-    boost Gamma(a) = Gamma(a + 1) U^(1/a)), using only ``generator``'s uniform and normal draws."""
+def _standard_gamma_log(shape: float, n: int, generator: torch.Generator | None) -> Tensor:
+    """log of n independent Gamma(shape, 1) draws, float64 [n] on the generator's device, using only
+    ``generator``'s uniform and normal draws (torch's gamma sampler takes no generator).
+
+    Marsaglia & Tsang (2000, ACM TOMS 26(3)), vectorised: each round draws one normal and one
+    uniform per still-pending sample and accepts where v > 0 and log u < z^2/2 + d - d v + d log v
+    (acceptance > 95% for shape >= 1, so a handful of rounds). For shape < 1 the boost
+    Gamma(a) = Gamma(a + 1) U^(1/a) (one uniform per sample, drawn first). Draw order: boost
+    uniforms [n] (shape < 1 only), then per round normals [m] and uniforms [m] for the m pending.
+    """
     device = generator_device(generator, torch.device("cpu"))
-
-    def uniform() -> float:
-        return torch.rand((), generator=generator, device=device, dtype=torch.float64).item()
-
-    log_boost = 0.0
+    log_boost = torch.zeros(n, dtype=torch.float64, device=device)
     if shape < 1:
-        log_boost = math.log(max(uniform(), 1e-300)) / shape
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        log_boost = torch.log(u.clamp_min(1e-300)) / shape
         shape += 1.0
     d = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        z = torch.randn((), generator=generator, device=device, dtype=torch.float64).item()
+    out = torch.empty(n, dtype=torch.float64, device=device)
+    pending = torch.arange(n, device=device)
+    while pending.numel():
+        m = pending.numel()
+        z = torch.randn(m, generator=generator, device=device, dtype=torch.float64)
+        u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
         v = (1.0 + c * z) ** 3
-        if v <= 0:
-            continue
-        u = uniform()
-        if u > 0 and math.log(u) < 0.5 * z * z + d - d * v + d * math.log(v):
-            return math.log(d * v) + log_boost
+        safe_v = v.clamp_min(1e-300)
+        accept = (v > 0) & (u > 0) & (torch.log(u.clamp_min(1e-300)) < 0.5 * z * z + d - d * v + d * torch.log(safe_v))
+        out[pending[accept]] = math.log(d) + torch.log(safe_v[accept])
+        pending = pending[~accept]
+    return out + log_boost
 
 
-def sample_beta(a: float, b: float, *, generator: torch.Generator | None = None) -> float:
-    """One draw from Beta(a, b) as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b), from ``generator`` only
-    (torch.distributions.Beta takes no generator). Computed in log space, so tiny a, b are safe."""
+def sample_beta(a: float, b: float, shape: tuple[int, ...] = (), *,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Independent Beta(a, b) draws of the given shape (float64, on the generator's device, CPU for
+    None) as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b), from ``generator`` only (torch.distributions.Beta
+    takes no generator). Computed in log space (sigmoid(log X - log Y)), so tiny a, b are safe.
+    Draw order: all X, then all Y (see `_standard_gamma_log`)."""
     if not (_is_number(a) and _is_number(b) and a > 0 and b > 0):
         raise ValueError(f"Beta parameters must be finite and > 0 (got a={a!r}, b={b!r})")
-    log_x = _standard_gamma_log(float(a), generator)
-    log_y = _standard_gamma_log(float(b), generator)
-    return 1.0 / (1.0 + math.exp(min(log_y - log_x, 700.0)))
+    n = math.prod(shape)
+    log_x = _standard_gamma_log(float(a), n, generator)
+    log_y = _standard_gamma_log(float(b), n, generator)
+    return torch.sigmoid(log_x - log_y).reshape(shape)
 
 
 def mixup_batch(x: Tensor, soft_targets: Tensor, *, alpha: float,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, float]:
-    """Mixup (Zhang et al. 2018, Eq. 1): lam ~ Beta(alpha, alpha) once for the batch, p a random
-    permutation; returns (lam x + (1-lam) x[p], lam q + (1-lam) q[p], lam)."""
-    lam = sample_beta(alpha, alpha, generator=generator)
-    perm = torch.randperm(x.shape[0], generator=generator,
-                          device=generator_device(generator, x.device)).to(x.device)
-    return lam * x + (1 - lam) * x[perm], lam * soft_targets + (1 - lam) * soft_targets[perm], lam
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Mixup as in the authors' train_resnet_mixup.py (``shuffle_minibatch``): two independent random
+    permutations p1, p2 of the batch and one lam_i ~ Beta(alpha, alpha) PER EXAMPLE; returns
+    (lam x[p1] + (1 - lam) x[p2], lam q[p1] + (1 - lam) q[p2], lam) with lam float [B] on x's device.
+    (Zhang et al. 2018 draw one lam per batch and mix x with x[p]; the paper's models used this form.)
+    Draw order: p1, p2, then the B lams."""
+    rand_device = generator_device(generator, x.device)
+    batch = x.shape[0]
+    p1 = torch.randperm(batch, generator=generator, device=rand_device).to(x.device)
+    p2 = torch.randperm(batch, generator=generator, device=rand_device).to(x.device)
+    lam = sample_beta(alpha, alpha, (batch,), generator=generator).to(device=x.device, dtype=x.dtype)
+    lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))
+    lam_t = lam.to(soft_targets.dtype)[:, None]
+    x_mix = lam_x * x[p1] + (1 - lam_x) * x[p2]
+    t_mix = lam_t * soft_targets[p1] + (1 - lam_t) * soft_targets[p2]
+    return x_mix, t_mix, lam
+
+
+def adversarial_examples(model: nn.Module, x: Tensor, config: TrainConfig,
+                         generator: torch.Generator) -> Tensor:
+    """The training PGD of AT and interpolated AT, as in the authors' train_resnet_adv.py: the model in
+    eval mode (``attacks.pgd`` switches it and restores train mode), untargeted, pushing away from the
+    model's own eval-mode prediction on the clean batch (cleverhans ``y=None``), NOT the true label;
+    random start, ``config.at_steps`` steps of ``config.at_step_size`` in the ``config.at_eps`` ball."""
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        labels = model(x).argmax(1)
+        model.train(was_training)
+    return pgd(model, x, labels, eps=config.at_eps, step_size=config.at_step_size, steps=config.at_steps,
+               targeted=False, random_start=True, generator=generator)
 
 
 def _training_batch(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, config: TrainConfig,
@@ -208,8 +245,7 @@ def _training_batch(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, co
     if config.regime == "mixup":
         x_mix, t_mix, _ = mixup_batch(x, onehot, alpha=config.mixup_alpha, generator=generator)
         return x_mix, t_mix
-    x_adv = pgd(model, x, y, eps=config.at_eps, step_size=config.at_step_size, steps=config.at_steps,
-                targeted=False, random_start=True, generator=generator)
+    x_adv = adversarial_examples(model, x, config, generator)
     if config.regime == "at":
         return torch.cat([x, x_adv]), torch.cat([onehot, onehot])
     x_clean, t_clean, _ = mixup_batch(x, onehot, alpha=config.mixup_alpha, generator=generator)
