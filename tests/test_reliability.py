@@ -82,7 +82,7 @@ BAD_CONFIGS = [
      "tables.table2.attacks: attack 'pgd7' is not in attacks.names; add it there or remove it here"),
     ("grids.settings.mi_xx", ["lam=0.5"],
      "config key grids.settings.mi_xx: unknown defense 'mi_xx'; expected one of mi_pl, mi_ol, mi_combined, "
-     "gaussian, rotation, xie, guo"),
+     "gaussian, rotation, xie, xie_resize, guo"),
     ("adaptive.defense", "mi_combined",
      "config key adaptive.defense: unknown defense 'mi_combined'; expected one of mi_pl, mi_ol"),
     ("grids.settings.gaussian", ["sigma=abc"],
@@ -126,7 +126,7 @@ BAD_CONFIGS = [
      "adaptive.n_test=100 exceeds datasets.synth.n_test=40; adaptive attacks use a prefix of the run's test subset"),
     ("attacks.stepsize", 0.01,
      "config key attacks.stepsize is not allowed (misspelled? did you mean step_size?); allowed keys: eps, step_size, "
-     "names, batch_size"),
+     "labels, names, batch_size"),
     ("sead", 1,
      "config key sead is not allowed (misspelled? did you mean seed?); allowed keys: run, seed, device, datasets, "
      "model, training, attacks, defenses, tables, grids, components, detection, adaptive, resources"),

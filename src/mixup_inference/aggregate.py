@@ -7,7 +7,8 @@ An *evaluation artifact* is what the workflow's ``evaluate``/``adaptive`` rules 
 * ``plain_probs``: float32 [n, C], the undefended model on the same inputs;
 * ``y``: int64 [n], true labels; ``target``: int64 [n], targets of targeted attacks, -1 otherwise;
 * ``meta``: ``{"dataset", "regime", "attack", "defense", "setting", "adaptive" ("none" | "paper" |
-  "eot"), "n_adaptive", "n_samples", ...}``.
+  "eot"), "n_adaptive", "n_samples", "labels" ("prediction" | "true": what untargeted attacks
+  pushed away from), ...}``.
 
 Three tables come out of a set of artifacts:
 
@@ -48,7 +49,7 @@ __all__ = [
 
 RESULT_COLUMNS = [
     "dataset", "regime", "defense", "setting", "param", "attack", "targeted", "steps",
-    "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct",
+    "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct", "labels",
 ]  # fmt: skip
 DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "auc", "auc_low", "auc_high", "n_clean",
                      "n_adv"]
@@ -122,6 +123,9 @@ def result_row(artifact: dict) -> dict:
         "ci_high": float(acc["ci_high"]),
         "n": int(acc["n"]),
         "correct": int(acc["correct"]),
+        # what untargeted attacks pushed away from (attacks.labels); artifacts without it predate
+        # the option and used the clean prediction
+        "labels": meta.get("labels", "prediction"),
     }
 
 

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 Key = tuple[str, str, str, str, str, str, int]  # dataset, regime, attack, defense, setting, adaptive, n_adaptive
-BASELINES = ("gaussian", "rotation", "xie", "guo")
+BASELINES = ("gaussian", "rotation", "xie", "xie_resize", "guo")
 
 
 def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:

@@ -30,8 +30,9 @@ from .settings import parse_setting
 from .training import TrainConfig, train
 from .utils import atomic_save, atomic_write_text, derive_seed, make_generator, randint, resolve_device
 
-__all__ = ["AUTO_ATTACK_BATCH", "apply_defense", "attacked_points", "resolve_batch_size", "resolve_chunk_size",
-           "run_adaptive", "run_attack", "run_evaluate", "run_prepare", "run_train"]
+__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "apply_defense", "attack_labels", "attacked_points",
+           "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_prepare",
+           "run_train"]
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -58,7 +59,7 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
     # without touching the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "model-init"))
-        model = build_model(model_name, data.num_classes, data.in_channels)
+        model = build_model(model_name, data.num_classes, data.in_channels, init=config.init)
     model = model.to(device)
     history = train(model, data.train_x, data.train_y, config, checkpoint_dir=checkpoint_dir,
                     log_path=log_path, device=device)
@@ -111,11 +112,30 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([predict_probs(model, x[s]) for s in _batches(len(x), batch_size)]).argmax(1)
 
 
+#: What an untargeted attack pushes away from (config attacks.labels): "prediction", the model's
+#: clean prediction (the authors' code, cleverhans y=None), or "true", the true label (robustness
+#: benchmarks since, and Tramer et al. 2020 on MI). They differ on points the model gets wrong,
+#: where pushing away from the wrong prediction can make the model right.
+ATTACK_LABELS = ("prediction", "true")
+
+
+def attack_labels(attack: dict, clean_pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The labels PGD is given: `target` for a targeted attack; for an untargeted one the clean
+    prediction or the true label `y`, as `attack["labels"]` says (default "prediction")."""
+    labels = attack.get("labels", "prediction")
+    if labels not in ATTACK_LABELS:
+        raise ValueError(f"attacks.labels={labels!r} is unknown; use one of {', '.join(ATTACK_LABELS)}")
+    if attack["targeted"]:
+        return target.to(clean_pred.device)
+    return clean_pred if labels == "prediction" else y.to(clean_pred.device)
+
+
 def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, n_test: int,
                batch_size: int | str = "auto", seed: int = 0, device: str = "auto", name: str = "") -> None:
     """Oblivious adversarial examples for the run's test subset, crafted on the bare model.
-    Untargeted PGD pushes away from the model's clean prediction (as the authors' code);
-    targeted PGD pulls toward a random label different from the true one."""
+    Untargeted PGD pushes away from the model's clean prediction (attack["labels"] "prediction",
+    the authors' code) or from the true label ("true"); targeted PGD pulls toward a random label
+    different from the true one. The label choice is recorded in the file's meta."""
     device = resolve_device(device)
     batch_size = resolve_batch_size(batch_size, device)
     data = load_dataset(data_path)
@@ -123,10 +143,11 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
     indices, x, y, target = attacked_points(data, n_test, seed)
     x = x.to(device)
     clean_pred = _predict(model, x, batch_size)
+    labels = attack_labels(attack, clean_pred, y, target)
+    attack = {**attack, "labels": attack.get("labels", "prediction")}
     if attack["steps"] == 0:
         x_adv = x
     else:
-        labels = target.to(device) if attack["targeted"] else clean_pred
         generator = make_generator(derive_seed(seed, "attack", name))
         x_adv = torch.cat([
             pgd(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
@@ -170,7 +191,8 @@ def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: 
                           generator=generator)
     plain = predict_probs(model, x, chunk_size=chunk_size)
     meta = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
-            "n_samples": n_samples, "attack": examples["meta"]["attack"], **(meta or {})}
+            "n_samples": n_samples, "attack": examples["meta"]["attack"],
+            "labels": examples["meta"].get("labels", "prediction"), **(meta or {})}
     atomic_save({"probs": probs.float().cpu(), "plain_probs": plain.float().cpu(), "y": examples["y"],
                  "target": examples["target"], "meta": meta}, out_path)
     acc = accuracy_with_ci(probs.cpu(), examples["y"])
@@ -184,8 +206,10 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
                  seed: int = 0, device: str = "auto",
                  meta: dict | None = None) -> None:
     """An adaptive attack that sees the MI defense ("paper": App. B.2 adaptive PGD; "eot": EOT PGD),
-    then the same MI defense on its examples. Uses the first `n_test` points of the run's test subset
-    (of size `n_subset`, the dataset's n_test), so they are among the oblivious evaluation's points."""
+    then the same MI defense on its examples. Untargeted attacks push away from the labels
+    `attack["labels"]` names (`attack_labels`), as the oblivious ones. Uses the first `n_test` points
+    of the run's test subset (of size `n_subset`, the dataset's n_test), so they are among the
+    oblivious evaluation's points."""
     device = resolve_device(device)
     batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
@@ -193,7 +217,7 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
     _, x, y, target = attacked_points(data, n_subset, seed)
     x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
     pool = run_pool(data, pool_per_class, seed, device)
-    labels = target.to(device) if attack["targeted"] else _predict(model, x, batch_size)
+    labels = attack_labels(attack, _predict(model, x, batch_size), y, target)
     mode = defense[3:]
     lam = parse_setting(defense, setting)["lam"]
     craft = {"paper": adaptive_pgd, "eot": eot_pgd}[kind]
@@ -209,7 +233,8 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
                           generator=eval_generator)
     plain = predict_probs(model, x_adv, chunk_size=chunk_size)
     meta = {"defense": defense, "setting": setting, "adaptive": kind, "n_adaptive": n_adaptive,
-            "n_samples": n_samples, "attack": attack_name, **(meta or {})}
+            "n_samples": n_samples, "attack": attack_name, "labels": attack.get("labels", "prediction"),
+            **(meta or {})}
     atomic_save({"probs": probs.float().cpu(), "plain_probs": plain.float().cpu(), "y": y,
                  "target": target if attack["targeted"] else torch.full_like(y, -1), "meta": meta}, out_path)
     acc = accuracy_with_ci(probs.cpu(), y)

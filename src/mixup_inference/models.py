@@ -25,10 +25,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MODEL_NAMES", "Normalize", "NormalizedClassifier", "PaperResNet", "PreActResNet",
-           "TinyCNN", "build_model"]
+__all__ = ["INITS", "MODEL_NAMES", "Normalize", "NormalizedClassifier", "PaperResNet", "PreActResNet",
+           "TinyCNN", "build_model", "init_weights"]
 
 MODEL_NAMES: tuple[str, ...] = ("resnet50_paper", "preact_resnet18", "compact_resnet", "tiny_cnn")
+#: Weight initialisations: "pytorch" (each layer's default) and "kaiming_fan_out" (the authors'
+#: resnet_3layer.py: convolutions Kaiming-normal, fan_out, relu gain; BatchNorm weight 1, bias 0).
+INITS: tuple[str, ...] = ("pytorch", "kaiming_fan_out")
 
 
 class Normalize(nn.Module):
@@ -237,14 +240,35 @@ def _architecture(name: str, num_classes: int, in_channels: int) -> nn.Module:
     raise ValueError(f"unknown model name {name!r}; use one of {', '.join(MODEL_NAMES)}")
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+def init_weights(model: nn.Module, init: str) -> nn.Module:
+    """Initialise ``model`` in place with scheme ``init`` (one of :data:`INITS`) and return it.
+
+    ``"pytorch"`` leaves every layer's default initialisation; ``"kaiming_fan_out"`` is the authors'
+    (resnet_3layer.py): every Conv2d weight ~ N(0, 2 / (out_channels * k_h * k_w)) (Kaiming normal,
+    mode fan_out, relu gain), every BatchNorm/GroupNorm weight 1 and bias 0; conv biases and linear
+    layers keep PyTorch's default, as theirs. Draws from the global torch RNG, like the defaults.
+    """
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is unknown; use one of {', '.join(INITS)}")
+    if init == "kaiming_fan_out":
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, *, init: str = "pytorch") -> nn.Module:
     """Build the classifier ``name`` (one of :data:`MODEL_NAMES`) for ``num_classes`` classes.
 
     The returned module maps float images [B, in_channels, H, W] with pixels in [0, 1] (any
     H, W >= 8) to logits [B, num_classes]; it starts with a fixed :class:`Normalize` layer
     (pixels -> [-1, 1]) and is a :class:`NormalizedClassifier` whose ``net`` attribute is the
-    architecture proper. Parameters use PyTorch's default initialisation (seed the global RNG,
-    e.g. ``utils.seed_everything``, for a reproducible initialisation).
+    architecture proper. Parameters are initialised by :func:`init_weights` with scheme ``init``
+    ("pytorch": each layer's default; "kaiming_fan_out": the authors'); seed the global RNG,
+    e.g. ``utils.seed_everything``, for a reproducible initialisation.
 
     Usage: ``model = build_model("compact_resnet", num_classes=10)``
     """
@@ -254,4 +278,7 @@ def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
         raise ValueError(f"num_classes must be an integer >= 2 (got {num_classes}); pass the dataset's class count")
     if int(in_channels) != in_channels or in_channels < 1:
         raise ValueError(f"in_channels must be an integer >= 1 (got {in_channels}); pass 3 for RGB, 1 for grayscale")
-    return NormalizedClassifier(Normalize(int(in_channels)), _architecture(name, int(num_classes), int(in_channels)))
+    if init not in INITS:
+        raise ValueError(f"init={init!r} is unknown; use one of {', '.join(INITS)}")
+    model = NormalizedClassifier(Normalize(int(in_channels)), _architecture(name, int(num_classes), int(in_channels)))
+    return init_weights(model, init)

@@ -141,6 +141,8 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
     timings = rule_timings(benchmarks_dir)
     return {
         "run": config.get("run"),
+        # what untargeted attacks pushed away from: it changes every attacked accuracy of weak models
+        "attack_labels": str(config.get("attacks", {}).get("labels", "prediction")).lower(),  # YAML true -> "true"
         "git": git_commit(),
         "environment": environment_summary(),
         "datasets": datasets,
@@ -161,6 +163,8 @@ def _html_page(prov: dict[str, Any]) -> str:
         f"<h2>Run {html.escape(str(prov['run']))}</h2>",
         f"<p>git commit <code>{html.escape(str(prov['git']['commit']))}</code>"
         f"{' (with uncommitted changes)' if prov['git']['dirty'] else ''}</p>",
+        f"<p>Untargeted attacks push away from: <b>{html.escape(str(prov.get('attack_labels')))}</b> "
+        "(attacks.labels: prediction = the clean prediction, the paper's; true = the true label)</p>",
         f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
         f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
         "<h3>Where this run differs from the paper (config/paper.yaml)</h3>",

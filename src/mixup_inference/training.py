@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from .attacks import pgd
 from .data import random_crop_flip, to_float
+from .models import INITS
 from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
 
 __all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta", "adversarial_examples",
@@ -99,6 +100,7 @@ class TrainConfig:
     at_step_size: float = 2 / 255         # PGD step, pixel units
     at_steps: int = 10                    # PGD iterations
     augment: bool = True                  # random crop (pad 4) + horizontal flip on tensors
+    init: str = "kaiming_fan_out"         # initialisation of the model the workflow builds (models.INITS)
     seed: int = 0                         # seeds the single training generator
 
     def __post_init__(self) -> None:
@@ -125,6 +127,8 @@ class TrainConfig:
         if not _is_number(self.at_step_size) or not 0 < self.at_step_size <= self.at_eps:
             raise ValueError(f"at_step_size must be in (0, at_eps={self.at_eps}] (got {self.at_step_size!r}); "
                              "paper: 2/255")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)} (got {self.init!r}); paper: kaiming_fan_out")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false (got {self.augment!r})")
         milestones = self.milestones
@@ -295,6 +299,8 @@ def _check_resumable(ckpt: dict, path: Path, model: nn.Module, config: TrainConf
     new = config.to_dict()
     # More epochs may be added to a step-schedule run; a one-cycle schedule is fixed by its length.
     ignored = {"epochs"} if config.schedule == "step" else set()
+    # Checkpoints written before `init` existed used PyTorch's default initialisation.
+    old = {"init": "pytorch", **old}
     changed = sorted(k for k in new if k not in ignored and old.get(k) != new[k])
     if changed:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)

@@ -172,6 +172,8 @@ def attack_params(wildcards):
         "steps": steps,
         "eps": config["attacks"]["eps"],
         "step_size": config["attacks"]["step_size"],
+        # an unquoted `labels: true` reaches us as YAML's boolean
+        "labels": "true" if config["attacks"]["labels"] is True else config["attacks"]["labels"],
     }
 
 
