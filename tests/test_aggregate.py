@@ -78,30 +78,41 @@ def test_result_row_rejects_broken_artifacts():
 
 
 def detection_artifacts(regime="mixup"):
-    """Clean inputs: moderately confident, MI-PL barely changes the predicted class probability.
-    Adversarial inputs: *more* confident (the plain confidence detector is fooled), MI-PL drops it a lot."""
-    clean_plain = [[0.7, 0.2, 0.1], [0.1, 0.75, 0.15], [0.2, 0.1, 0.7], [0.65, 0.3, 0.05]]
-    clean_mi = [[0.65, 0.25, 0.1], [0.15, 0.7, 0.15], [0.2, 0.15, 0.65], [0.6, 0.3, 0.1]]  # drops 0.05
+    """Five points, scored clean and attacked. Clean inputs: moderately confident, MI-PL barely changes the
+    predicted class probability, except point 4, which the model gets WRONG (predicts 0, label 1) and whose
+    probability MI-PL drops a lot. Adversarial inputs: *more* confident (the plain confidence detector is
+    fooled), MI-PL drops them a lot."""
+    y = [0, 1, 2, 0, 1]
+    clean_plain = [[0.7, 0.2, 0.1], [0.1, 0.75, 0.15], [0.2, 0.1, 0.7], [0.65, 0.3, 0.05], [0.8, 0.1, 0.1]]
+    clean_mi = [[0.65, 0.25, 0.1], [0.15, 0.7, 0.15], [0.2, 0.15, 0.65], [0.6, 0.3, 0.1], [0.1, 0.5, 0.4]]
     adv_plain = [[0.05, 0.9, 0.05], [0.9, 0.05, 0.05], [0.95, 0.03, 0.02], [0.02, 0.03, 0.95], [0.1, 0.85, 0.05]]
-    adv_mi = [[0.5, 0.4, 0.1], [0.3, 0.6, 0.1], [0.35, 0.3, 0.35], [0.5, 0.1, 0.4], [0.5, 0.3, 0.2]]  # drops >= 0.45
+    adv_mi = [[0.5, 0.4, 0.1], [0.3, 0.6, 0.1], [0.35, 0.3, 0.35], [0.5, 0.1, 0.4], [0.5, 0.3, 0.2]]  # drops >= 0.5
     return [
-        artifact(clean_mi, [0, 1, 2, 0], plain=clean_plain, attack="clean", defense="mi_pl", regime=regime),
-        artifact(adv_mi, [0, 1, 2, 0, 0], plain=adv_plain, attack="pgd10", defense="mi_pl", regime=regime),
+        artifact(clean_mi, y, plain=clean_plain, attack="clean", defense="mi_pl", regime=regime),
+        artifact(adv_mi, y, plain=adv_plain, attack="pgd10", defense="mi_pl", regime=regime),
     ]
 
 
-def test_detection_mi_pl_separates_perfectly_and_confidence_is_fooled():
+def test_detection_auc_counts_only_clean_correct_points_and_keeps_all_points_beside_it():
     rows = detection_rows(detection_artifacts())
-    assert [list(r) for r in rows] == [DETECTION_COLUMNS] * 2
-    by_detector = {r["detector"]: r for r in rows}
-    assert by_detector["mi_pl"]["auc"] == 1.0
-    assert by_detector["confidence"]["auc"] == 0.0  # every adversarial input is more confident than every clean one
-    # perfect separation (either way round): DeLong's interval has zero width
-    assert (by_detector["mi_pl"]["auc_low"], by_detector["mi_pl"]["auc_high"]) == (1.0, 1.0)
-    assert (by_detector["confidence"]["auc_low"], by_detector["confidence"]["auc_high"]) == (0.0, 0.0)
+    assert [list(r) for r in rows] == [DETECTION_COLUMNS] * 4
+    by = {(r["points"], r["detector"]): r for r in rows}
+    # the paper's number: the 4 clean-correct points, each clean (negative) and attacked (positive)
+    assert by["clean_correct", "mi_pl"]["auc"] == 1.0
+    assert (by["clean_correct", "mi_pl"]["n_clean"], by["clean_correct", "mi_pl"]["n_adv"]) == (4, 4)
+    # all points: the misclassified point's clean drop (0.7) beats all 5 adversarial drops (0.5-0.6)
+    assert by["all", "mi_pl"]["auc"] == pytest.approx(1 - 5 / 25)
+    assert (by["all", "mi_pl"]["n_clean"], by["all", "mi_pl"]["n_adv"]) == (5, 5)
+    for points in ("clean_correct", "all"):
+        assert by[points, "confidence"]["auc"] == 0.0  # every adversarial input is more confident
+    # perfect separation: every bootstrap resample separates too, a zero-width interval
+    assert (by["clean_correct", "mi_pl"]["auc_low"], by["clean_correct", "mi_pl"]["auc_high"]) == (1.0, 1.0)
+    assert (by["all", "confidence"]["auc_low"], by["all", "confidence"]["auc_high"]) == (0.0, 0.0)
+    low, high = by["all", "mi_pl"]["auc_low"], by["all", "mi_pl"]["auc_high"]
+    assert low < by["all", "mi_pl"]["auc"] <= high
     for r in rows:
-        assert (r["dataset"], r["regime"], r["attack"], r["setting"], r["n_clean"], r["n_adv"]) == (
-            "synth", "mixup", "pgd10", "lam=0.5", 4, 5)
+        assert (r["dataset"], r["regime"], r["attack"], r["setting"]) == ("synth", "mixup", "pgd10", "lam=0.5")
+    assert detection_rows(detection_artifacts(), seed=0) == rows  # seeded
 
 
 def test_detection_groups_and_filters():
@@ -110,20 +121,23 @@ def test_detection_groups_and_filters():
     artifacts.append(artifact([[0.9, 0.1]], [0], attack="pgd10", defense="mi_ol"))
     artifacts.append(artifact([[0.9, 0.1]], [0], attack="pgd10", defense="mi_pl", adaptive="paper", n_adaptive=3))
     artifacts.append(artifact([[0.9, 0.1]], [0], attack="pgd10", defense="mi_pl", setting="lam=0.7"))
-    # a second attack on the mixup model
-    artifacts.append(artifact([[0.1, 0.5, 0.4]], [0], plain=[[0.0, 1.0, 0.0]], attack="tpgd10", defense="mi_pl"))
+    # a second attack on the mixup model, on the same five points
+    artifacts.append(artifact([[0.1, 0.5, 0.4]] * 5, [0, 1, 2, 0, 1], plain=[[0.0, 1.0, 0.0]] * 5, attack="tpgd10",
+                              defense="mi_pl"))
     rows = detection_rows(artifacts)
-    keys = [(r["regime"], r["attack"], r["detector"]) for r in rows]
+    keys = [(r["regime"], r["attack"], r["points"], r["detector"]) for r in rows]
     assert keys == [
-        ("erm", "pgd10", "mi_pl"), ("erm", "pgd10", "confidence"),
-        ("mixup", "pgd10", "mi_pl"), ("mixup", "pgd10", "confidence"),
-        ("mixup", "tpgd10", "mi_pl"), ("mixup", "tpgd10", "confidence"),
+        (regime, attack, points, detector)
+        for regime, attack in (("erm", "pgd10"), ("mixup", "pgd10"), ("mixup", "tpgd10"))
+        for points in ("clean_correct", "all") for detector in ("mi_pl", "confidence")
     ]
-    tpgd = [r for r in rows if r["attack"] == "tpgd10"]
-    assert [r["n_adv"] for r in tpgd] == [1, 1]
-    assert tpgd[0]["auc"] == 1.0  # drop 0.5 beats every clean drop of 0.05
+    tpgd = [r for r in rows if r["attack"] == "tpgd10" and r["points"] == "clean_correct"]
+    assert [r["n_adv"] for r in tpgd] == [4, 4]
+    assert tpgd[0]["auc"] == 1.0  # drop 0.5 beats every clean-correct drop of 0.05
     with pytest.raises(ValueError, match="two mi_pl artifacts"):
         detection_rows(detection_artifacts() + detection_artifacts()[:1])
+    with pytest.raises(ValueError, match="different points"):
+        detection_rows([detection_artifacts()[0], artifact([[0.9, 0.1, 0.0]], [0], attack="pgd10", defense="mi_pl")])
 
 
 def test_component_rows_hand_computed_means():
@@ -211,7 +225,7 @@ def test_aggregate_from_files(tmp_path):
     results, detection, components = aggregate(paths, component_attack="pgd10")
     assert list(results.columns) == RESULT_COLUMNS and len(results) == 4
     assert results["targeted"].dtype == bool and results["n"].dtype.kind == "i"
-    assert list(detection.columns) == DETECTION_COLUMNS and len(detection) == 2
+    assert list(detection.columns) == DETECTION_COLUMNS and len(detection) == 4  # 2 detectors x 2 point subsets
     assert list(components.columns) == COMPONENT_COLUMNS
     assert set(components["mode"]) == {"pl"} and len(components) == 4  # 2 mi_pl artifacts x (y, yhat)
     # the same evaluation twice is an error

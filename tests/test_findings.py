@@ -117,15 +117,19 @@ def test_matched_baselines_compare_with_the_mi_setting_of_nearest_clean_accuracy
     assert (row.adv_mi, row.adv_baseline, row.difference) == (37.5, 12.5, 25.0)
 
 
-def test_detection_differences_use_the_mi_pl_score_and_plain_confidence():
-    # Clean: MI-PL keeps the predicted class (score 0); adversarial: MI-PL drops it (score 1), while
-    # plain confidence is 1 everywhere (one-hot), so it cannot separate: AUC 1 vs 0.5.
+def test_detection_differences_use_the_mi_pl_score_and_plain_confidence_on_clean_correct_points():
+    # Clean: MI-PL keeps the predicted class (score 0), except on point 3, which the bare model gets wrong
+    # and where MI-PL moves (score 1); adversarial: MI-PL drops the prediction (score 1), while plain
+    # confidence is 1 everywhere (one-hot), so it cannot separate: AUC 1 vs 0.5 on the 3 clean-correct points.
     y = [0, 1, 2, 0]
-    clean = art(y, y, attack="clean", defense="mi_pl")
+    clean = art([0, 1, 2, 2], y, plain=[0, 1, 2, 1], attack="clean", defense="mi_pl")
     adv = art([1, 2, 0, 1], y, plain=y, defense="mi_pl")
     out = detection_differences(index_artifacts([clean, adv]), "d", ["mixup"], ["pgd10"], "lam=0.5")
     row = out.iloc[0]
-    assert (row.auc_mi_pl, row.auc_confidence, row.difference) == (1.0, 0.5, 0.5)
+    assert (row.auc_mi_pl, row.auc_confidence, row.difference, row.n) == (1.0, 0.5, 0.5, 3)
+    assert row.low <= 0.5 <= row.high
+    # on all 4 points the wrong one's clean score ties every adversarial score: (12 + 4 / 2) / 16
+    assert (row.auc_mi_pl_all, row.auc_confidence_all, row.n_all) == (0.875, 0.5, 4)
 
 
 def test_adaptive_levels_pair_the_adaptive_run_with_the_oblivious_prefix():

@@ -32,9 +32,11 @@ def detection_df():
     rows = []
     for regime, auc in (("erm", 0.6), ("mixup", 0.8), ("at", 0.7), ("interpolated_at", 0.75)):
         for detector, value in (("mi_pl", auc), ("confidence", 0.4)):
-            rows.append({"dataset": "cifar10", "regime": regime, "attack": "pgd10", "detector": detector,
-                         "setting": "lam=0.5", "auc": value, "auc_low": value - 0.03, "auc_high": value + 0.03,
-                         "n_clean": 1000, "n_adv": 1000})
+            for points, shift in (("clean_correct", 0.0), ("all", -0.05)):
+                rows.append({"dataset": "cifar10", "regime": regime, "attack": "pgd10", "detector": detector,
+                             "setting": "lam=0.5", "points": points, "auc": value + shift,
+                             "auc_low": value + shift - 0.03, "auc_high": value + shift + 0.03,
+                             "n_clean": 900, "n_adv": 900})
     return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
 
 
@@ -105,8 +107,10 @@ def test_plot_components_picks_pgd10_on_ties(tmp_path):
 def test_plot_detection_auc(tmp_path):
     stem = tmp_path / "fig3a"
     svg = check_outputs(plot_detection_auc(via_csv(detection_df(), tmp_path), stem), stem)
-    for text in ("ERM", "Interpolated AT", "chance (0.5)", "plain confidence", "0.80", "0.40"):
+    for text in ("ERM", "Interpolated AT", "chance (0.5)", "plain confidence", "0.80", "0.40", "all points",
+                 "clean-correct"):
         assert text in svg
+    assert "0.75" in svg and "0.35" not in svg  # bars: the clean-correct AUCs; all-points AUCs are unlabelled ticks
 
 
 def test_plot_tradeoff(tmp_path):

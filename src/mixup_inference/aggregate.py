@@ -15,7 +15,8 @@ Three tables come out of a set of artifacts:
 * :func:`result_row` -- one row of ``results.csv`` per artifact (columns :data:`RESULT_COLUMNS`,
   defined in CONTRACT.md): accuracy = mean of ``argmax(probs) == y`` with a 95% Wilson interval.
 * :func:`detection_rows` -- Fig. 3a: AUC of the MI-PL detection score and of the plain-confidence
-  baseline, clean inputs vs oblivious adversarial inputs (columns :data:`DETECTION_COLUMNS`).
+  baseline, clean inputs vs oblivious adversarial inputs, on the clean-correct points (the paper's)
+  and on all points, with paired bootstrap intervals (columns :data:`DETECTION_COLUMNS`).
 * :func:`component_rows` -- Fig. 2: mean MI-PL / MI-OL output components F_y and F_yhat as a
   function of lambda, on clean and adversarial inputs (columns :data:`COMPONENT_COLUMNS`), to be
   compared with the ideal-linearity values of Table 1 (:func:`ideal_linearity`).
@@ -31,12 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import accuracy_with_ci, auc_with_ci, confidence_score, mi_pl_detection_score
+from .metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci
 from .settings import DEFENSE_NAMES, parse_attack, parse_setting, setting_param
+from .utils import derive_seed, make_generator
 
 __all__ = [
     "COMPONENT_COLUMNS",
     "DETECTION_COLUMNS",
+    "DETECTION_POINTS",
     "RESULT_COLUMNS",
     "aggregate",
     "artifact_key",
@@ -51,8 +54,13 @@ RESULT_COLUMNS = [
     "dataset", "regime", "defense", "setting", "param", "attack", "targeted", "steps",
     "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct", "labels",
 ]  # fmt: skip
-DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "auc", "auc_low", "auc_high", "n_clean",
-                     "n_adv"]
+DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "points", "auc", "auc_low", "auc_high",
+                     "n_clean", "n_adv"]
+#: The point subsets of detection.csv: "clean_correct" (the paper's Fig. 3a: points whose clean
+#: prediction is correct, each with its adversarial counterpart) and "all" (every attacked point).
+DETECTION_POINTS = ("clean_correct", "all")
+#: Bootstrap resamples behind each detection interval.
+DETECTION_RESAMPLES = 2000
 COMPONENT_COLUMNS = [
     "dataset", "regime", "mode", "lam", "attack", "input", "component", "value", "std", "n", "num_classes",
 ]  # fmt: skip
@@ -129,20 +137,41 @@ def result_row(artifact: dict) -> dict:
     }
 
 
-def detection_rows(artifacts: Iterable[dict]) -> list[dict]:
+def detection_masks(clean: dict, adv: dict) -> dict[str, torch.Tensor]:
+    """The point subsets of :data:`DETECTION_POINTS` for one clean and one attacked artifact of the
+    same points (bool [n] each): "clean_correct" where the bare model's clean prediction is right."""
+    if not torch.equal(clean["y"], adv["y"]):
+        raise ValueError("the clean and the attacked evaluation hold different points; rerun both from the same data")
+    correct = clean["plain_probs"].argmax(1) == clean["y"]
+    return {"clean_correct": correct, "all": torch.ones_like(correct)}
+
+
+def detection_scores(artifact: dict) -> dict[str, torch.Tensor]:
+    """Detection scores [n] of one MI-PL artifact: "mi_pl" (the drop of the predicted-class probability)
+    and "confidence" (minus the plain max probability); higher = more suspicious."""
+    return {"mi_pl": mi_pl_detection_score(artifact["plain_probs"], artifact["probs"]),
+            "confidence": confidence_score(artifact["plain_probs"])}
+
+
+def detection_rows(artifacts: Iterable[dict], *, seed: int = 0, n_resamples: int = DETECTION_RESAMPLES) -> list[dict]:
     """Fig. 3a: detection AUCs of the MI-PL score and of the plain-confidence baseline.
 
     For every (dataset, regime, setting) of defense ``mi_pl`` that has a ``"clean"`` artifact and
-    oblivious (``adaptive == "none"``) attacked artifacts, and for each attacked artifact, two rows:
+    oblivious (``adaptive == "none"``) attacked artifacts, and for each attacked artifact, one row per
+    detector and point subset:
 
     * detector ``"mi_pl"``: score = F_yhat(x) - F_MI-PL,yhat(x) with yhat = argmax F(x)
       (:func:`metrics.mi_pl_detection_score`), the drop of the predicted-class probability;
-    * detector ``"confidence"``: score = -max F(x) (:func:`metrics.confidence_score`).
+    * detector ``"confidence"``: score = -max F(x) (:func:`metrics.confidence_score`);
+    * points ``"clean_correct"``: the paper's number. As the authors' code, only points whose clean
+      prediction is correct count, each with its clean version (negative) and its adversarial
+      version (positive), whether or not the attack succeeded on it;
+    * points ``"all"``: every attacked point (the two groups again paired point by point).
 
-    Clean inputs are the negatives, adversarial inputs the positives. As in the paper (Fig. 3a:
-    "1,000 randomly selected test clean samples and 1,000 adversarial counterparts crafted on these
-    clean samples") *every* attacked point counts as a positive, whether or not the attack
-    succeeded on it. Artifacts of other defenses and adaptive artifacts are ignored.
+    The interval is the 95% percentile bootstrap over points (:func:`metrics.paired_auc_ci`, which
+    keeps each point's clean and adversarial scores together; DeLong's variance would assume them
+    independent), seeded by ``derive_seed(seed, "detection", dataset, regime, setting, attack,
+    points)``. Artifacts of other defenses and adaptive artifacts are ignored.
     """
     groups: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)
     for artifact in artifacts:
@@ -159,29 +188,22 @@ def detection_rows(artifacts: Iterable[dict]) -> list[dict]:
         clean = by_attack.get("clean")
         if clean is None:
             continue
-        clean_scores = {
-            "mi_pl": mi_pl_detection_score(clean["plain_probs"], clean["probs"]),
-            "confidence": confidence_score(clean["plain_probs"]),
-        }
+        clean_scores = detection_scores(clean)
         for attack in sorted(a for a in by_attack if a != "clean"):
             adv = by_attack[attack]
-            adv_scores = {
-                "mi_pl": mi_pl_detection_score(adv["plain_probs"], adv["probs"]),
-                "confidence": confidence_score(adv["plain_probs"]),
-            }
-            for detector in ("mi_pl", "confidence"):
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "regime": regime,
-                        "attack": attack,
-                        "detector": detector,
-                        "setting": setting,
-                        **auc_with_ci(clean_scores[detector], adv_scores[detector]),
-                        "n_clean": int(clean_scores[detector].numel()),
-                        "n_adv": int(adv_scores[detector].numel()),
-                    }
-                )
+            adv_scores = detection_scores(adv)
+            for points, mask in detection_masks(clean, adv).items():
+                if not bool(mask.any()):
+                    continue
+                for detector in ("mi_pl", "confidence"):
+                    generator = make_generator(derive_seed(seed, "detection", dataset, regime, setting, attack, points))
+                    result = paired_auc_ci(clean_scores[detector][mask], adv_scores[detector][mask],
+                                           n_resamples=n_resamples, generator=generator)
+                    rows.append({
+                        "dataset": dataset, "regime": regime, "attack": attack, "detector": detector,
+                        "setting": setting, "points": points, "auc": result["auc"], "auc_low": result["auc_low"],
+                        "auc_high": result["auc_high"], "n_clean": result["n"], "n_adv": result["n"],
+                    })
     return rows
 
 
@@ -279,13 +301,14 @@ def ideal_linearity(mode: str, input: str, component: str, lam, num_classes: int
 
 
 def aggregate(
-    artifact_paths: Sequence[str | Path], *, component_attack: str | None = None
+    artifact_paths: Sequence[str | Path], *, component_attack: str | None = None, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Load every artifact and return ``(results_df, detection_df, components_df)``.
 
     Columns are :data:`RESULT_COLUMNS`, :data:`DETECTION_COLUMNS`, :data:`COMPONENT_COLUMNS` (also
     for empty frames). ``component_attack`` is the adversarial attack of Fig. 2 (paper: ``"pgd10"``;
-    None keeps every untargeted attack and :func:`plots.plot_components` picks one).
+    None keeps every untargeted attack and :func:`plots.plot_components` picks one). ``seed`` (the
+    config seed) seeds the detection bootstrap.
     Two artifacts with the same (dataset, regime, defense, setting, attack, adaptive, n_adaptive)
     raise ValueError: every evaluation must be counted once.
     """
@@ -298,6 +321,6 @@ def aggregate(
         raise ValueError(f"duplicate evaluations for {dict(first[key])}; pass each artifact once")
     results = results.sort_values(key, kind="stable").reset_index(drop=True)
     results = results.astype({"targeted": bool, "steps": int, "n_adaptive": int, "n": int, "correct": int})
-    detection = pd.DataFrame(detection_rows(artifacts), columns=DETECTION_COLUMNS)
+    detection = pd.DataFrame(detection_rows(artifacts, seed=seed), columns=DETECTION_COLUMNS)
     components = pd.DataFrame(component_rows(artifacts, attack=component_attack), columns=COMPONENT_COLUMNS)
     return results, detection, components

@@ -205,11 +205,19 @@ def plot_components(components_df: pd.DataFrame, stem: str | Path) -> list[Path]
 def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 3a: grouped bars of detection AUC per (regime, attack), MI-PL score vs plain confidence,
     one panel per dataset, with the 0.5 chance level dashed and, where `detection_df` has the
-    columns auc_low / auc_high, their 95% interval as error bars."""
+    columns auc_low / auc_high, their 95% (paired bootstrap) interval as error bars. With a
+    ``points`` column, the bars are the paper's clean-correct points and the all-points AUC is a
+    black tick on each bar."""
     title = "Fig. 3a: detecting adversarial inputs"
     if detection_df.empty:
         return _no_data(stem, title)
     _require(detection_df, ["dataset", "regime", "attack", "detector", "setting", "auc"], "detection_df")
+    all_points = None
+    if "points" in detection_df.columns:
+        all_points = detection_df[detection_df["points"] == "all"]
+        detection_df = detection_df[detection_df["points"] == "clean_correct"]
+        if detection_df.empty:
+            return _no_data(stem, title, "no clean-correct rows")
     datasets = sorted(detection_df["dataset"].unique())
     fig, axes = _figure(len(datasets), ncols=1, panel_size=(max(4.0, 1.2 * detection_df.groupby(
         ["regime", "attack", "setting"]).ngroups + 1.5), 3.2))
@@ -233,13 +241,22 @@ def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Pat
                 values.append(float(row["auc"]) if row is not None else np.nan)
                 low.append(float(row["auc_low"]) if row is not None and has_ci else np.nan)
                 high.append(float(row["auc_high"]) if row is not None and has_ci else np.nan)
-            # 95% DeLong interval as an error bar, when the table has one
+            # 95% interval as an error bar, when the table has one
             yerr = np.abs(np.array([low, high]) - np.array(values)) if has_ci else None
             ax.bar(x + offset, values, width, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2},
                    label=label, color=color)
             for xi, value, top in zip(x + offset, values, np.fmax(values, high)):  # above the error bar
                 if not np.isnan(value):
                     ax.text(xi, top + 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
+            if all_points is not None and len(all_points):
+                everyone = []
+                for regime, attack, setting in groups:
+                    hit = all_points[(all_points["dataset"] == dataset) & (all_points["regime"] == regime)
+                                     & (all_points["attack"] == attack) & (all_points["setting"] == setting)
+                                     & (all_points["detector"] == detector)]
+                    everyone.append(float(hit.iloc[0]["auc"]) if len(hit) else np.nan)
+                ax.scatter(x + offset, everyone, marker="_", s=120, color="k", linewidths=1.2, zorder=3,
+                           label="all points" if detector == "mi_pl" else None)
         ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance (0.5)")
         ax.set_xticks(x, [
             f"{_regime(r)}\n{attack_display_name(a)}" + (f"\nMI-PL {s}" if several_settings else "")
@@ -247,7 +264,7 @@ def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Pat
         ])
         ax.set_ylim(0.0, 1.22)  # head room for the legend above AUC = 1 bars
         ax.set_yticks(np.linspace(0.0, 1.0, 6))
-        ax.set_ylabel("AUC (clean vs adversarial)")
+        ax.set_ylabel("AUC, clean-correct points" if all_points is not None else "AUC (clean vs adversarial)")
         settings = "" if several_settings else f", MI-PL {df['setting'].iloc[0]}"
         ax.set_title(f"{dataset}{settings}")
         ax.grid(axis="y", alpha=0.3)

@@ -24,6 +24,7 @@ rule aggregate:
         components=f"{REPORTS}/components.csv",
     params:
         component_attack=config["components"]["attack"],
+        seed=config["seed"],  # seeds the detection bootstrap
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
@@ -79,6 +80,7 @@ rule findings:
         grids=config["grids"],
         detection=config["detection"],
         adaptive=config["adaptive"],
+        seed=config["seed"],  # seeds the detection bootstrap
     log:
         f"{LOGS}/findings.log",
     benchmark:

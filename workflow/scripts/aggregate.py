@@ -5,7 +5,8 @@ from mixup_inference.utils import atomic_write_text
 
 with job_log(snakemake.log[0]):
     results, detection, components = aggregate([*snakemake.input.evaluations, *snakemake.input.adaptive],
-                                             component_attack=snakemake.params.component_attack)
+                                             component_attack=snakemake.params.component_attack,
+                                             seed=snakemake.params.seed)
     for frame, path in ((results, snakemake.output.results), (detection, snakemake.output.detection),
                         (components, snakemake.output.components)):
         atomic_write_text(path, frame.to_csv(index=False))  # a killed job leaves no half-written CSV

@@ -15,7 +15,8 @@ with job_log(snakemake.log[0]):
     frames = {
         "gains": gains,
         "matched": matched_baselines(index, grids["dataset"], grids["regimes"], grids["attack"], grids["settings"]),
-        "detection": detection_differences(index, det["dataset"], det["regimes"], det["attacks"], det["setting"]),
+        "detection": detection_differences(index, det["dataset"], det["regimes"], det["attacks"], det["setting"],
+                                           seed=snakemake.params.seed),
         "adaptive": adaptive_levels(index, ada["dataset"], ada["regime"], ada["defense"], ada["setting"],
                                     ada["kinds"], ada["attacks"], ada["n_adaptive"]),
     }
