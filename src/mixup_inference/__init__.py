@@ -37,6 +37,8 @@ from .metrics import (
     confidence_score,
     detection_auc,
     mi_pl_detection_score,
+    paired_auc_ci,
+    paired_auc_difference_ci,
     paired_difference_ci,
     wilson_interval,
 )
@@ -50,6 +52,6 @@ __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
     "accuracy_with_ci", "adaptive_pgd", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
     "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
-    "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_pad", "random_crop_resize", "random_resize_pad",
+    "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_pad", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
 ]

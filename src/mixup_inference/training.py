@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 from .attacks import pgd
 from .data import random_crop_flip, to_float
 from .models import INITS
-from .utils import atomic_save, atomic_write_text, generator_device, load_checkpoint, make_generator, resolve_device
+from .utils import (atomic_save, atomic_write_text, eval_mode, generator_device, load_checkpoint, make_generator,
+                    resolve_device)
 
 __all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta", "adversarial_examples",
            "make_optimizer", "make_scheduler"]
@@ -231,11 +232,8 @@ def adversarial_examples(model: nn.Module, x: Tensor, config: TrainConfig,
     eval mode (``attacks.pgd`` switches it and restores train mode), untargeted, pushing away from the
     model's own eval-mode prediction on the clean batch (cleverhans ``y=None``), NOT the true label;
     random start, ``config.at_steps`` steps of ``config.at_step_size`` in the ``config.at_eps`` ball."""
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
+    with torch.no_grad(), eval_mode(model):
         labels = model(x).argmax(1)
-        model.train(was_training)
     return pgd(model, x, labels, eps=config.at_eps, step_size=config.at_step_size, steps=config.at_steps,
                targeted=False, random_start=True, generator=generator)
 
