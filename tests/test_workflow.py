@@ -21,10 +21,11 @@ from workflow_helpers import (
 
 # Jobs per rule of the smoke preset, counted by hand from config/smoke.yaml:
 # 4 regimes x {clean, pgd5, tpgd5} attacks; evaluations: Table 2's 15 rows x 3 attacks = 45,
-# plus Fig. 3b grid settings not already in the table (lam=0.7, sigma=0.08, deg=20, size=20-28) x 2 = 8,
+# plus Fig. 3b grid settings not already in the table (lam=0.7, sigma=0.08, deg=20, xie size=20-28,
+# xie_resize size=20-28) x 2 = 10,
 # plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8.
 SMOKE_JOBS = {
-    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 71, "adaptive": 4,
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 73, "adaptive": 4,
     "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
 }
 
