@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
 from torch import Tensor
+
+# scipy.stats and sklearn.metrics (1.5 s + 0.5 s to import) are imported inside the AUC functions:
+# only the aggregate jobs compute AUCs, and every other job imports this module for accuracies.
 
 __all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc",
            "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci",
@@ -137,6 +138,8 @@ def _score_arrays(scores_clean: Tensor, scores_adv: Tensor) -> tuple[np.ndarray,
 def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
     """ROC AUC (sklearn.metrics.roc_auc_score) of separating adversarial (positive) from clean
     (negative) inputs by score (higher = more adversarial). 1 = perfect, 0.5 = chance."""
+    from sklearn.metrics import roc_auc_score
+
     clean, adv = _score_arrays(scores_clean, scores_adv)
     labels = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
     return float(roc_auc_score(labels, np.concatenate([clean, adv])))
@@ -145,6 +148,8 @@ def detection_auc(scores_clean: Tensor, scores_adv: Tensor) -> float:
 def _delong_components(clean: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's structural components from midranks (Sun and Xu 2014): V10_i = P(Y < X_i) + P(Y = X_i) / 2
     over adversarial scores X_i, V01_j = P(X > Y_j) + P(X = Y_j) / 2 over clean scores Y_j; AUC = mean(V10)."""
+    from scipy.stats import rankdata
+
     m, n = adv.size, clean.size
     ranks = rankdata(np.concatenate([adv, clean]))  # midranks: ties share the mean rank
     v10 = (ranks[:m] - rankdata(adv)) / n  # for each adversarial score: share of clean scores below it
