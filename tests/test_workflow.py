@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mixup_inference import plan
 from workflow_helpers import (
     REPO,
     SHARED_CIFAR,
@@ -23,9 +24,11 @@ from workflow_helpers import (
 # 4 regimes x {clean, pgd5, tpgd5} attacks; evaluations: Table 2's 15 rows x 3 attacks = 45,
 # plus Fig. 3b grid settings not already in the table (lam=0.7, sigma=0.08, deg=20, xie size=20-28,
 # xie_resize size=20-28) x 2 = 10,
-# plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8.
+# plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8:
+# 73 evaluations, run as one evaluate job per (dataset, regime, attack) = 4 x 3 = 12.
+SMOKE_EVALUATIONS = 73
 SMOKE_JOBS = {
-    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 73, "adaptive": 4,
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4,
     "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
 }
 
@@ -59,7 +62,9 @@ def test_full_presets_build_their_dag(workdir, preset):
     assert jobs["train"] == 4 + (2 if "table3" in config["tables"] else 0)
     table2 = config["tables"]["table2"]
     assert jobs["attack"] >= 4 * len(table2["attacks"])
-    assert jobs["evaluate"] >= 15 * len(table2["attacks"])
+    groups = plan.evaluation_groups(config)  # one evaluate job per (dataset, regime, attack)
+    assert jobs["evaluate"] == len(groups) and len(groups) >= 4 * len(table2["attacks"])
+    assert sum(map(len, groups.values())) >= 15 * len(table2["attacks"])
     ada = config["adaptive"]
     assert jobs["adaptive"] == len(ada["kinds"]) * len(ada["attacks"]) * len(ada["n_adaptive"])
     for rule in ("aggregate", "findings", "figures", "provenance"):
@@ -93,7 +98,7 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     reports = workdir / "reports" / "smoke"
     results = pd.read_csv(reports / "results.csv")
     assert {"dataset", "regime", "defense", "setting", "attack", "accuracy", "ci_low", "ci_high", "n"} <= set(results)
-    assert len(results) == SMOKE_JOBS["evaluate"] + SMOKE_JOBS["adaptive"]
+    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"]
     assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()
     assert set(results.regime) == {"erm", "mixup", "at", "interpolated_at"}
     # PGD must actually attack: the undefended mixup model loses accuracy under pgd5.
@@ -115,7 +120,8 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     # Cached: a second run has nothing to do.
     assert dry_run_jobs(workdir, "--configfile", "config/smoke.yaml") == {}
 
-    # One changed MI lambda reruns only the evaluations that use it, and what aggregates them.
+    # One changed MI lambda reruns only the evaluate jobs that hold it (mixup on clean and pgd5), and
+    # what aggregates them.
     config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
     grids = config["grids"]
     grids["settings"]["mi_ol"] = ["lam=0.5", "lam=0.8"]  # was [lam=0.5, lam=0.7]; 0.7 stays in Fig. 2
@@ -123,7 +129,7 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     jobs = dry_run_jobs(workdir, "--configfile", "config/smoke_changed.yaml")
     assert jobs == {"evaluate": 2, "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1}
     changed = dry_run_wildcards(workdir, "evaluate", "--configfile", "config/smoke_changed.yaml")
-    assert len(changed) == 2 and all("setting=lam=0.8" in w and "defense=mi_ol" in w for w in changed)
+    assert sorted(changed) == ["attack=clean, dataset=synth, regime=mixup", "attack=pgd5, dataset=synth, regime=mixup"]
 
     # The report holds every table and figure.
     report = smoke_report.read_text(errors="replace")

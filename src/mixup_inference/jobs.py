@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -27,12 +27,13 @@ from .modelfiles import load_model, load_tensor_file, save_model
 from .models import build_model
 from .pool import run_pool
 from .settings import parse_setting
+from .speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from .training import TrainConfig, train
 from .utils import atomic_save, atomic_write_text, derive_seed, make_generator, randint, resolve_device
 
 __all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "apply_defense", "attack_labels", "attacked_points",
-           "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_prepare",
-           "run_train"]
+           "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
+           "run_prepare", "run_train"]
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -49,10 +50,23 @@ def run_prepare(source: str, out_path: str | os.PathLike, *, download_root: str 
           f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size}x{dataset.image_size}")
 
 
+def _eval_model(model_path: str, device: torch.device, num_classes: int, speed: dict | None) -> nn.Module:
+    """The job's model for attacks and evaluations, with the config's eval fast paths (fp32 unless
+    `speed.eval_bf16`); prints what it uses, for the job log."""
+    enable_cudnn_benchmark(device)
+    resolved = resolve_speed(speed, device, purpose="eval")
+    print(f"speed: {resolved}")
+    return speed_model(load_model(model_path, device, num_classes=num_classes), resolved)
+
+
 def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str, *, model_name: str,
-              training: dict, checkpoint_dir: str, device: str = "auto") -> dict:
-    """Train one model (resuming from `checkpoint_dir/last.pt` if present) and record its test accuracy."""
+              training: dict, checkpoint_dir: str, device: str = "auto", speed: dict | None = None) -> dict:
+    """Train one model (resuming from `checkpoint_dir/last.pt` if present) and record its test accuracy.
+
+    The training images go to the device once (no per-batch host copies); `speed` (the config's
+    `speed:` section, see speed.py) picks channels-last and bf16 autocast, recorded in the metrics."""
     device = resolve_device(device)
+    enable_cudnn_benchmark(device)
     data = load_dataset(data_path)
     config = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", (100, 150)))})
     # The initial weights come from the config seed too (on CPU, so every device starts alike),
@@ -61,14 +75,18 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
         torch.manual_seed(derive_seed(config.seed, "model-init"))
         model = build_model(model_name, data.num_classes, data.in_channels, init=config.init)
     model = model.to(device)
-    history = train(model, data.train_x, data.train_y, config, checkpoint_dir=checkpoint_dir,
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    sample = to_float(train_x[: config.batch_size])
+    resolved = resolve_speed(speed, device, purpose="train", model=model, sample=sample)
+    print(f"speed: {resolved}")
+    history = train(speed_model(model, resolved), train_x, train_y, config, checkpoint_dir=checkpoint_dir,
                     log_path=log_path, device=device)
     model.eval()
     probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
                        for s in _batches(len(data.test_y), 1000)])
     test = accuracy_with_ci(probs, data.test_y)
     metrics = {"model": model_name, "parameters": sum(p.numel() for p in model.parameters()),
-               "regime": config.regime, "device": str(device), "test": test, "train": history}
+               "regime": config.regime, "device": str(device), "speed": resolved, "test": test, "train": history}
     save_model(model, model_path, model_name=model_name, num_classes=data.num_classes,
                in_channels=data.in_channels, regime=config.regime, test_accuracy=test["accuracy"])
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")
@@ -131,7 +149,8 @@ def attack_labels(attack: dict, clean_pred: torch.Tensor, y: torch.Tensor, targe
 
 
 def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, n_test: int,
-               batch_size: int | str = "auto", seed: int = 0, device: str = "auto", name: str = "") -> None:
+               batch_size: int | str = "auto", seed: int = 0, device: str = "auto", name: str = "",
+               speed: dict | None = None) -> None:
     """Oblivious adversarial examples for the run's test subset, crafted on the bare model.
     Untargeted PGD pushes away from the model's clean prediction (attack["labels"] "prediction",
     the authors' code) or from the true label ("true"); targeted PGD pulls toward a random label
@@ -139,7 +158,7 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
     device = resolve_device(device)
     batch_size = resolve_batch_size(batch_size, device)
     data = load_dataset(data_path)
-    model = load_model(model_path, device, num_classes=data.num_classes)
+    model = _eval_model(model_path, device, data.num_classes, speed)
     indices, x, y, target = attacked_points(data, n_test, seed)
     x = x.to(device)
     clean_pred = _predict(model, x, batch_size)
@@ -177,34 +196,50 @@ def apply_defense(model: nn.Module, x: torch.Tensor, defense: str, setting: str,
 
 def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: str, *, defense: str, setting: str,
                  n_samples: int, chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
-                 device: str = "auto", meta: dict | None = None) -> None:
+                 device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
     """One defense with one setting on one attack's examples: per-point probabilities for the aggregate."""
+    run_evaluate_group(data_path, model_path, examples_path, {(defense, setting): out_path}, n_samples=n_samples,
+                       chunk_size=chunk_size, pool_per_class=pool_per_class, seed=seed, device=device, meta=meta,
+                       speed=speed)
+
+
+def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
+                       out_paths: Mapping[tuple[str, str], str | os.PathLike], *, n_samples: int,
+                       chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
+                       device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
+    """Every (defense, setting) of `out_paths` on one attack's examples, each written to its own file.
+
+    The model, the examples and the MI pool are loaded (and moved to the device) once, and the
+    undefended probabilities computed once, for all settings. Each setting draws from its own
+    generator, seeded by `derive_seed(seed, "defense", defense, setting)`, so its artifact is the
+    same whichever other settings share the job (the workflow's one job per (dataset, regime, attack)
+    gives the same numbers as one job per setting)."""
     device = resolve_device(device)
     chunk_size = resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
-    model = load_model(model_path, device, num_classes=data.num_classes)
+    model = _eval_model(model_path, device, data.num_classes, speed)
     examples = load_tensor_file(examples_path, "adversarial examples file", "delete it and rerun to recreate it")
     x = examples["x"].to(device)
     pool = run_pool(data, pool_per_class, seed, device)
-    generator = make_generator(derive_seed(seed, "defense", defense, setting))
-    probs = apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
-                          generator=generator)
-    plain = predict_probs(model, x, chunk_size=chunk_size)
-    meta = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
-            "n_samples": n_samples, "attack": examples["meta"]["attack"],
-            "labels": examples["meta"].get("labels", "prediction"), **(meta or {})}
-    atomic_save({"probs": probs.float().cpu(), "plain_probs": plain.float().cpu(), "y": examples["y"],
-                 "target": examples["target"], "meta": meta}, out_path)
-    acc = accuracy_with_ci(probs.cpu(), examples["y"])
-    print(f"{meta['attack']} / {defense} {setting}: accuracy {acc['accuracy']:.4f} "
-          f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+    plain = predict_probs(model, x, chunk_size=chunk_size).float().cpu()
+    for (defense, setting), out_path in out_paths.items():
+        generator = make_generator(derive_seed(seed, "defense", defense, setting))
+        probs = apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                              generator=generator).float().cpu()
+        info = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
+                "n_samples": n_samples, "attack": examples["meta"]["attack"],
+                "labels": examples["meta"].get("labels", "prediction"), **(meta or {})}
+        atomic_save({"probs": probs, "plain_probs": plain, "y": examples["y"], "target": examples["target"],
+                     "meta": info}, out_path)
+        acc = accuracy_with_ci(probs, examples["y"])
+        print(f"{info['attack']} / {defense} {setting}: accuracy {acc['accuracy']:.4f} "
+              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
 
 
 def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict, attack_name: str, kind: str,
                  defense: str, setting: str, n_adaptive: int, n_test: int, n_subset: int, n_samples: int,
                  chunk_size: int | str | None = "auto", pool_per_class: int, batch_size: int | str = "auto",
-                 seed: int = 0, device: str = "auto",
-                 meta: dict | None = None) -> None:
+                 seed: int = 0, device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
     """An adaptive attack that sees the MI defense ("paper": App. B.2 adaptive PGD; "eot": EOT PGD),
     then the same MI defense on its examples. Untargeted attacks push away from the labels
     `attack["labels"]` names (`attack_labels`), as the oblivious ones. Uses the first `n_test` points
@@ -213,7 +248,7 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
     device = resolve_device(device)
     batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
-    model = load_model(model_path, device, num_classes=data.num_classes)
+    model = _eval_model(model_path, device, data.num_classes, speed)
     _, x, y, target = attacked_points(data, n_subset, seed)
     x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
     pool = run_pool(data, pool_per_class, seed, device)

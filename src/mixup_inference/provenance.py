@@ -84,8 +84,8 @@ def rule_timings(benchmarks_dir: str | Path) -> pd.DataFrame:
 
 
 # Keys that decide where and how fast a run goes, not what it computes (memory bounds, batch sizes
-# for attacks and defenses, devices, job resources, output names): left out of the comparison.
-_NOT_COMPARED = ("run", "device", "resources", "attacks.batch_size", "defenses.chunk_size")
+# for attacks and defenses, devices, fast paths, job resources, output names): left out of the comparison.
+_NOT_COMPARED = ("run", "device", "speed", "resources", "attacks.batch_size", "defenses.chunk_size")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -137,6 +137,7 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
             "model": metrics["model"], "parameters": metrics["parameters"], "device": metrics["device"],
             "test_accuracy": metrics["test"]["accuracy"], "test_n": metrics["test"]["n"],
             "epochs": metrics["train"].get("epochs"), "seconds_per_epoch": metrics["train"].get("seconds_per_epoch"),
+            "speed": metrics.get("speed"),  # the fast paths training used (speed.resolve_speed)
         }
     timings = rule_timings(benchmarks_dir)
     return {

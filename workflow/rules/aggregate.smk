@@ -12,7 +12,7 @@ localrules:
 
 rule aggregate:
     input:
-        evaluations=evaluation_paths(),
+        evaluations=evaluation_dirs(),
         adaptive=adaptive_paths(),
     output:
         results=report(
@@ -23,6 +23,7 @@ rule aggregate:
         detection=f"{REPORTS}/detection.csv",
         components=f"{REPORTS}/components.csv",
     params:
+        evaluations=evaluation_paths(),  # the artifacts inside the evaluate jobs' directories
         component_attack=config["components"]["attack"],
         seed=config["seed"],  # seeds the detection bootstrap
     log:
@@ -69,13 +70,14 @@ rule tables:
 
 rule findings:
     input:
-        evaluations=evaluation_paths(),
+        evaluations=evaluation_dirs(),
         adaptive=adaptive_paths(),
     output:
         markdown=f"{REPORTS}/findings.md",
         html=report(f"{REPORTS}/findings.html", caption="../report/findings.rst", category="Findings"),
         csvs=[f"{REPORTS}/findings_{name}.csv" for name in FINDINGS],
     params:
+        evaluations=evaluation_paths(),
         tables=config["tables"],
         grids=config["grids"],
         detection=config["detection"],

@@ -13,6 +13,7 @@ rule attack:
         batch_size=config["attacks"].get("batch_size", "auto"),
         seed=config["seed"],
         device=config["device"],
+        speed=SPEED,
     log:
         f"{LOGS}/{{dataset}}/{{regime}}/attack/{{attack}}.log",
     benchmark:

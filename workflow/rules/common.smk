@@ -16,8 +16,10 @@ ENV = "../envs/mixup-inference.yaml"
 
 try:
     from mixup_inference.configcheck import check_config, validate_config
+    from mixup_inference import plan
     from mixup_inference.findings import FINDINGS
     from mixup_inference.settings import parse_attack, parse_setting
+    from mixup_inference.speed import DEFAULT_SPEED
     from mixup_inference.tables import TABLE_SPECS
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
     raise WorkflowError(
@@ -63,51 +65,27 @@ TRAIN_METRICS = f"{RESULTS}/{{dataset}}/{{regime}}/train_metrics.json"
 CHECKPOINTS = f"{RESULTS}/{{dataset}}/{{regime}}/checkpoints"
 ATTACK = f"{RESULTS}/{{dataset}}/{{regime}}/attacks/{{attack}}.pt"
 EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.pt"
+# One evaluate job writes every EVALUATION of one (dataset, regime, attack) into this directory.
+EVALUATIONS = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}"
 ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
 
 
 # ---------------------------------------------------------------- job lists derived from the config
+# The study design lives in the library (mixup_inference.plan), so tests and the workflow benchmark
+# derive the same lists; these wrappers only bind this run's config.
 def evaluations():
-    """Every oblivious evaluation as (dataset, regime, attack, defense, setting), deduplicated."""
-    jobs = set()
-    for table, spec in config["tables"].items():
-        rows, _paper = TABLE_SPECS[table]
-        for row in rows:
-            for attack in spec["attacks"]:
-                jobs.add((spec["dataset"], row.regime, attack, row.defense, row.setting))
-    grids = config["grids"]
-    for regime in grids["regimes"]:
-        for attack in ("clean", grids["attack"]):
-            jobs.add((grids["dataset"], regime, attack, "none", "plain"))
-            for defense, settings in grids["settings"].items():
-                for setting in settings:
-                    jobs.add((grids["dataset"], regime, attack, defense, setting))
-    comp = config["components"]
-    for regime in comp["regimes"]:
-        for attack in ("clean", comp["attack"]):
-            for defense in ("mi_pl", "mi_ol"):
-                for lam in comp["lams"]:
-                    jobs.add((comp["dataset"], regime, attack, defense, f"lam={lam:g}"))
-    det = config["detection"]
-    for regime in det["regimes"]:
-        for attack in ["clean", *det["attacks"]]:
-            jobs.add((det["dataset"], regime, attack, "mi_pl", det["setting"]))
-    ada = config["adaptive"]
-    for attack in ada["attacks"]:  # the oblivious levels drawn beside the adaptive curves
-        jobs.add((ada["dataset"], ada["regime"], attack, "none", "plain"))
-        jobs.add((ada["dataset"], ada["regime"], attack, ada["defense"], ada["setting"]))
-    return sorted(jobs)
+    """Every oblivious evaluation as (dataset, regime, attack, defense, setting)."""
+    return plan.evaluations(config)
+
+
+def evaluation_groups():
+    """(dataset, regime, attack) -> [(defense, setting), ...]: one evaluate job each."""
+    return plan.evaluation_groups(config)
 
 
 def adaptive_runs():
     """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
-    ada = config["adaptive"]
-    return [
-        (ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
-        for kind in ada["kinds"]
-        for attack in ada["attacks"]
-        for n in ada["n_adaptive"]
-    ]
+    return plan.adaptive_runs(config)
 
 
 def evaluation_paths():
@@ -115,6 +93,10 @@ def evaluation_paths():
         EVALUATION.format(dataset=d, regime=r, attack=a, defense=f, setting=s)
         for d, r, a, f, s in evaluations()
     ]
+
+
+def evaluation_dirs():
+    return [EVALUATIONS.format(dataset=d, regime=r, attack=a) for d, r, a in evaluation_groups()]
 
 
 def adaptive_paths():
@@ -137,13 +119,11 @@ FIGURES = ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptiv
 
 def trained_models():
     """(dataset, regime) pairs that some evaluation or adaptive run needs."""
-    pairs = {(d, r) for d, r, *_ in evaluations()}
-    pairs |= {(d, r) for d, r, *_ in adaptive_runs()}
-    return sorted(pairs)
+    return plan.trained_models(config)
 
 
 def used_datasets():
-    return sorted({d for d, _ in trained_models()})
+    return plan.used_datasets(config)
 
 
 def all_outputs():
@@ -165,6 +145,13 @@ def training_params(wildcards):
     return shared
 
 
+def evaluate_settings(wildcards):
+    """[[defense, setting, EVALUATION path], ...] that the evaluate job of these wildcards writes (a
+    param, so a changed setting reruns exactly the (dataset, regime, attack) jobs whose list changed)."""
+    key = (wildcards.dataset, wildcards.regime, wildcards.attack)
+    return [[f, s, EVALUATION.format(**wildcards, defense=f, setting=s)] for f, s in evaluation_groups().get(key, [])]
+
+
 def attack_params(wildcards):
     targeted, steps = parse_attack(wildcards.attack)
     return {
@@ -175,6 +162,11 @@ def attack_params(wildcards):
         # an unquoted `labels: true` reaches us as YAML's boolean
         "labels": "true" if config["attacks"]["labels"] is True else config["attacks"]["labels"],
     }
+
+
+# The fast paths of the train, attack, evaluate and adaptive jobs (speed.py): the config's `speed:`
+# section over its auto defaults. A param, so switching a fast path reruns what it may change.
+SPEED = {**DEFAULT_SPEED, **config.get("speed", {})}
 
 
 # Resources of the rules that want a GPU (train, attack, evaluate, adaptive); a profile maps `gpu`

@@ -1,5 +1,14 @@
-# Stage 4: defenses. Oblivious evaluation per (attack, defense, setting), and adaptive attacks
-# that see the MI defense (the paper's adaptive PGD and EOT).
+# Stage 4: defenses. Oblivious evaluation, and adaptive attacks that see the MI defense (the
+# paper's adaptive PGD and EOT).
+#
+# One evaluate job per (dataset, regime, attack), writing every (defense, setting) artifact of it
+# (EVALUATION, one file each, inside the job's output directory), not one job per setting: a
+# setting's own work is 0.1-1 s on a CPU and far less on a GPU, while each job pays Python + torch
+# start-up, loading the model, the examples and the pool, and (under SLURM) a submission. Snakemake
+# job groups were the alternative, but locally each grouped job still starts its own script
+# process, so they cut only the cluster submissions, not the start-up. Each setting keeps its own
+# seed (derive_seed(seed, "defense", defense, setting)), so regrouping changes no number; a changed
+# setting reruns the jobs whose settings list (a param) changed.
 
 
 rule evaluate:
@@ -8,19 +17,19 @@ rule evaluate:
         model=MODEL,
         examples=ATTACK,
     output:
-        evaluation=EVALUATION,
+        evaluations=directory(EVALUATIONS),
     params:
-        defense="{defense}",
-        setting="{setting}",
+        settings=evaluate_settings,
         n_samples=config["defenses"]["n_samples"],
         chunk_size=config["defenses"].get("chunk_size", "auto"),
         pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],
         seed=config["seed"],
         device=config["device"],
+        speed=SPEED,
     log:
-        f"{LOGS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/eval/{{attack}}.log",
     benchmark:
-        f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}.tsv"
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
@@ -51,6 +60,7 @@ rule adaptive:
         batch_size=config["attacks"].get("batch_size", "auto"),
         seed=config["seed"],
         device=config["device"],
+        speed=SPEED,
     log:
         f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.log",
     benchmark:

@@ -13,6 +13,7 @@ rule train:
         training=training_params,
         checkpoint_dir=lambda wc: CHECKPOINTS.format(**wc),
         device=config["device"],
+        speed=SPEED,
     log:
         f"{LOGS}/{{dataset}}/{{regime}}/train.log",
     benchmark:

@@ -8,4 +8,4 @@ with job_log(snakemake.log[0], snakemake.threads):
                  attack_name=wc.attack, kind=p.kind, defense=p.defense, setting=p.setting, n_adaptive=p.n_adaptive,
                  n_test=p.n_test, n_subset=p.n_subset, n_samples=p.n_samples, chunk_size=p.chunk_size,
                  pool_per_class=p.pool_per_class, batch_size=p.batch_size, seed=p.seed, device=p.device,
-                 meta={"dataset": wc.dataset, "regime": wc.regime})
+                 meta={"dataset": wc.dataset, "regime": wc.regime}, speed=dict(p.speed))

@@ -8,7 +8,7 @@ from mixup_inference.joblog import job_log
 from mixup_inference.tables import TABLE_SPECS
 
 with job_log(snakemake.log[0]):
-    index = index_artifacts(load_evaluation(p) for p in [*snakemake.input.evaluations, *snakemake.input.adaptive])
+    index = index_artifacts(load_evaluation(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive])
     tables, grids, det, ada = (snakemake.params[k] for k in ("tables", "grids", "detection", "adaptive"))
     gains = pd.concat([defense_gains(index, TABLE_SPECS[name][0], spec["dataset"], spec["attacks"]).assign(table=name)
                        for name, spec in tables.items()], ignore_index=True)

@@ -5,4 +5,5 @@ from mixup_inference.jobs import run_train
 with job_log(snakemake.log[0], snakemake.threads):
     p = snakemake.params
     run_train(snakemake.input.data, snakemake.output.model, snakemake.output.log, snakemake.output.metrics,
-              model_name=p.model, training=dict(p.training), checkpoint_dir=p.checkpoint_dir, device=p.device)
+              model_name=p.model, training=dict(p.training), checkpoint_dir=p.checkpoint_dir, device=p.device,
+              speed=dict(p.speed))
