@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_lam, check_mode, check_positive_int
-from .pool import check_pool, pool_images, sample_pool_indices
+from .pool import check_pool, class_groups, pool_images, sample_pool_indices
 from .utils import eval_mode, rand
 
 __all__ = ["adaptive_pgd", "eot_pgd", "pgd"]
@@ -119,14 +119,19 @@ def _check_adaptive_args(x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, l
 
 
 def _draw_mixing_images(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, mode: str, n: int,
-                        generator: torch.Generator | None) -> Tensor:
+                        generator: torch.Generator | None,
+                        groups: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """n pool images per input, conditioned on the model's current prediction on x as MI does
-    (mode "pl": that class, "ol": the other classes); returns [B * n, C, H, W] (copy j -> input j // n)."""
+    (mode "pl": that class, "ol": the other classes): ([B * n, C, H, W] (copy j -> input j // n),
+    the pool's class groups). Pass the groups back in on later calls: checking the pool reads
+    values back to the host, which would stall a GPU at every attack step."""
     with torch.no_grad():
         logits = model(x)
+    if groups is None:
+        groups = class_groups(pool_y, logits.shape[1], x.device)
     index = sample_pool_indices(pool_y, logits.argmax(1), mode=mode, n=n, num_classes=logits.shape[1],
-                                generator=generator)
-    return pool_images(pool_x, index.reshape(-1), dtype=x.dtype, device=x.device)
+                                generator=generator, groups=groups)
+    return pool_images(pool_x, index.reshape(-1), dtype=x.dtype, device=x.device), groups
 
 
 def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
@@ -164,7 +169,7 @@ def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y:
     sign = -1.0 if targeted else 1.0
     labels = y.repeat_interleave(n)
     with eval_mode(model):
-        x_s = _draw_mixing_images(model, x, pool_x, pool_y, mode=mode, n=n, generator=generator)
+        x_s, _ = _draw_mixing_images(model, x, pool_x, pool_y, mode=mode, n=n, generator=generator)
         mixed = lam * x.repeat_interleave(n, 0) + (1.0 - lam) * x_s
         u_adv = _random_start(mixed, eps, random_start, generator)
         with torch.enable_grad():
@@ -204,9 +209,11 @@ def eot_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tens
     n = int(n_adaptive)
     sign = -1.0 if targeted else 1.0
     x_adv = _random_start(x, eps, random_start, generator)
+    groups = None  # the pool's class groups, checked once (first step), so the steps never sync
     with eval_mode(model):
         for _ in range(int(steps)):
-            x_s = _draw_mixing_images(model, x_adv, pool_x, pool_y, mode=mode, n=n, generator=generator)
+            x_s, groups = _draw_mixing_images(model, x_adv, pool_x, pool_y, mode=mode, n=n, generator=generator,
+                                              groups=groups)
             with torch.enable_grad():
                 x_adv.requires_grad_(True)
                 logits = model(lam * x_adv.repeat_interleave(n, 0) + (1.0 - lam) * x_s)

@@ -6,7 +6,10 @@ every job is importable and testable without Snakemake.
 
 Randomness: every random choice is drawn from a generator seeded by
 `derive_seed(config seed, <name of the choice>)`, so the same config gives the same numbers in
-any job order, on any machine with the same hardware type.
+any job order, on any machine with the same hardware type. The data-level choices (test points,
+targets, pool, training) draw on the CPU, identically on every device; the attacks' and defenses'
+generators live on the job's device, so no random draw is copied from the host inside an attack
+step or a defense chunk (on a CPU that is the same CPU generator as before).
 """
 
 from __future__ import annotations
@@ -110,8 +113,10 @@ def attacked_points(data, n_test: int, seed: int) -> tuple[torch.Tensor, torch.T
 
 # Images per attack batch for batch_size "auto". On a CPU a forward+backward costs least per image at
 # 16-64 images (activations stay in cache; 1.7x more per image at 256: reports/bench/bench.md, "Bare
-# model cost vs images per pass"); a GPU wants large batches.
-AUTO_ATTACK_BATCH = {"cpu": 32, "cuda": 512}
+# model cost vs images per pass"); a GPU wants large batches: the CUDA value is an unmeasured
+# guess for a large GPU (forward+backward activations of 1024 images of a 32x32 ResNet-50 are
+# ~25 GiB), to be measured by the GPU issue; lower attacks.batch_size on a small GPU.
+AUTO_ATTACK_BATCH = {"cpu": 32, "cuda": 1024}
 
 
 def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
@@ -167,7 +172,7 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
     if attack["steps"] == 0:
         x_adv = x
     else:
-        generator = make_generator(derive_seed(seed, "attack", name))
+        generator = make_generator(derive_seed(seed, "attack", name), device)
         x_adv = torch.cat([
             pgd(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
                 targeted=attack["targeted"], generator=generator)
@@ -223,7 +228,7 @@ def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
     pool = run_pool(data, pool_per_class, seed, device)
     plain = predict_probs(model, x, chunk_size=chunk_size).float().cpu()
     for (defense, setting), out_path in out_paths.items():
-        generator = make_generator(derive_seed(seed, "defense", defense, setting))
+        generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
         probs = apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
                               generator=generator).float().cpu()
         info = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
@@ -256,14 +261,14 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
     mode = defense[3:]
     lam = parse_setting(defense, setting)["lam"]
     craft = {"paper": adaptive_pgd, "eot": eot_pgd}[kind]
-    generator = make_generator(derive_seed(seed, "adaptive", kind, attack_name, n_adaptive, defense, setting))
+    generator = make_generator(derive_seed(seed, "adaptive", kind, attack_name, n_adaptive, defense, setting), device)
     per_batch = max(1, batch_size // n_adaptive)  # bounds the B x N_A mixed copies held for backward
     x_adv = torch.cat([
         craft(model, x[s], labels[s], *pool, lam=lam, mode=mode, n_adaptive=n_adaptive, eps=attack["eps"],
               step_size=attack["step_size"], steps=attack["steps"], targeted=attack["targeted"], generator=generator)
         for s in _batches(len(x), per_batch)
     ])
-    eval_generator = make_generator(derive_seed(seed, "defense", defense, setting))
+    eval_generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
     probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
                           generator=eval_generator)
     plain = predict_probs(model, x_adv, chunk_size=chunk_size)

@@ -68,7 +68,8 @@ def class_groups(pool_y: Tensor, num_classes: int, device: torch.device) -> tupl
 
 
 def sample_pool_indices(pool_y: Tensor, labels: Tensor, *, mode: str, n: int, num_classes: int,
-                        generator: torch.Generator | None = None) -> Tensor:
+                        generator: torch.Generator | None = None,
+                        groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """Draw `n` pool indices per input for Mixup Inference (Algorithm 1's y_s ~ p_s(y), x_s ~ p_s(x|y_s)).
 
     mode "pl": y_s = labels[b] (the predicted label); mode "ol": y_s uniform over the
@@ -81,6 +82,8 @@ def sample_pool_indices(pool_y: Tensor, labels: Tensor, *, mode: str, n: int, nu
         mode: "pl" or "ol".  n: samples per input.  num_classes: C.
         generator: the only source of randomness. Draw order: ("ol" only) class offsets
             [B, n], then uniforms [B, n] (float64) for the image within the class.
+        groups: `class_groups(pool_y, num_classes, labels.device)`, when the caller draws in a
+            loop: computed (and checked, which reads values back to the host) once outside it.
 
     Returns:
         int64 [B, n] indices into the pool, on labels.device.
@@ -88,7 +91,7 @@ def sample_pool_indices(pool_y: Tensor, labels: Tensor, *, mode: str, n: int, nu
     check_mode(mode)
     check_positive_int(n, "n")
     device = labels.device
-    order, start, count = class_groups(pool_y, num_classes, device)
+    order, start, count = groups if groups is not None else class_groups(pool_y, num_classes, device)
     labels = labels.to(torch.long)
     shape = (labels.shape[0], int(n))
     if mode == "pl":

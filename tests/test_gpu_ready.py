@@ -1,0 +1,81 @@
+"""GPU-ready hot paths, checked on a CPU: the attack steps and the defense chunks read nothing back
+to the host (no .item(), .tolist(), bool(tensor), .cpu(), ...), which on a GPU would stall the
+device at every step. Counted with a TorchFunctionMode: the number of host reads of a call must not
+grow with its number of steps or chunks (the argument checks at entry may read a few values once)."""
+
+from __future__ import annotations
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from mixup_inference.attacks import adaptive_pgd, eot_pgd, pgd
+from mixup_inference.defenses import DEFENSES, POOL_DEFENSES
+from mixup_inference.models import build_model
+from mixup_inference.settings import parse_setting
+
+HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
+              torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
+              torch.Tensor.nonzero, torch.nonzero}
+
+
+class HostReads(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in HOST_READS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def host_reads(call) -> int:
+    with HostReads() as mode:
+        call()
+    return mode.count
+
+
+def setup():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model("tiny_cnn", 4).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 16, 16, generator=g)
+    y = torch.randint(0, 4, (8,), generator=g)
+    pool_x, pool_y = torch.rand(20, 3, 16, 16, generator=g), torch.arange(20) % 4
+    return model, x, y, pool_x, pool_y
+
+
+def test_attack_steps_read_nothing_back_to_the_host():
+    model, x, y, pool_x, pool_y = setup()
+    attacks = {
+        "pgd": lambda steps: pgd(model, x, y, eps=0.03, step_size=0.01, steps=steps,
+                                 generator=torch.Generator().manual_seed(1)),
+        "adaptive_pgd": lambda steps: adaptive_pgd(model, x, y, pool_x, pool_y, lam=0.5, mode="ol", n_adaptive=3,
+                                                   eps=0.03, step_size=0.01, steps=steps,
+                                                   generator=torch.Generator().manual_seed(1)),
+        "eot_pgd": lambda steps: eot_pgd(model, x, y, pool_x, pool_y, lam=0.5, mode="ol", n_adaptive=3, eps=0.03,
+                                         step_size=0.01, steps=steps, generator=torch.Generator().manual_seed(1)),
+    }
+    for name, attack in attacks.items():
+        assert host_reads(lambda: attack(1)) == host_reads(lambda: attack(6)), name
+
+
+SETTINGS = {"none": "plain", "mi_pl": "lam=0.5", "mi_ol": "lam=0.5", "mi_combined": "pl=0.5_ol=0.4_th=0.2",
+            "gaussian": "sigma=0.04", "rotation": "deg=20", "xie": "size=10-14", "guo": "size=10-14"}
+
+
+def test_defense_chunks_read_nothing_back_to_the_host():
+    model, x, _y, pool_x, pool_y = setup()
+    assert set(SETTINGS) == set(DEFENSES)
+    for defense, setting in SETTINGS.items():
+        kwargs = parse_setting(defense, setting)
+        if defense not in ("none", "mi_combined"):
+            kwargs["n_samples"] = 6
+        args = (model, x, pool_x, pool_y) if defense in POOL_DEFENSES else (model, x)
+
+        def run(chunk_size: int) -> None:
+            DEFENSES[defense](*args, **kwargs, generator=torch.Generator().manual_seed(2), chunk_size=chunk_size)
+
+        # 48 copies (8 inputs x 6) in 1 chunk vs 48 chunks
+        assert host_reads(lambda: run(1024)) == host_reads(lambda: run(1)), defense
