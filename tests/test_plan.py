@@ -31,9 +31,9 @@ def test_groups_partition_the_evaluations(preset):
 
 
 def test_smoke_counts():
-    """Counted by hand in tests/test_workflow.py: 71 evaluations over 4 regimes x 3 attacks."""
+    """Counted by hand in tests/test_workflow.py: 73 evaluations over 4 regimes x 3 attacks."""
     config = load("smoke")
-    assert len(plan.evaluations(config)) == 71
+    assert len(plan.evaluations(config)) == 73
     assert len(plan.evaluation_groups(config)) == 12
     assert len(plan.adaptive_runs(config)) == 4
     assert plan.trained_models(config) == [("synth", r) for r in sorted(["erm", "mixup", "at", "interpolated_at"])]

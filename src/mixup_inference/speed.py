@@ -22,6 +22,7 @@ were wired in. ``torch.backends.cudnn.benchmark`` is turned on for every CUDA jo
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from typing import Any
 
@@ -48,32 +49,34 @@ def _check_switch(name: str, value: Any, allow_auto: bool) -> None:
 
 
 def measure_bf16_speedup(model: nn.Module, x: torch.Tensor, *, channels_last: bool = False,
-                         repeats: int = 3) -> float:
+                         repeats: int = 5) -> float:
     """fp32 time / bf16-autocast time of one forward+backward pass of a copy of ``model`` (in train
-    mode, so batch norm behaves as in training; channels-last if asked) on ``x``; best of
-    ``repeats`` after one warm-up each. The copy keeps the caller's model, its batch-norm
-    statistics and every generator untouched."""
+    mode, so batch norm behaves as in training; channels-last if asked) on ``x``: the median over
+    ``repeats`` back-to-back (fp32, bf16) pairs after one warm-up pair, so a load change on a
+    shared machine hits both sides of a pair alike. The copy keeps the caller's model, its
+    batch-norm statistics and every generator untouched."""
     probe = copy.deepcopy(model).train()
     if channels_last:
         probe = fast_model(probe, channels_last=True, autocast=False, compile=False)
     x = x.detach()
 
-    def step(autocast: bool) -> float:
-        best = float("inf")
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = probe(x).float().logsumexp(1).mean()
-            loss.backward()
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)
-            if i:  # the first pass is a warm-up (allocations, kernel selection)
-                best = min(best, time.perf_counter() - start)
-            probe.zero_grad(set_to_none=True)
-        return best
+    def seconds(autocast: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = probe(x).float().logsumexp(1).mean()
+        loss.backward()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        probe.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
 
-    fp32 = step(False)
-    return fp32 / step(True)
+    seconds(False), seconds(True)  # warm-up: allocations, kernel selection
+    ratios = []
+    for i in range(repeats):
+        order = (False, True) if i % 2 == 0 else (True, False)  # alternate which side goes first
+        times = {autocast: seconds(autocast) for autocast in order}
+        ratios.append(times[False] / times[True])
+    return statistics.median(ratios)
 
 
 def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose: str,
