@@ -17,7 +17,7 @@ def write_job(root: Path, rel: str, wall: float, finished: list[float]) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     tsv.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(f"# job started ...\nwork\n# job finished in {s:.1f} s\n" for s in finished))
-    tsv.write_text(f"s\th:m:s\tmax_rss\n{wall}\t0:00:{int(wall):02d}\t100\n")
+    tsv.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{wall}\t0:00:{int(wall):02d}\t100\t{wall / 2}\n")
 
 
 def test_overhead_is_wall_minus_logged_work_per_rule(tmp_path):
@@ -34,6 +34,7 @@ def test_overhead_is_wall_minus_logged_work_per_rule(tmp_path):
     per_rule = {r["rule"]: r for r in rule_overheads(rows)}
     assert per_rule["evaluate"]["jobs"] == 2 and per_rule["evaluate"]["overhead_s"] == 8.0
     assert per_rule["evaluate"]["median_overhead_per_job_s"] == 4.0
+    assert per_rule["evaluate"]["cpu_s"] == 5.5
     assert per_rule["train"]["overhead_share"] == round(5 / 30, 3)
     text = write_report(tmp_path / "out.md", run="t", rows=rows, elapsed_s=40.0, cores=2, load_average=(1, 1, 1),
                         presets={"config": preset_jobs(yaml.safe_load((CONFIG / "config.yaml").read_text()))},

@@ -8,7 +8,10 @@ Not a timed test: it reads what a finished run left behind and reports ratios.
   loading inputs, computing, writing outputs);
 - wall (s): Snakemake's benchmark file of the same job (the whole script process: Python and
   library start-up, the job body, exit);
-- overhead = wall - work: the fixed cost of a job, paid once per job whatever its size.
+- overhead = wall - work: the fixed cost of a job, paid once per job whatever its size;
+- cpu (s): the benchmark file's cpu_time of the job's processes. On a quiet machine a 1-thread
+  job's cpu is close to its wall; far less cpu than wall means the job waited (for a core, or for
+  the disk on a machine short of page cache), which a quiet machine would not charge.
 
 Per rule: jobs, work, wall, overhead and the median overhead per job. With the jobs per rule of
 every preset (from plan.py) and the default preset's measured core-seconds, it estimates the
@@ -48,10 +51,12 @@ def job_overheads(logs_dir: str | os.PathLike, benchmarks_dir: str | os.PathLike
         lines = tsv.read_text().strip().splitlines()
         if not finished or len(lines) < 2:
             continue
-        wall = float(lines[-1].split("\t")[0])
+        fields = dict(zip(lines[0].split("\t"), lines[-1].split("\t")))
+        wall = float(fields["s"])
+        cpu = float(fields["cpu_time"]) if fields.get("cpu_time", "NA") not in ("", "NA", "-") else float("nan")
         work = float(finished[-1])  # a rerun appends to the log: its last job is this benchmark's
         rows.append({"rule": _rule_of(tsv, benchmarks), "job": str(rel.with_suffix("")), "work_s": work,
-                     "wall_s": wall, "overhead_s": max(wall - work, 0.0)})
+                     "wall_s": wall, "cpu_s": cpu, "overhead_s": max(wall - work, 0.0)})
     return rows
 
 
@@ -63,7 +68,8 @@ def rule_overheads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wall = sum(r["wall_s"] for r in mine)
         overhead = sum(r["overhead_s"] for r in mine)
         out.append({"rule": rule, "jobs": len(mine), "work_s": round(sum(r["work_s"] for r in mine), 1),
-                    "wall_s": round(wall, 1), "overhead_s": round(overhead, 1),
+                    "wall_s": round(wall, 1), "cpu_s": round(sum(r.get("cpu_s", float("nan")) for r in mine), 1),
+                    "overhead_s": round(overhead, 1),
                     "median_overhead_per_job_s": round(statistics.median(r["overhead_s"] for r in mine), 2),
                     "overhead_share": round(overhead / wall, 3) if wall else 0.0})
     return out
@@ -105,16 +111,17 @@ def write_report(out_path: str | os.PathLike, *, run: str, rows: list[dict[str, 
              "overhead = wall - work, the fixed cost of starting and ending a job.", ""]
     header = f"- {len(rows)} jobs, {wall:.1f} s of job wall time, {overhead:.1f} s of it overhead " \
              f"({overhead / wall:.1%})" if wall else "- no finished jobs found"
-    parts += [header]
+    cpu = sum(r.get("cpu_s", 0.0) for r in rows)
+    parts += [header, f"- {cpu:.1f} s of job CPU time in all (cpu_time of the benchmark files)"]
     if elapsed_s is not None:
         parts += [f"- whole run: {elapsed_s:.0f} s elapsed on {cores} cores"]
     if load_average is not None:
-        parts += [f"- load average at the end of the run: {' / '.join(f'{v:.2f}' for v in load_average)} "
+        parts += [f"- load average when this report was written (just after the run): {' / '.join(f'{v:.2f}' for v in load_average)} "
                   f"(1 / 5 / 15 min; the machine was shared, so times are upper bounds: the lead re-measures "
                   f"on a quiet machine)"]
     parts += [f"- median overhead per train/attack/evaluate/adaptive job: {per_job:.2f} s", "",
               "## Per rule", "",
-              _table(per_rule, ["rule", "jobs", "work_s", "wall_s", "overhead_s", "median_overhead_per_job_s",
+              _table(per_rule, ["rule", "jobs", "work_s", "wall_s", "cpu_s", "overhead_s", "median_overhead_per_job_s",
                                 "overhead_share"]), "", "## Jobs per preset (plan.py)", ""]
     rules = list(next(iter(presets.values()))) if presets else []
     parts += [_table([{"preset": name, **jobs, "total": sum(jobs.values())} for name, jobs in presets.items()],
