@@ -62,7 +62,8 @@ def test_attack_steps_read_nothing_back_to_the_host():
 
 
 SETTINGS = {"none": "plain", "mi_pl": "lam=0.5", "mi_ol": "lam=0.5", "mi_combined": "pl=0.5_ol=0.4_th=0.2",
-            "gaussian": "sigma=0.04", "rotation": "deg=20", "xie": "size=10-14", "guo": "size=10-14"}
+            "gaussian": "sigma=0.04", "rotation": "deg=20", "xie": "size=10-14", "xie_resize": "size=10-14",
+            "guo": "size=10-14"}
 
 
 def test_defense_chunks_read_nothing_back_to_the_host():
