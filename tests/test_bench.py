@@ -104,7 +104,7 @@ def test_quick_benchmark_markdown_has_every_row(quick):
     text = (out / "bench.md").read_text()
     assert "| workload | ratio | strict | target | met | throughput |" in text
     for row in result["rows"]:
-        line = next(line for line in text.splitlines() if line.startswith(f"| {bench._label(row['name'])} |"))
+        line = next(line for line in text.splitlines() if line.startswith(f"| {bench.row_label(row['name'])} |"))
         assert f"| {row['ratio']:.3f} |" in line
     for heading in ("## Memory", "## Fast paths", "## MI-OL cost vs N and batch size", "## Machine"):
         assert heading in text
