@@ -18,10 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .settings import parse_attack, parse_setting
-
-# Test-split sizes of the downloadable data sets, to check n_test before anything is downloaded.
-KNOWN_TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000}
-SYNTHETIC_DEFAULTS = {"n_train": 2000, "n_test": 500, "num_classes": 10, "image_size": 32, "channels": 3}
+from .sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
 
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
@@ -174,6 +171,61 @@ def _folder_test_size(source: str) -> int | None:
     return count or None  # an empty split is reported by the prepare job, with its fix
 
 
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (``os.sysconf``: page size x physical pages)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def check_memory(config: dict[str, Any], memory_bytes: int | None = None) -> None:
+    """Raise ValueError naming the key of the first size whose tensors cannot fit in memory.
+
+    Estimates (lower bounds; the jobs need more): a data set costs 5 bytes per pixel value of all
+    its images, its uint8 cache plus one float32 copy (synthetic: n_train + n_test images of
+    channels x image_size^2; CIFAR: 60,000 images of 3 x image_size^2); a forward chunk
+    (defenses.chunk_size), an attack batch (attacks.batch_size) and the MI pool (pool_per_class x
+    classes) cost 4 bytes per value of their float32 images. `memory_bytes` defaults to this
+    machine's physical memory (`machine_memory_bytes`): the check runs where Snakemake starts, so a
+    cluster's compute nodes may hold more or less. Image folders are sized by their prepare job.
+    """
+    limit = machine_memory_bytes() if memory_bytes is None else memory_bytes
+
+    def fits(key: str, what: str, n_bytes: float, fix: str = "lower it") -> None:
+        if n_bytes > limit:
+            raise ValueError(f"config key {key}: {what} needs about {_gib(n_bytes)}, more than this machine's "
+                             f"{_gib(limit)} of memory; {fix} (or run on a machine with more memory)")
+
+    sizes = []
+    for name, ds in config["datasets"].items():
+        if ds["source"] == "synthetic":
+            opts = {**SYNTHETIC_DEFAULTS, **{"image_size": ds.get("image_size", 32)}, **ds.get("synthetic", {})}
+            images, channels, size = opts["n_train"] + opts["n_test"], opts["channels"], opts["image_size"]
+            key, fix = f"datasets.{name}.synthetic", "lower n_train, n_test, image_size or channels"
+            classes = opts["num_classes"]
+        elif ds["source"] in KNOWN_TRAIN_SIZES:
+            images = KNOWN_TRAIN_SIZES[ds["source"]] + KNOWN_TEST_SIZES[ds["source"]]
+            channels, size, key = 3, ds.get("image_size", 32), f"datasets.{name}.image_size"
+            fix = "lower it"
+            classes = 100 if ds["source"] == "cifar100" else 10
+        else:
+            continue
+        per_image = channels * size * size
+        fits(key, f"{images:,} images of {channels}x{size}x{size} (uint8 cache + one float32 copy)",
+             5.0 * images * per_image, fix)
+        fits(f"datasets.{name}.pool_per_class", f"an MI pool of {ds['pool_per_class'] * classes:,} float32 images "
+             f"of {channels}x{size}x{size}", 4.0 * ds["pool_per_class"] * classes * per_image)
+        sizes.append(per_image)
+    largest = max(sizes, default=0)
+    for key, count in (("defenses.chunk_size", config["defenses"]["chunk_size"]),
+                       ("attacks.batch_size", config["attacks"]["batch_size"]),
+                       ("training.batch_size", config["training"]["batch_size"])):
+        if isinstance(count, int) and not isinstance(count, bool):  # or "auto": sized by the job
+            fits(key, f"{count:,} float32 images of {largest:,} values per pass", 4.0 * count * largest)
+
+
 def _check_eps_step(eps: float, step: float, key: str) -> None:
     if eps < 0 or step <= 0:
         raise ValueError(f"{key}: eps must be >= 0 and step_size > 0 (got eps={eps}, step_size={step})")
@@ -182,7 +234,8 @@ def _check_eps_step(eps: float, step: float, key: str) -> None:
 
 
 def check_config(config: dict[str, Any]) -> None:
-    """Raise ValueError naming the first inconsistent key of a (schema-valid) workflow config."""
+    """Raise ValueError naming the first inconsistent key of a (schema-valid) workflow config,
+    including sizes whose tensors cannot fit in this machine's memory (`check_memory`)."""
     datasets = config["datasets"]
     crafted = set(config["attacks"]["names"])
     _check_eps_step(config["attacks"]["eps"], config["attacks"]["step_size"], "attacks")
@@ -244,3 +297,4 @@ def check_config(config: dict[str, Any]) -> None:
     if ada["n_test"] > ds["n_test"]:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
+    check_memory(config)
