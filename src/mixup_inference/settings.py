@@ -47,6 +47,9 @@ __all__ = [
     "setting_param",
 ]
 
+#: Every defense name: the one list the workflow's `defense` wildcard is built from. Adding a defense:
+#: its name here, its function in `defenses.DEFENSES`, its setting grammar below; then
+#: tests/test_registry.py says whether the schema's enum and every table agree.
 DEFENSE_NAMES: tuple[str, ...] = ("none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie",
                                    "xie_resize", "guo")
 

@@ -18,7 +18,7 @@ try:
     from mixup_inference.configcheck import check_config, validate_config
     from mixup_inference import plan
     from mixup_inference.findings import FINDINGS
-    from mixup_inference.settings import parse_attack, parse_setting
+    from mixup_inference.settings import DEFENSE_NAMES, parse_attack, parse_setting
     from mixup_inference.speed import DEFAULT_SPEED
     from mixup_inference.tables import TABLE_SPECS
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
@@ -48,7 +48,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     regime=r"erm|mixup|at|interpolated_at",
     attack=r"clean|t?pgd[0-9]+",
-    defense=r"none|mi_pl|mi_ol|mi_combined|gaussian|rotation|xie|xie_resize|guo",
+    defense="|".join(DEFENSE_NAMES),
     setting=r"[a-z]+=[^/]+|plain",
     kind=r"paper|eot",
     n_adaptive=r"[0-9]+",
