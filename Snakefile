@@ -29,6 +29,6 @@ include: "workflow/rules/bench.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

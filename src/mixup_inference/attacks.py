@@ -1,8 +1,9 @@
 """L-inf PGD attacks: the standard (oblivious) PGD of Madry et al. and the two adaptive attacks
 against Mixup Inference used in this project.
 
-Threat model (paper Sec. 4, NOTES.md): pixels in [0, 1], L-inf ball of radius eps = 8/255,
-step 2/255 (the authors work in [-1, 1] and write 16/255 and 4/255: the same attack).
+Threat model (paper Sec. 4.1): pixels in [0, 1], L-inf ball of radius eps = 8/255, step 2/255
+(the authors' attack_resnet_*.py scripts work in [-1, 1] and write 16/255 and 4/255: the same
+attack).
 Every attack here is the same PGD: uniform random start in the eps-ball (then clamped to
 [0, 1]), a fixed number of signed-gradient steps, projection onto the eps-ball followed by a
 clamp to [0, 1] after every step, no early stopping, no per-example restarts.

@@ -9,9 +9,10 @@ always in [0, 1] pixel units. All architectures end in global average pooling, s
 
 Architectures (names in :data:`MODEL_NAMES`):
 
-- ``"resnet50_paper"``: the paper's "ResNet-50" as found in the authors' code (NOTES.md,
-  Sec. "Training"): a 3-stage ResNet with a 5x5 stem, 5 bottleneck blocks of expansion 1
-  per stage, widths 64/128/256. About 4.75M parameters.
+- ``"resnet50_paper"``: the paper's "ResNet-50" as found in the authors' code
+  (``Torture/Models/resnet_3layer.py``, imported by their train_resnet_mixup.py): a 3-stage
+  ResNet with a 5x5 stem, 5 bottleneck blocks of expansion 1 per stage, widths 64/128/256.
+  About 4.75M parameters.
 - ``"preact_resnet18"``: the standard pre-activation ResNet-18 for 32x32 inputs. ~11.2M.
 - ``"compact_resnet"``: the CPU default, a 3-stage pre-activation ResNet with widths
   32/64/128 and one block per stage. ~0.3M.
@@ -131,7 +132,7 @@ class Bottleneck(nn.Module):
 
 class PaperResNet(nn.Module):
     """The paper's "ResNet-50" (Pang, Xu, Zhu, ICLR 2020, Sec. 4.1), as defined in the authors'
-    code (github.com/P2333/Mixup-Inference, ``resnet_3layer``; see NOTES.md): 5x5 stem conv with
+    code (github.com/P2333/Mixup-Inference, ``Torture/Models/resnet_3layer.py``): 5x5 stem conv with
     64 channels, stride 1, no max-pool; three stages of 5 :class:`Bottleneck` blocks (expansion
     1) with widths 64/128/256 and strides 1/2/2; global average pool; linear head.
     """

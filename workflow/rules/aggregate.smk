@@ -22,19 +22,19 @@ rule aggregate:
         ),
         detection=f"{REPORTS}/detection.csv",
         components=f"{REPORTS}/components.csv",
-    params:
-        evaluations=evaluation_paths(),  # the artifacts inside the evaluate jobs' directories
-        component_attack=config["components"]["attack"],
-        seed=config["seed"],  # seeds the detection bootstrap
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
         f"{BENCHMARKS}/aggregate.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        evaluations=evaluation_paths(),  # the artifacts inside the evaluate jobs' directories
+        component_attack=config["components"]["attack"],
+        seed=config["seed"],  # seeds the detection bootstrap
     script:
         "../scripts/aggregate.py"
 
@@ -52,18 +52,18 @@ rule tables:
             category="Tables",
             labels={"table": "{table}"},
         ),
-    params:
-        dataset=lambda wc: config["tables"][wc.table]["dataset"],
-        attacks=lambda wc: config["tables"][wc.table]["attacks"],
     log:
         f"{LOGS}/tables/{{table}}.log",
     benchmark:
         f"{BENCHMARKS}/tables/{{table}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
+    params:
+        dataset=lambda wc: config["tables"][wc.table]["dataset"],
+        attacks=lambda wc: config["tables"][wc.table]["attacks"],
     script:
         "../scripts/tables.py"
 
@@ -76,6 +76,15 @@ rule findings:
         markdown=f"{REPORTS}/findings.md",
         html=report(f"{REPORTS}/findings.html", caption="../report/findings.rst", category="Findings"),
         csvs=[f"{REPORTS}/findings_{name}.csv" for name in FINDINGS],
+    log:
+        f"{LOGS}/findings.log",
+    benchmark:
+        f"{BENCHMARKS}/findings.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         evaluations=evaluation_paths(),
         tables=config["tables"],
@@ -83,15 +92,6 @@ rule findings:
         detection=config["detection"],
         adaptive=config["adaptive"],
         seed=config["seed"],  # seeds the detection bootstrap
-    log:
-        f"{LOGS}/findings.log",
-    benchmark:
-        f"{BENCHMARKS}/findings.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        ENV
     script:
         "../scripts/findings.py"
 
@@ -131,17 +131,17 @@ rule figures:
             labels={"figure": "Fig. 4: adaptive attacks"},
         ),
         fig4_svg=f"{REPORTS}/figures/fig4_adaptive.svg",
-    params:
-        tradeoff_attack=config["grids"]["attack"],
     log:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCHMARKS}/figures.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        tradeoff_attack=config["grids"]["attack"],
     script:
         "../scripts/figures.py"
 
@@ -160,17 +160,17 @@ rule provenance:
             caption="../report/provenance.rst",
             category="Provenance",
         ),
-    params:
-        config=config,
-        benchmarks=BENCHMARKS,
     log:
         f"{LOGS}/provenance.log",
     benchmark:
         f"{BENCHMARKS}/provenance.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
+    params:
+        config=config,
+        benchmarks=BENCHMARKS,
     script:
         "../scripts/provenance.py"

@@ -7,6 +7,18 @@ rule attack:
         model=MODEL,
     output:
         examples=ATTACK,
+    log:
+        f"{LOGS}/{{dataset}}/{{regime}}/attack/{{attack}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/attack/{{attack}}.tsv"
+    # An attack unlocks a dozen evaluations: run it before the evaluations that are already ready.
+    priority: 1
+    conda:
+        ENV
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=240,
     params:
         attack=attack_params,
         n_test=lambda wc: dataset_config(wc)["n_test"],
@@ -14,17 +26,5 @@ rule attack:
         seed=config["seed"],
         device=config["device"],
         speed=SPEED,
-    log:
-        f"{LOGS}/{{dataset}}/{{regime}}/attack/{{attack}}.log",
-    benchmark:
-        f"{BENCHMARKS}/{{dataset}}/{{regime}}/attack/{{attack}}.tsv"
-    # An attack unlocks a dozen evaluations: run it before the evaluations that are already ready.
-    priority: 1
-    threads: config["resources"]["threads"]
-    resources:
-        **GPU_RESOURCES,
-        runtime=240,
-    conda:
-        ENV
     script:
         "../scripts/attack.py"

@@ -8,17 +8,17 @@ rule bench:
         markdown="reports/bench/bench.md",
         json="reports/bench/bench.json",
         plot="reports/bench/scaling.png",
-    params:
-        device=config["device"],
     log:
         "logs/bench.log",
     benchmark:
         "benchmarks/bench.tsv"
+    conda:
+        ENV
     threads: 8  # all cores up to 8 (Snakemake lowers it to --cores): the benchmark's limits use them all
     resources:
         **GPU_RESOURCES,
         runtime=30,
-    conda:
-        ENV
+    params:
+        device=config["device"],
     script:
         "../scripts/bench.py"

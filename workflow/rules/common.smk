@@ -89,10 +89,7 @@ def adaptive_runs():
 
 
 def evaluation_paths():
-    return [
-        EVALUATION.format(dataset=d, regime=r, attack=a, defense=f, setting=s)
-        for d, r, a, f, s in evaluations()
-    ]
+    return [EVALUATION.format(dataset=d, regime=r, attack=a, defense=f, setting=s) for d, r, a, f, s in evaluations()]
 
 
 def evaluation_dirs():

@@ -8,20 +8,20 @@ localrules:
 rule prepare_data:
     output:
         data=DATA,
+    log:
+        f"{LOGS}/{{dataset}}/prepare_data.log",
+    benchmark:
+        f"{BENCHMARKS}/{{dataset}}/prepare_data.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         source=lambda wc: dataset_config(wc)["source"],
         download_root=lambda wc: dataset_config(wc).get("download_root", "data/downloads"),
         image_size=lambda wc: dataset_config(wc).get("image_size", 32),
         synthetic=lambda wc: dataset_config(wc).get("synthetic", {}),
         seed=config["seed"],
-    log:
-        f"{LOGS}/{{dataset}}/prepare_data.log",
-    benchmark:
-        f"{BENCHMARKS}/{{dataset}}/prepare_data.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        ENV
     script:
         "../scripts/prepare_data.py"

@@ -18,6 +18,16 @@ rule evaluate:
         examples=ATTACK,
     output:
         evaluations=directory(EVALUATIONS),
+    log:
+        f"{LOGS}/{{dataset}}/{{regime}}/eval/{{attack}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}.tsv"
+    conda:
+        ENV
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=120,
     params:
         settings=evaluate_settings,
         n_samples=config["defenses"]["n_samples"],
@@ -26,16 +36,6 @@ rule evaluate:
         seed=config["seed"],
         device=config["device"],
         speed=SPEED,
-    log:
-        f"{LOGS}/{{dataset}}/{{regime}}/eval/{{attack}}.log",
-    benchmark:
-        f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **GPU_RESOURCES,
-        runtime=120,
-    conda:
-        ENV
     script:
         "../scripts/evaluate.py"
 
@@ -46,6 +46,16 @@ rule adaptive:
         model=MODEL,
     output:
         evaluation=ADAPTIVE,
+    log:
+        f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.tsv"
+    conda:
+        ENV
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=480,
     params:
         attack=attack_params,
         defense="{defense}",
@@ -61,15 +71,5 @@ rule adaptive:
         seed=config["seed"],
         device=config["device"],
         speed=SPEED,
-    log:
-        f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.log",
-    benchmark:
-        f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        **GPU_RESOURCES,
-        runtime=480,
-    conda:
-        ENV
     script:
         "../scripts/adaptive.py"

@@ -8,12 +8,6 @@ rule train:
         model=MODEL,
         log=TRAIN_LOG,
         metrics=TRAIN_METRICS,
-    params:
-        model=config["model"],
-        training=training_params,
-        checkpoint_dir=lambda wc: CHECKPOINTS.format(**wc),
-        device=config["device"],
-        speed=SPEED,
     log:
         f"{LOGS}/{{dataset}}/{{regime}}/train.log",
     benchmark:
@@ -21,11 +15,17 @@ rule train:
     # Training is the long head of every chain (many attacks and evaluations wait on one model):
     # start it before anything else that is ready, so no core idles at the end of the run.
     priority: 2
+    conda:
+        ENV
     threads: config["resources"]["threads"]
     resources:
         **GPU_RESOURCES,
         runtime=720,
-    conda:
-        ENV
+    params:
+        model=config["model"],
+        training=training_params,
+        checkpoint_dir=lambda wc: CHECKPOINTS.format(**wc),
+        device=config["device"],
+        speed=SPEED,
     script:
         "../scripts/train.py"
