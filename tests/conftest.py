@@ -1,4 +1,5 @@
-"""Shared fixtures: one real run of the smoke preset per test session, and its HTML report.
+"""Shared fixtures: one real run of the smoke preset per test session, its HTML report, and
+`single_thread` for modules of tiny-model tests, and `workdir`, a scratch copy of the workflow.
 
 The smoke run takes minutes on 2 cores, so every test that needs its outputs shares this one run
 (tests/test_workflow.py's end-to-end test, tests/test_report_browser.py). Tests may add files to its
@@ -14,8 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from workflow_helpers import snakemake, workdir_copy
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("single_thread")``):
+    its models are tiny, and one thread is faster than two on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the workflow per test module, for runs that fail before or at their first job."""
+    return workdir_copy(tmp_path_factory.mktemp("workflow"))
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,7 @@ MEANS = 0.5 + 0.04 * torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 
 EPS, STEP = 16 / 255, 4 / 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster than two on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one torch thread per module
 
 
 def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,13 +21,7 @@ from mixup_inference.training import TrainConfig, train
 from mixup_inference.utils import make_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small models: one thread is faster than two on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one torch thread per module
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,13 +16,7 @@ C = 5  # classes of the probability-vector toy problem
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster than two on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one torch thread per module
 
 
 class SoftmaxIsInput(nn.Module):
