@@ -309,6 +309,23 @@ def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_sample
     return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
 
 
+def _random_windows(x: Tensor, min_size: int, max_size: int, n_samples: int,
+                    generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One s x s window per copy (B * n_samples copies): int64 sizes s uniform in [min_size,
+    max_size], then tops in [0, H - s], then lefts in [0, W - s] (that draw order), on x's device.
+    Checks the arguments first (the Xie and Guo baselines share them)."""
+    check_images(x)
+    _check_sizes(min_size, max_size, x)
+    check_positive_int(n_samples, "n_samples")
+    height, width = x.shape[-2:]
+    total = x.shape[0] * int(n_samples)
+    lo, hi = int(min_size), int(max_size)
+    size = lo + randint(hi - lo + 1, (total,), generator=generator, device=x.device)
+    top = randint(height - size + 1, (total,), generator=generator, device=x.device)
+    left = randint(width - size + 1, (total,), generator=generator, device=x.device)
+    return size, top, left
+
+
 def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
                       generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
     """Xie et al.'s (2018) original ImageNet method (defense "xie_resize"; NOT the paper's CIFAR
@@ -321,16 +338,8 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
     F.interpolate(size=(s, s), mode="bilinear", align_corners=False, antialias=False) followed by
     F.pad (up to float rounding). Draw order: s, top, left (one each per copy).
     """
-    check_images(x)
-    _check_sizes(min_size, max_size, x)
-    check_positive_int(n_samples, "n_samples")
-    min_size, max_size = int(min_size), int(max_size)
+    size, top, left = _random_windows(x, min_size, max_size, n_samples, generator)
     height, width = x.shape[-2:]
-    total = x.shape[0] * int(n_samples)
-    dev = x.device
-    size = min_size + randint(max_size - min_size + 1, (total,), generator=generator, device=dev)
-    top = randint(height - size + 1, (total,), generator=generator, device=dev)
-    left = randint(width - size + 1, (total,), generator=generator, device=dev)
     s = size.to(torch.float64)
     theta = _scale_translate_theta(width / s, height / s, (width - s - 2 * left) / s, (height - s - 2 * top) / s)
     return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
@@ -401,16 +410,8 @@ def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: 
     crop + F.interpolate(size=(H, W), mode="bilinear", align_corners=False), which replicates the
     crop's edge pixels (up to float rounding). Draw order: s, top, left (one each per copy).
     """
-    check_images(x)
-    _check_sizes(min_size, max_size, x)
-    check_positive_int(n_samples, "n_samples")
-    min_size, max_size = int(min_size), int(max_size)
+    size, top, left = _random_windows(x, min_size, max_size, n_samples, generator)
     height, width = x.shape[-2:]
-    total = x.shape[0] * int(n_samples)
-    dev = x.device
-    size = min_size + randint(max_size - min_size + 1, (total,), generator=generator, device=dev)
-    top = randint(height - size + 1, (total,), generator=generator, device=dev)
-    left = randint(width - size + 1, (total,), generator=generator, device=dev)
     s, top, left = size.to(torch.float64), top.to(torch.float64), left.to(torch.float64)
     theta = _scale_translate_theta(s / width, s / height, (2 * left + s - width) / width, (2 * top + s - height) / height)
     bounds = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1,

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..training import ADVERSARIAL_REGIMES, TrainConfig, make_optimizer
+from ..trainstate import make_optimizer
+from ..training import ADVERSARIAL_REGIMES, TrainConfig
 
 
 def sync(device: torch.device) -> None:
