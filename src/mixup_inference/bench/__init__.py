@@ -51,7 +51,7 @@ the fast paths of ``fastpath.fast_model`` and the chunk size (speed-up, largest 
 difference).
 
 Modules: ``config`` (sizes, targets), ``timing`` (timed pairs and the limits' bare passes),
-``reference`` (the authors' per-image loop), ``setup`` (model, pool, inputs, one row), ``rows``
+``reference`` (the authors' per-image loop), ``harness`` (model, pool, inputs, one row), ``rows``
 (every row), ``sweeps`` (scaling, per-pass cost, fast paths), ``memory`` (peak-memory probes),
 ``report`` (Markdown and figure), ``run`` (``run_benchmark`` and the command line).
 """

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..defenses import mixup_inference
 from ..utils import make_generator
 from .config import MEMORY_GROWTH_TARGET, BenchConfig
-from .setup import Setup, make_setup, random_images
+from .harness import Setup, make_setup, random_images
 
 
 def _rss_kib(field_name: str) -> int:

@@ -25,7 +25,7 @@ from ..training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, train
 from ..utils import make_generator
 from .config import TARGETS
 from .reference import authors_mi_ol_loop
-from .setup import Setup, measure_row, random_images, random_labels
+from .harness import Setup, measure_row, random_images, random_labels
 from .timing import forward_backward, forward_chunks, strict_part, timed, train_limit
 
 

@@ -19,7 +19,7 @@ from .config import BenchConfig
 from .memory import measure_memory
 from .report import plot_scaling, write_markdown
 from .rows import ROW_SECTIONS
-from .setup import make_setup
+from .harness import make_setup
 from .sweeps import add_ceiling_vs_best_batch, chunk_cost_sweep, measure_fast_paths, scaling_sweep
 
 

@@ -19,7 +19,7 @@ from ..fastpath import fast_model
 from ..models import build_model
 from ..training import TrainConfig, train
 from ..utils import make_generator
-from .setup import Setup, random_images, random_labels
+from .harness import Setup, random_images, random_labels
 from .timing import forward_backward, forward_chunks, measure_pair, timed
 
 

@@ -1,4 +1,4 @@
-"""Set-up shared by every section: the model, the MI pool, random inputs, and `measure_row`, which
+"""The harness shared by every section: the model, the MI pool, random inputs, and `measure_row`, which
 times one workload against its limit and stores the row with its definition and target."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from .timing import measure_pair
 
 @dataclass
 class Setup:
+    """What every section measures with: the resolved device and chunk size, the two model copies,
+    the MI pool, a log function, and the rows measured so far."""
+
     cfg: BenchConfig
     device: torch.device
     chunk: int                 # the chunk size the library uses in this run (cfg.chunk_size resolved)
