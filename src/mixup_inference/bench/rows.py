@@ -17,8 +17,8 @@ from ..defenses import (
     mi_combined,
     mixup_inference,
     predict_probs,
-    random_crop_resize,
     random_crop_pad,
+    random_crop_resize,
     random_rotation,
 )
 from ..training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, train
