@@ -14,7 +14,7 @@ from torch import nn
 
 from mixup_inference import bench
 from mixup_inference.attacks import pgd
-from mixup_inference.defenses import default_chunk_size, mi_combined, mixup_inference, predict_probs
+from mixup_inference.defenses import CHUNK_SIZE_CUDA, default_chunk_size, mi_combined, mixup_inference, predict_probs
 from mixup_inference.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
 from mixup_inference.models import build_model
 from mixup_inference.training import TrainConfig, train
@@ -252,7 +252,7 @@ def test_evaluation_equals_no_grad_and_returns_ordinary_tensors():
 
 
 def test_default_chunk_size_bounds_forward_batches_and_not_results():
-    assert default_chunk_size("cpu") == 64 and default_chunk_size(torch.device("cuda")) == 2048
+    assert default_chunk_size("cpu") == 64 and default_chunk_size(torch.device("cuda")) == CHUNK_SIZE_CUDA
     torch.manual_seed(0)
     model = Recorder(build_model("tiny_cnn", 4).eval())
     x, pool_x, pool_y = problem()
