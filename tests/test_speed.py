@@ -51,7 +51,7 @@ def test_cpu_auto_is_fp32_and_the_measurement_leaves_the_model_unchanged():
     net = model()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     # auto never depends on a timing on a CPU (the same config must give the same numbers)
-    assert resolve_speed({}, CPU, purpose="train", model=net, sample=x)["bf16"] is False
+    assert resolve_speed({}, CPU, purpose="train")["bf16"] is False
     assert resolve_speed({"train_bf16": True}, CPU, purpose="train")["bf16"] is True
     assert measure_bf16_speedup(net, x) > 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # measured on a copy

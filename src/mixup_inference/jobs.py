@@ -79,8 +79,7 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
         model = build_model(model_name, data.num_classes, data.in_channels, init=config.init)
     model = model.to(device)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    sample = to_float(train_x[: config.batch_size])
-    resolved = resolve_speed(speed, device, purpose="train", model=model, sample=sample)
+    resolved = resolve_speed(speed, device, purpose="train")
     print(f"speed: {resolved}")
     history = train(speed_model(model, resolved), train_x, train_y, config, checkpoint_dir=checkpoint_dir,
                     log_path=log_path, device=device)

@@ -30,16 +30,11 @@ from torch import nn
 
 from .fastpath import DEVICE_DEFAULTS, fast_model
 
-__all__ = ["BF16_MIN_SPEEDUP", "DEFAULT_SPEED", "enable_cudnn_benchmark", "measure_bf16_speedup", "resolve_speed",
+__all__ = ["DEFAULT_SPEED", "enable_cudnn_benchmark", "measure_bf16_speedup", "resolve_speed",
            "speed_model"]
 
 DEFAULT_SPEED: dict[str, Any] = {"channels_last": "auto", "train_bf16": "auto", "eval_bf16": False}
 """The `speed:` section when a config leaves it (or a key of it) out."""
-
-BF16_MIN_SPEEDUP = 1.2
-"""bf16 training is chosen on a CPU only when the measurement shows it at least this much faster
-(below it the 3-digit rounding is not worth a gain within run-to-run noise)."""
-
 
 def _check_switch(name: str, value: Any, allow_auto: bool) -> None:
     allowed = (True, False, "auto") if allow_auto else (True, False)
@@ -78,8 +73,7 @@ def measure_bf16_speedup(model: nn.Module, x: torch.Tensor, *, channels_last: bo
     return statistics.median(ratios)
 
 
-def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose: str,
-                  model: nn.Module | None = None, sample: torch.Tensor | None = None) -> dict[str, Any]:
+def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose: str) -> dict[str, Any]:
     """The fast paths one job uses: {"channels_last": bool, "bf16": bool, "reason": str, ...}.
 
     Args:
@@ -87,8 +81,6 @@ def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose
             every fast path off.
         device: the job's device.
         purpose: "train" (train_bf16 applies) or "eval" (attacks, evaluations, adaptive: eval_bf16).
-        model, sample: for ``train_bf16: auto`` on a CPU, the plain model and one training-sized
-            input batch on ``device`` to measure with.
     """
     if purpose not in ("train", "eval"):
         raise ValueError(f"purpose={purpose!r} must be 'train' or 'eval'")
