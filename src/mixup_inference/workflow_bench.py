@@ -116,9 +116,12 @@ def write_report(out_path: str | os.PathLike, *, run: str, rows: list[dict[str, 
     if elapsed_s is not None:
         parts += [f"- whole run: {elapsed_s:.0f} s elapsed on {cores} cores"]
     if load_average is not None:
+        # The run's own jobs keep the load near the core count; well above it, other work shared the machine.
+        busy = load_average[1] > cores + 0.5
+        verdict = ("other work shared the machine, so the times are upper bounds: re-measure on a quiet one" if busy
+                   else "no more than the run's own jobs: a quiet machine")
         parts += [f"- load average when this report was written (just after the run): {' / '.join(f'{v:.2f}' for v in load_average)} "
-                  f"(1 / 5 / 15 min; the machine was shared, so times are upper bounds: the lead re-measures "
-                  f"on a quiet machine)"]
+                  f"(1 / 5 / 15 min; {verdict})"]
     parts += [f"- median overhead per train/attack/evaluate/adaptive job: {per_job:.2f} s", "",
               "## Per rule", "",
               _table(per_rule, ["rule", "jobs", "work_s", "wall_s", "cpu_s", "overhead_s", "median_overhead_per_job_s",
