@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixup_inference.defenses import crop_pad, gaussian_noise, random_crop_pad
+from mixup_inference.baselines import crop_pad, gaussian_noise, random_crop_pad
 from mixup_inference.utils import make_generator
 
 

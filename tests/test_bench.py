@@ -14,7 +14,8 @@ from torch import nn
 
 from mixup_inference import bench
 from mixup_inference.attacks import pgd
-from mixup_inference.defenses import CHUNK_SIZE_CUDA, default_chunk_size, mi_combined, mixup_inference, predict_probs
+from mixup_inference.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
+from mixup_inference.defenses import mi_combined, mixup_inference
 from mixup_inference.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
 from mixup_inference.models import build_model
 from mixup_inference.training import TrainConfig, train

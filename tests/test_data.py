@@ -4,7 +4,6 @@ cache validation, the MI pool, test-point selection and crop/flip augmentation."
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 import zipfile
 from pathlib import Path

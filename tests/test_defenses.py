@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.defenses import (DEFENSES, POOL_DEFENSES, gaussian_noise, mi_combined, mixup_inference,
-                                      predict_probs, random_crop_pad, random_crop_resize, random_resize_pad,
-                                      random_rotation)
+from mixup_inference.averaging import predict_probs
+from mixup_inference.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
+                                       random_rotation)
+from mixup_inference.defenses import DEFENSES, POOL_DEFENSES, mi_combined, mixup_inference
 from mixup_inference.pool import sample_pool_indices
 from mixup_inference.utils import make_generator
 

@@ -118,7 +118,7 @@ def test_corrupt_or_partial_cifar_archive_is_refused_and_moved_aside(tmp_path, m
     assert "\n" not in message
     assert (f"the archive at {archive} failed its md5 check (partial or corrupt) and was moved to "
             f"{archive}.corrupt") in message
-    assert f"place cifar-10-python.tar.gz (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
+    assert "place cifar-10-python.tar.gz (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
     # Nothing that looks like a good download or a prepared data set is left behind.
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-python.tar.gz.corrupt"]
     assert not (tmp_path / "out.pt").exists()

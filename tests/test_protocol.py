@@ -17,7 +17,6 @@ from mixup_inference.configcheck import check_config, validate_config
 from mixup_inference.models import INITS, build_model, init_weights
 from mixup_inference.jobs import ATTACK_LABELS, attack_labels
 from mixup_inference.training import TrainConfig
-from mixup_inference.utils import make_generator
 from workflow_helpers import REPO
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixup_inference.data import to_float
-from mixup_inference.defenses import predict_probs
+from mixup_inference.averaging import predict_probs
 from mixup_inference.fastpath import FastModel
 from mixup_inference.models import build_model
 from mixup_inference.speed import DEFAULT_SPEED, measure_bf16_speedup, resolve_speed, speed_model

@@ -9,7 +9,6 @@ from mixup_inference.aggregate import RESULT_COLUMNS
 from mixup_inference.settings import parse_attack, parse_setting, setting_param
 from mixup_inference.tables import (
     AT_MOST_1,
-    COLUMNS,
     LONG_COLUMNS,
     MISSING,
     PAPER_TABLE2,

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from mixup_inference.attacks import pgd
 from mixup_inference.data import random_crop_flip, to_float
 from mixup_inference.models import build_model
-from mixup_inference.training import (REGIMES, TrainConfig, make_optimizer, make_scheduler, mixup_batch,
-                                      sample_beta, soft_cross_entropy, train)
+from mixup_inference.mixing import mixup_batch, sample_beta, soft_cross_entropy
+from mixup_inference.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
 from mixup_inference.utils import load_checkpoint, make_generator
 
 NUM_CLASSES = 4

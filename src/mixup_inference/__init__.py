@@ -19,17 +19,15 @@ from .data import (
     select_test_points,
     to_float,
 )
-from .defenses import (
-    DEFENSES,
+from .averaging import averaged_softmax, predict_probs
+from .baselines import (
     gaussian_noise,
-    mi_combined,
-    mixup_inference,
-    predict_probs,
-    random_crop_resize,
     random_crop_pad,
+    random_crop_resize,
     random_resize_pad,
     random_rotation,
 )
+from .defenses import DEFENSES, mi_combined, mi_ol, mi_pl, mixup_inference
 from .metrics import (
     accuracy_with_ci,
     auc_difference_ci,
@@ -44,14 +42,15 @@ from .metrics import (
 )
 from .models import MODEL_NAMES, build_model
 from .pool import build_pool
-from .training import TrainConfig, TrainingDiverged, soft_cross_entropy, train
+from .mixing import mixup_batch, soft_cross_entropy
+from .training import TrainConfig, TrainingDiverged, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
-    "accuracy_with_ci", "adaptive_pgd", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
-    "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_pl_detection_score", "mixup_inference",
+    "accuracy_with_ci", "adaptive_pgd", "averaged_softmax", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
+    "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_ol", "mi_pl", "mi_pl_detection_score", "mixup_batch", "mixup_inference",
     "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_pad", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
 ]

@@ -24,7 +24,8 @@ from torch import nn
 
 from .attacks import adaptive_pgd, eot_pgd, pgd
 from .data import load_dataset, prepare_dataset, select_test_points, to_float
-from .defenses import DEFENSES, POOL_DEFENSES, predict_probs
+from .averaging import predict_probs
+from .defenses import DEFENSES, POOL_DEFENSES
 from .metrics import accuracy_with_ci
 from .modelfiles import load_model, load_tensor_file, save_model
 from .models import build_model

@@ -7,7 +7,7 @@ cross entropy, averaged over the inputs the model sees):
 - ``"erm"``: train on (x, t).
 - ``"mixup"`` (Zhang et al. 2018, https://arxiv.org/abs/1710.09412), in the authors' form: one
   lam_i ~ Beta(alpha, alpha) per example and two independent random permutations p1, p2; train
-  on (lam x[p1] + (1-lam) x[p2], lam t[p1] + (1-lam) t[p2]) (``mixup_batch``).
+  on (lam x[p1] + (1-lam) x[p2], lam t[p1] + (1-lam) t[p2]) (``mixing.mixup_batch``).
 - ``"at"`` (Madry et al. 2018, https://arxiv.org/abs/1706.06083): x_adv = untargeted PGD of x
   with the model in eval mode, pushing away from the model's own prediction on x, as the
   authors' cleverhans call with y=None (``adversarial_examples``; random start, L-inf eps, fixed
@@ -51,12 +51,13 @@ from tqdm.auto import tqdm
 
 from .attacks import pgd
 from .data import random_crop_flip, to_float
+from .mixing import mixup_batch, soft_cross_entropy
 from .models import INITS
 from .trainstate import check_resumable, checkpoint_state, make_optimizer, make_scheduler
-from .utils import (atomic_save, atomic_write_text, eval_mode, generator_device, load_checkpoint, make_generator,
+from .utils import (atomic_save, atomic_write_text, eval_mode, load_checkpoint, make_generator,
                     resolve_device)
 
-__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "soft_cross_entropy", "mixup_batch", "sample_beta", "adversarial_examples",
+__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "adversarial_examples",
            "make_optimizer", "make_scheduler"]
 
 REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
@@ -148,83 +149,7 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# Losses and mixing
-
-
-def soft_cross_entropy(logits: Tensor, soft_targets: Tensor) -> Tensor:
-    """Mean over the batch of -sum_c q_c log softmax(logits)_c for target distributions q [B, C].
-
-    Equals ``F.cross_entropy(logits, y)`` when q is one-hot(y).
-    """
-    if logits.shape != soft_targets.shape or logits.dim() != 2:
-        raise ValueError(f"logits and soft_targets must both have shape [B, C] "
-                         f"(got {tuple(logits.shape)} and {tuple(soft_targets.shape)})")
-    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-
-
-def _standard_gamma_log(shape: float, n: int, generator: torch.Generator | None) -> Tensor:
-    """log of n independent Gamma(shape, 1) draws, float64 [n] on the generator's device, using only
-    ``generator``'s uniform and normal draws (torch's gamma sampler takes no generator).
-
-    Marsaglia & Tsang (2000, ACM TOMS 26(3)), vectorised: each round draws one normal and one
-    uniform per still-pending sample and accepts where v > 0 and log u < z^2/2 + d - d v + d log v
-    (acceptance > 95% for shape >= 1, so a handful of rounds). For shape < 1 the boost
-    Gamma(a) = Gamma(a + 1) U^(1/a) (one uniform per sample, drawn first). Draw order: boost
-    uniforms [n] (shape < 1 only), then per round normals [m] and uniforms [m] for the m pending.
-    """
-    device = generator_device(generator, torch.device("cpu"))
-    log_boost = torch.zeros(n, dtype=torch.float64, device=device)
-    if shape < 1:
-        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        log_boost = torch.log(u.clamp_min(1e-300)) / shape
-        shape += 1.0
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(n, dtype=torch.float64, device=device)
-    pending = torch.arange(n, device=device)
-    while pending.numel():
-        m = pending.numel()
-        z = torch.randn(m, generator=generator, device=device, dtype=torch.float64)
-        u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
-        v = (1.0 + c * z) ** 3
-        safe_v = v.clamp_min(1e-300)
-        accept = (v > 0) & (u > 0) & (torch.log(u.clamp_min(1e-300)) < 0.5 * z * z + d - d * v + d * torch.log(safe_v))
-        out[pending[accept]] = math.log(d) + torch.log(safe_v[accept])
-        pending = pending[~accept]
-    return out + log_boost
-
-
-def sample_beta(a: float, b: float, shape: tuple[int, ...] = (), *,
-                generator: torch.Generator | None = None) -> Tensor:
-    """Independent Beta(a, b) draws of the given shape (float64, on the generator's device, CPU for
-    None) as X / (X + Y), X ~ Gamma(a), Y ~ Gamma(b), from ``generator`` only (torch.distributions.Beta
-    takes no generator). Computed in log space (sigmoid(log X - log Y)), so tiny a, b are safe.
-    Draw order: all X, then all Y (see `_standard_gamma_log`)."""
-    if not (_is_number(a) and _is_number(b) and a > 0 and b > 0):
-        raise ValueError(f"Beta parameters must be finite and > 0 (got a={a!r}, b={b!r})")
-    n = math.prod(shape)
-    log_x = _standard_gamma_log(float(a), n, generator)
-    log_y = _standard_gamma_log(float(b), n, generator)
-    return torch.sigmoid(log_x - log_y).reshape(shape)
-
-
-def mixup_batch(x: Tensor, soft_targets: Tensor, *, alpha: float,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Mixup as in the authors' train_resnet_mixup.py (``shuffle_minibatch``): two independent random
-    permutations p1, p2 of the batch and one lam_i ~ Beta(alpha, alpha) PER EXAMPLE; returns
-    (lam x[p1] + (1 - lam) x[p2], lam q[p1] + (1 - lam) q[p2], lam) with lam float [B] on x's device.
-    (Zhang et al. 2018 draw one lam per batch and mix x with x[p]; the paper's models used this form.)
-    Draw order: p1, p2, then the B lams."""
-    rand_device = generator_device(generator, x.device)
-    batch = x.shape[0]
-    p1 = torch.randperm(batch, generator=generator, device=rand_device).to(x.device)
-    p2 = torch.randperm(batch, generator=generator, device=rand_device).to(x.device)
-    lam = sample_beta(alpha, alpha, (batch,), generator=generator).to(device=x.device, dtype=x.dtype)
-    lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))
-    lam_t = lam.to(soft_targets.dtype)[:, None]
-    x_mix = lam_x * x[p1] + (1 - lam_x) * x[p2]
-    t_mix = lam_t * soft_targets[p1] + (1 - lam_t) * soft_targets[p2]
-    return x_mix, t_mix, lam
+# Adversarial examples and the loss of one batch
 
 
 def adversarial_examples(model: nn.Module, x: Tensor, config: TrainConfig,

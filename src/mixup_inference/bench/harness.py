@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..defenses import default_chunk_size
+from ..averaging import default_chunk_size
 from ..fastpath import fast_model
 from ..models import build_model
 from ..utils import make_generator, resolve_device

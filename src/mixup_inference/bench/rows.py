@@ -11,16 +11,9 @@ import torch
 from torch import Tensor
 
 from ..attacks import adaptive_pgd, eot_pgd, pgd
-from ..defenses import (
-    _mixup_inference_given_labels,
-    gaussian_noise,
-    mi_combined,
-    mixup_inference,
-    predict_probs,
-    random_crop_pad,
-    random_crop_resize,
-    random_rotation,
-)
+from ..averaging import predict_probs
+from ..baselines import gaussian_noise, random_crop_pad, random_crop_resize, random_rotation
+from ..defenses import _mixup_inference_given_labels, mi_combined, mixup_inference
 from ..training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, train
 from ..utils import make_generator
 from .config import TARGETS
