@@ -80,3 +80,24 @@ def test_defense_chunks_read_nothing_back_to_the_host():
 
         # 48 copies (8 inputs x 6) in 1 chunk vs 48 chunks
         assert host_reads(lambda: run(1024)) == host_reads(lambda: run(1)), defense
+
+
+def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
+    """On an accelerator the epoch reads its loss back every `host_sync_interval` batches (checked
+    here by giving the CPU the accelerator's interval): the reads of an epoch do not grow with its
+    batches while they stay under the interval."""
+    from mixup_inference import training
+
+    monkeypatch.setattr(training, "host_sync_interval", lambda device: 50)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 3, 16, 16, generator=g) * 255).to(torch.uint8)
+    y = torch.arange(64) % 4
+
+    def run(n_images: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model("tiny_cnn", 4)
+        config = training.TrainConfig(regime="mixup", epochs=1, batch_size=8, lr=0.01, schedule="onecycle", seed=0)
+        training.train(model, x[:n_images], y[:n_images], config, progress=False)
+
+    assert host_reads(lambda: run(16)) == host_reads(lambda: run(64))  # 2 batches vs 8

@@ -17,6 +17,7 @@ from mixup_inference.attacks import pgd
 from mixup_inference.data import random_crop_flip, to_float
 from mixup_inference.models import build_model
 from mixup_inference.mixing import mixup_batch, sample_beta, soft_cross_entropy
+from mixup_inference import training
 from mixup_inference.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
 from mixup_inference.utils import load_checkpoint, make_generator
 
@@ -361,6 +362,18 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(data, tmp_path: P
     # The NaN batch never stepped the optimiser: the live weights are still finite too.
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
     assert len(model.seen) == 6
+
+
+def test_nan_loss_between_host_reads_is_reported_with_its_batch(data, tmp_path: Path, monkeypatch) -> None:
+    """With the accelerator's sparse host reads (every 50 batches, here more than an epoch) the first
+    NaN batch is still the one named, and the epoch it spoiled writes no checkpoint."""
+    monkeypatch.setattr(training, "host_sync_interval", lambda device: 50)
+    x_train, y_train = data[0][:128], data[1][:128]  # 4 batches per epoch
+    model = Tripwire(fresh_model(), trip_at=4 + 2, action="nan")
+    with pytest.raises(RuntimeError, match=r"loss is nan at epoch 2/2, batch 2/4.*last good checkpoint .*is kept"):
+        train(model, x_train, y_train, config(epochs=2), checkpoint_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert len(model.seen) == 8  # the epoch ran to its end before the read that found the NaN
 
 
 def test_nan_loss_without_checkpoint_says_so(data) -> None:

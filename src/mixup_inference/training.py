@@ -308,6 +308,13 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
     return _summary(history, config, start_epoch)
 
 
+def host_sync_interval(device: torch.device) -> int:
+    """Batches between reads of the loss back to the host: every batch on a CPU (a read costs nothing
+    there and a divergence stops before its optimizer step); every 50 on an accelerator, where each
+    read would stall the device's queue of kernels."""
+    return 1 if device.type == "cpu" else 50
+
+
 def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: TrainConfig,
                  optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator, *,
                  num_classes: int, epoch: int, steps: int, device: torch.device, ckpt_path: Path | None,
@@ -317,7 +324,15 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
     order = torch.randperm(train_x.shape[0], generator=generator)[: steps * config.batch_size]
     order = order.view(steps, config.batch_size).to(train_x.device)
     lr_start = optimizer.param_groups[0]["lr"]
-    loss_sum, correct, seen = 0.0, torch.zeros((), dtype=torch.int64, device=device), 0
+    # Loss and accuracy are summed on the device and read back only every `sync_every` batches. The
+    # first non-finite loss is remembered on the device, so a divergence is still reported with its
+    # batch, and always before the epoch's checkpoint is written.
+    sync_every = host_sync_interval(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    bad_loss = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
     # Redraw often on a terminal, rarely into a log file (a workflow job's stderr).
     bar = tqdm(total=steps, desc=f"{config.regime} epoch {epoch + 1}/{config.epochs}", unit="batch",
                disable=not progress, leave=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -331,14 +346,19 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
         inputs, targets = _training_batch(model, x, y, num_classes, config, generator)
         logits = model(inputs)
         loss = soft_cross_entropy(logits, targets)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            bar.close()
-            kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path is not None and ckpt_path.exists()
-                    else "no checkpoint was written")
-            raise TrainingDiverged(f"training stopped: loss is {loss_value} at epoch {epoch + 1}/{config.epochs}, "
-                               f"batch {batch + 1}/{steps} (regime {config.regime}, lr "
-                               f"{optimizer.param_groups[0]['lr']:.3g}); {kept}; lower lr or check the data")
+        loss_value = loss.detach().double()
+        is_first_bad = (first_bad < 0) & ~torch.isfinite(loss_value)
+        first_bad = torch.where(is_first_bad, batch, first_bad)
+        bad_loss = torch.where(is_first_bad, loss_value, bad_loss)
+        if (batch + 1) % sync_every == 0 or batch + 1 == steps:
+            if first_bad.item() >= 0:
+                bar.close()
+                kept = (f"the last good checkpoint {ckpt_path} is kept" if ckpt_path is not None and ckpt_path.exists()
+                        else "no checkpoint was written")
+                raise TrainingDiverged(f"training stopped: loss is {bad_loss.item()} at epoch {epoch + 1}/"
+                                       f"{config.epochs}, batch {first_bad.item() + 1}/{steps} (regime "
+                                       f"{config.regime}, lr {optimizer.param_groups[0]['lr']:.3g}); {kept}; "
+                                       "lower lr or check the data")
         lr_end = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -349,9 +369,10 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
         correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
         seen += targets.shape[0]
         if progress:
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss_sum / (batch + 1):.4f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{(batch + 1) * config.batch_size / max(elapsed, 1e-9):.0f}", refresh=False)
+            if (batch + 1) % sync_every == 0 or batch + 1 == steps:
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(loss=f"{loss_sum.item() / (batch + 1):.4f}", acc=f"{correct.item() / seen:.3f}",
+                                img_s=f"{(batch + 1) * config.batch_size / max(elapsed, 1e-9):.0f}", refresh=False)
             bar.update(1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -361,7 +382,7 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
         scheduler.step()
     return {
         "epoch": epoch + 1,
-        "loss": loss_sum / steps,
+        "loss": loss_sum.item() / steps,
         "accuracy": correct.item() / seen,
         "lr": lr_start,
         "lr_end": lr_end,
