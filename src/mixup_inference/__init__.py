@@ -11,6 +11,7 @@ MI-Combined, baseline input transformations), metrics (Wilson intervals, detecti
 """
 
 from .attacks import adaptive_pgd, eot_pgd, pgd
+from .checkpoints import load_authors_checkpoint
 from .data import (
     ImageDataset,
     load_dataset,
@@ -50,7 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFENSES", "MODEL_NAMES", "ImageDataset", "TrainConfig", "TrainingDiverged",
     "accuracy_with_ci", "adaptive_pgd", "averaged_softmax", "auc_difference_ci", "auc_with_ci", "build_model", "build_pool", "confidence_score", "detection_auc",
-    "eot_pgd", "gaussian_noise", "load_dataset", "mi_combined", "mi_ol", "mi_pl", "mi_pl_detection_score", "mixup_batch", "mixup_inference",
+    "eot_pgd", "gaussian_noise", "load_authors_checkpoint", "load_dataset", "mi_combined", "mi_ol", "mi_pl", "mi_pl_detection_score", "mixup_batch", "mixup_inference",
     "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci", "pgd", "predict_probs", "prepare_dataset", "random_crop_flip", "random_crop_pad", "random_crop_resize", "random_resize_pad",
     "random_rotation", "select_test_points", "soft_cross_entropy", "to_float", "train", "wilson_interval",
 ]

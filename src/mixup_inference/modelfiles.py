@@ -24,7 +24,9 @@ def load_tensor_file(path: str | os.PathLike, what: str, fix: str) -> Any:
         return load_checkpoint(path)
     except FileNotFoundError:
         raise ValueError(f"{what} {path} does not exist; {fix}") from None
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        if "Unsupported operand" in str(error):  # not a pickle at all (an HTML error page, a text file)
+            raise ValueError(f"{what} {path} is unreadable (not a PyTorch file); {fix}") from None
         raise ValueError(f"{what} {path} holds pickled Python objects, not only tensors; it was not written by "
                          f"this workflow and is not loaded (unpickling could run code); {fix}") from None
     except Exception as error:  # torch raises RuntimeError/KeyError/EOFError/... for a damaged file
