@@ -233,6 +233,38 @@ def _check_eps_step(eps: float, step: float, key: str) -> None:
         raise ValueError(f"{key}: step_size={step} is larger than eps={eps}; use a step size <= eps (paper: 2/255 for 8/255)")
 
 
+def check_models(config: dict[str, Any]) -> None:
+    """Raise ValueError naming the first bad key of the ``models:`` section (models from files), or a
+    regime referenced in grids/components/detection/adaptive that is neither trained nor from a file."""
+    from .downloads import is_url
+
+    models = config.get("models") or {}
+    for dataset, entries in models.items():
+        if dataset not in config["datasets"]:
+            raise ValueError(f"models.{dataset}: dataset {dataset!r} is not defined under datasets "
+                             f"(defined: {', '.join(config['datasets'])}); fix the name or define it")
+        for name, spec in entries.items():
+            key = f"models.{dataset}.{name}"
+            if spec.get("format") == "state_dict" and "arch" not in spec:
+                raise ValueError(f"{key}: format state_dict needs arch (one of resnet50_paper, preact_resnet18, "
+                                 "compact_resnet, tiny_cnn); add it")
+            if not is_url(spec["file"]) and not os.path.isfile(spec["file"]):
+                raise ValueError(f"{key}.file: model file {spec['file']!r} does not exist; fix the path, or give "
+                                 "a URL to download it from")
+    for section in ("grids", "components", "detection"):
+        for regime in config[section]["regimes"]:
+            _need_model(config, f"{section}.regimes", config[section]["dataset"], regime)
+    _need_model(config, "adaptive.regime", config["adaptive"]["dataset"], config["adaptive"]["regime"])
+
+
+def _need_model(config: dict[str, Any], key: str, dataset: str, regime: str) -> None:
+    from .training import REGIMES
+
+    if regime not in REGIMES and regime not in (config.get("models") or {}).get(dataset, {}):
+        raise ValueError(f"{key}: {regime!r} is neither a training regime ({', '.join(REGIMES)}) nor a "
+                         f"model under models.{dataset}; fix the name or add the model's file there")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise ValueError naming the first inconsistent key of a (schema-valid) workflow config,
     including sizes whose tensors cannot fit in this machine's memory (`check_memory`)."""
@@ -297,4 +329,5 @@ def check_config(config: dict[str, Any]) -> None:
     if ada["n_test"] > ds["n_test"]:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
+    check_models(config)
     check_memory(config)

@@ -27,7 +27,9 @@ from .data import load_dataset, prepare_dataset, select_test_points, to_float
 from .averaging import predict_probs
 from .defenses import DEFENSES, POOL_DEFENSES
 from .metrics import accuracy_with_ci
-from .modelfiles import load_model, load_tensor_file, save_model
+from .checkpoints import AUTHORS_ARCH
+from .downloads import file_sha256
+from .modelfiles import detect_format, load_model, load_model_file, load_tensor_file, save_model, save_program_model
 from .models import build_model
 from .pool import run_pool
 from .settings import parse_setting
@@ -37,7 +39,7 @@ from .utils import atomic_save, atomic_write_text, derive_seed, make_generator, 
 
 __all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "apply_defense", "attack_labels", "attacked_points",
            "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
-           "run_prepare", "run_train"]
+           "run_import", "run_prepare", "run_train"]
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -94,6 +96,46 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
                in_channels=data.in_channels, regime=config.regime, test_accuracy=test["accuracy"])
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")
     print(f"{config.regime}: test accuracy {test['accuracy']:.4f} "
+          f"[{test['ci_low']:.4f}, {test['ci_high']:.4f}] on {test['n']} images")
+    return metrics
+
+
+def run_import(data_path: str, source_path: str, model_path: str, metrics_path: str, *, name: str,
+               format: str = "auto", arch: str | None = None, sha256: str | None = None, source: str | None = None,
+               device: str = "auto") -> dict:
+    """A model from a file instead of training: `source_path` (a local file; `source` names where it came
+    from, e.g. its URL) in `format` (modelfiles.MODEL_FORMATS) is checked against `sha256` when given,
+    loaded and checked against the data set, written to `model_path` in this project's format (so every
+    job downstream reads it as a trained model), and its test accuracy and sha256 to `metrics_path`."""
+    actual = file_sha256(source_path)
+    if sha256 is not None and actual != sha256.lower():
+        raise ValueError(f"model file {source_path}: sha256 {actual} does not match the config's {sha256.lower()}; "
+                         "delete the file to download it again, or fix the config's sha256")
+    data = load_dataset(data_path)
+    if format == "auto":
+        format = detect_format(source_path)
+    model = load_model_file(source_path, format, num_classes=data.num_classes, arch=arch,
+                            in_channels=data.in_channels, image_size=data.image_size)
+    info = {"regime": name, "source": source or str(source_path), "format": format, "sha256": actual}
+    architecture = {"authors": AUTHORS_ARCH, "state_dict": arch}.get(format)
+    if format in ("torchscript", "export"):
+        with open(source_path, "rb") as handle:
+            save_program_model(handle.read(), model_path, program_format=format, num_classes=data.num_classes,
+                               in_channels=data.in_channels, **info)
+    elif format == "project":
+        atomic_save(load_tensor_file(source_path, "model file", "give a file written by save_model"), model_path)
+    else:
+        save_model(model, model_path, model_name=architecture, num_classes=data.num_classes,
+                   in_channels=data.in_channels, **info)
+    device = resolve_device(device)
+    model = load_model(model_path, device, num_classes=data.num_classes)  # what the jobs downstream get
+    probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
+                       for s in _batches(len(data.test_y), 500)])
+    test = accuracy_with_ci(probs, data.test_y)
+    metrics = {"model": architecture or format, "parameters": sum(p.numel() for p in model.parameters()),
+               "device": str(device), "test": test, "train": {}, **info}
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"{name}: {format} model from {info['source']} (sha256 {actual}): test accuracy {test['accuracy']:.4f} "
           f"[{test['ci_low']:.4f}, {test['ci_high']:.4f}] on {test['n']} images")
     return metrics
 

@@ -5,7 +5,10 @@ tests and the workflow benchmark all derive the same job lists from one place:
 
 - :func:`evaluations`: every oblivious evaluation (dataset, regime, attack, defense, setting);
 - :func:`evaluation_groups`: the same, grouped per (dataset, regime, attack): one evaluate job each;
-- :func:`adaptive_runs`, :func:`trained_models`, :func:`used_datasets`.
+- :func:`adaptive_runs`, :func:`trained_models` (every model the run needs), :func:`used_datasets`;
+- :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
+  file (config ``models:``, the import_model rule) and which the train rule makes;
+- :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model.
 
 Settings are canonical strings (settings.py), so a config's lambda 0.70 and 0.7 name one job.
 """
@@ -15,9 +18,50 @@ from __future__ import annotations
 from typing import Any
 
 from .settings import PLAIN_SETTING, format_setting
-from .tables import TABLE_SPECS
+from .tables import TABLE_SPECS, RowSpec, model_rows
+from .training import REGIMES
 
-__all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "trained_models", "used_datasets"]
+__all__ = ["TRAINING_REGIMES", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
+           "models_to_train", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+
+#: The paper's four training regimes; any other model name must come from a file (config `models:`).
+TRAINING_REGIMES: tuple[str, ...] = REGIMES
+
+
+def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
+    return {(dataset, name): spec for dataset, models in (config.get("models") or {}).items()
+            for name, spec in models.items()}
+
+
+def user_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dataset, name) of the models from files that are not one of the four training regimes (e.g. `mine`)."""
+    return sorted(key for key in model_files(config) if key[1] not in TRAINING_REGIMES)
+
+
+def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every table the run writes: name -> {"rows": [RowSpec], "paper": {label: values}, "dataset", "attacks"}.
+
+    The config's paper tables (``table2``, ``table3``), and for each of them one table per user model of
+    its data set, ``<table>_<model>``: the rows of `models.<dataset>.<model>.like` (default mixup) with the
+    user's model in place of the regime, the same attack columns, no paper numbers."""
+    specs: dict[str, dict[str, Any]] = {}
+    users = user_models(config)
+    files = model_files(config)
+    for table, spec in config["tables"].items():
+        rows, paper = TABLE_SPECS[table]
+        specs[table] = {"rows": rows, "paper": paper, "dataset": spec["dataset"], "attacks": spec["attacks"]}
+        for dataset, model in users:
+            if dataset == spec["dataset"]:
+                specs[f"{table}_{model}"] = {"rows": model_rows(table, model, files[dataset, model].get("like", "mixup")),
+                                             "paper": {}, "dataset": dataset, "attacks": spec["attacks"]}
+    return specs
+
+
+def table_rows(spec: dict[str, Any]) -> list[RowSpec]:
+    """The RowSpecs of one entry of :func:`table_specs` (as given, or as [label, regime, defense, setting]
+    lists after a round trip through Snakemake params)."""
+    return [row if isinstance(row, RowSpec) else RowSpec(*row) for row in spec["rows"]]
 
 Evaluation = tuple[str, str, str, str, str]  # dataset, regime, attack, defense, setting
 AdaptiveRun = tuple[str, str, str, str, str, str, int]  # dataset, regime, defense, setting, kind, attack, n_adaptive
@@ -25,12 +69,11 @@ AdaptiveRun = tuple[str, str, str, str, str, str, int]  # dataset, regime, defen
 
 def evaluations(config: dict[str, Any]) -> list[Evaluation]:
     """Every oblivious evaluation as (dataset, regime, attack, defense, setting), deduplicated and
-    sorted: the tables' rows x attacks, the Fig. 3b grids (clean and attacked), the Fig. 2 lambda
+    sorted: the tables' rows x attacks (user models' tables too), the Fig. 3b grids (clean and attacked), the Fig. 2 lambda
     grid of MI-PL and MI-OL, the Fig. 3a detection setting, and the oblivious levels of Fig. 4."""
     jobs: set[Evaluation] = set()
-    for table, spec in config["tables"].items():
-        rows, _paper = TABLE_SPECS[table]
-        for row in rows:
+    for spec in table_specs(config).values():
+        for row in spec["rows"]:
             for attack in spec["attacks"]:
                 jobs.add((spec["dataset"], row.regime, attack, row.defense, row.setting))
     grids = config["grids"]
@@ -80,10 +123,22 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(dataset, regime) pairs that some evaluation or adaptive run needs."""
+    """(dataset, regime) pairs that some evaluation or adaptive run needs (trained or from a file)."""
     pairs = {(d, r) for d, r, *_ in evaluations(config)}
     pairs |= {(d, r) for d, r, *_ in adaptive_runs(config)}
     return sorted(pairs)
+
+
+def imported_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The needed (dataset, regime) pairs whose model comes from a file (import_model rule), not training."""
+    files = model_files(config)
+    return [pair for pair in trained_models(config) if pair in files]
+
+
+def models_to_train(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The needed (dataset, regime) pairs the train rule makes (no file for them under ``models:``)."""
+    files = model_files(config)
+    return [pair for pair in trained_models(config) if pair not in files]
 
 
 def used_datasets(config: dict[str, Any]) -> list[str]:

@@ -138,6 +138,8 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
             "test_accuracy": metrics["test"]["accuracy"], "test_n": metrics["test"]["n"],
             "epochs": metrics["train"].get("epochs"), "seconds_per_epoch": metrics["train"].get("seconds_per_epoch"),
             "speed": metrics.get("speed"),  # the fast paths training used (speed.resolve_speed)
+            # a model loaded from a file instead of trained (jobs.run_import): where from, and its sha256
+            **{k: metrics[k] for k in ("source", "format", "sha256") if k in metrics},
         }
     timings = rule_timings(benchmarks_dir)
     return {

@@ -37,6 +37,7 @@ __all__ = [
     "TABLE_SPECS",
     "attack_display_name",
     "build_table",
+    "model_rows",
     "required_evaluations",
     "write_table",
 ]
@@ -170,6 +171,21 @@ TABLE_SPECS: dict[str, tuple[list[RowSpec], dict[str, tuple]]] = {
     "table2": (TABLE2_ROWS, PAPER_TABLE2),
     "table3": (TABLE3_ROWS, PAPER_TABLE3),
 }
+
+_ROW_PREFIXES = {"mixup": ("Mixup", "Mixup"), "interpolated_at": ("Interpolated AT", "IAT")}
+
+
+def model_rows(table_name: str, model: str, like: str = "mixup") -> list[RowSpec]:
+    """The rows of a paper table for a user's own model `model`: the rows of regime `like` (``mixup``
+    or ``interpolated_at``: whose Table 4/5 defense settings to use) with `model` in place of the
+    regime, labelled ``<model>``, ``<model> + Gaussian noise``, ... (a Table-2-shaped table of its own)."""
+    if like not in _ROW_PREFIXES:
+        raise ValueError(f"like={like!r} is unknown; use one of {', '.join(_ROW_PREFIXES)}")
+    bare, prefix = _ROW_PREFIXES[like]
+    rows = [row for row in TABLE_SPECS[table_name][0] if row.regime == like]
+    return [RowSpec(model if row.label == bare else row.label.replace(prefix, model, 1), model, row.defense,
+                    row.setting) for row in rows]
+
 
 #: Columns of the long, numeric form of a table (``stem.csv``); accuracies in %.
 LONG_COLUMNS = [

@@ -62,8 +62,8 @@ rule tables:
     resources:
         mem_mb=1000,
     params:
-        dataset=lambda wc: config["tables"][wc.table]["dataset"],
-        attacks=lambda wc: config["tables"][wc.table]["attacks"],
+        # the paper's rows (or a user model's, <table>_<model>), data set and attack columns: plan.table_specs
+        table=table_params,
     script:
         "../scripts/tables.py"
 
@@ -87,7 +87,7 @@ rule findings:
         mem_mb=2000,
     params:
         evaluations=evaluation_paths(),
-        tables=config["tables"],
+        tables=TABLES,
         grids=config["grids"],
         detection=config["detection"],
         adaptive=config["adaptive"],

@@ -2,6 +2,7 @@
 # derived from the config, and the input functions. Stage files hold rules only.
 
 import os
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -16,11 +17,11 @@ ENV = "../envs/mixup-inference.yaml"
 
 try:
     from mixup_inference.configcheck import check_config, validate_config
+    from mixup_inference.downloads import is_url, url_filename
     from mixup_inference import plan
     from mixup_inference.findings import FINDINGS
     from mixup_inference.settings import DEFENSE_NAMES, parse_attack, parse_setting
     from mixup_inference.speed import DEFAULT_SPEED
-    from mixup_inference.tables import TABLE_SPECS
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
     raise WorkflowError(
         f"cannot import the mixup_inference package ({error}); install it with `pip install -e .` "
@@ -46,13 +47,14 @@ BENCHMARKS = f"benchmarks/{RUN}"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    regime=r"erm|mixup|at|interpolated_at",
+    # a training regime (erm, mixup, at, interpolated_at) or a model from a file (config models:)
+    regime=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     attack=r"clean|t?pgd[0-9]+",
     defense="|".join(DEFENSE_NAMES),
     setting=r"[a-z]+=[^/]+|plain",
     kind=r"paper|eot",
     n_adaptive=r"[0-9]+",
-    table=r"table[23]",
+    table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
 
 
 # Output paths: one obvious place for each artifact.
@@ -104,7 +106,7 @@ def adaptive_paths():
 
 
 def report_outputs():
-    tables = [f"{REPORTS}/tables/{table}.{ext}" for table in config["tables"] for ext in ("md", "csv", "tex", "html")]
+    tables = [f"{REPORTS}/tables/{table}.{ext}" for table in TABLES for ext in ("md", "csv", "tex", "html")]
     figures = [f"{REPORTS}/figures/{fig}.{ext}" for fig in FIGURES for ext in ("png", "svg")]
     csvs = [f"{REPORTS}/{name}.csv" for name in ("results", "detection", "components")]
     findings = [f"{REPORTS}/findings.{ext}" for ext in ("md", "html")]
@@ -121,6 +123,65 @@ def trained_models():
 
 def used_datasets():
     return plan.used_datasets(config)
+
+
+# Every table: the paper's tables of the config, and one per user model (<table>_<model>); rows as
+# plain [label, regime, defense, setting] lists (params are compared between runs).
+TABLES = {
+    name: {**spec, "rows": [[row.label, row.regime, row.defense, row.setting] for row in spec["rows"]]}
+    for name, spec in plan.table_specs(config).items()
+}
+
+
+def table_params(wildcards):
+    return TABLES[wildcards.table]
+
+
+# ---------------------------------------------------------------- models from files (config models:)
+# A needed (dataset, regime) whose model comes from a file is made by import_model, every other one by
+# train. Both rules can write MODEL; each one's input names a file that never exists and that no rule
+# makes for the models that are the other's, so Snakemake picks the right one and plans no train job
+# for a loaded model.
+MODEL_FILES = plan.model_files(config)
+IMPORTED = set(plan.imported_models(config))
+NOT_HERE = f"{RESULTS}/{{dataset}}/{{regime}}/.made-by-the-other-rule"
+# A URL is downloaded once into the data set's download_root (the data folder), where a user without
+# internet can put the file instead: <download_root>/models/<dataset>/<model>/<file name of the URL>.
+MODEL_DOWNLOAD = "{root}/models/{dataset}/{regime}/{filename}"
+
+
+def download_root(dataset):
+    return config["datasets"][dataset].get("download_root", "data/downloads")
+
+
+def model_source(dataset, regime):
+    """The local file of a model from a file: its path, or where its URL is downloaded to."""
+    spec = MODEL_FILES[dataset, regime]
+    if not is_url(spec["file"]):
+        return spec["file"]
+    return MODEL_DOWNLOAD.format(
+        root=download_root(dataset), dataset=dataset, regime=regime, filename=url_filename(spec["file"])
+    )
+
+
+def train_guard(wildcards):
+    return NOT_HERE.format(**wildcards) if (wildcards.dataset, wildcards.regime) in IMPORTED else []
+
+
+def import_input(wildcards):
+    key = (wildcards.dataset, wildcards.regime)
+    return model_source(*key) if key in IMPORTED else NOT_HERE.format(**wildcards)
+
+
+def model_spec(wildcards):
+    return MODEL_FILES[wildcards.dataset, wildcards.regime]
+
+
+def download_url(wildcards):
+    return MODEL_FILES[wildcards.dataset, wildcards.regime]["file"]
+
+
+DOWNLOAD_ROOTS = sorted({download_root(d) for d, r in IMPORTED if is_url(MODEL_FILES[d, r]["file"])})
 
 
 def all_outputs():

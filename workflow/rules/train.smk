@@ -4,6 +4,8 @@
 rule train:
     input:
         data=DATA,
+        # a file that never exists for a model from a file (config models:): import_model makes those
+        not_imported=train_guard,
     output:
         model=MODEL,
         log=TRAIN_LOG,

@@ -5,12 +5,12 @@ from mixup_inference.aggregate import load_evaluation
 from mixup_inference.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
                                       matched_baselines, write_findings)
 from mixup_inference.joblog import job_log
-from mixup_inference.tables import TABLE_SPECS
+from mixup_inference.plan import table_rows
 
 with job_log(snakemake.log[0]):
     index = index_artifacts(load_evaluation(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive])
     tables, grids, det, ada = (snakemake.params[k] for k in ("tables", "grids", "detection", "adaptive"))
-    gains = pd.concat([defense_gains(index, TABLE_SPECS[name][0], spec["dataset"], spec["attacks"]).assign(table=name)
+    gains = pd.concat([defense_gains(index, table_rows(spec), spec["dataset"], spec["attacks"]).assign(table=name)
                        for name, spec in tables.items()], ignore_index=True)
     frames = {
         "gains": gains,
