@@ -32,9 +32,29 @@ BAD_CONFIGS = [
     ("training.regimes.ermm", {},
      f"config key training.regimes.ermm: unknown regime 'ermm'; expected one of {REGIMES}"),
     ("grids.regimes", ["mixupp"],
-     f"config key grids.regimes[0]: unknown regime 'mixupp'; expected one of {REGIMES}"),
+     f"config key grids.regimes[0]: unknown regime 'mixupp'; expected one of {REGIMES}, or a model defined under "
+     "models.synth"),
     ("adaptive.regime", "iat",
-     f"config key adaptive.regime: unknown regime 'iat'; expected one of {REGIMES}"),
+     f"config key adaptive.regime: unknown regime 'iat'; expected one of {REGIMES}, or a model defined under "
+     "models.synth"),
+    # models from files (config models:)
+    ("models", {"synth": {"mine": {"file": "no/such/mine.pt", "format": "torchscript"}}},
+     "models.synth.mine.file: model file 'no/such/mine.pt' does not exist; fix the path, or give a URL to download "
+     "it from"),
+    ("models", {"synth": {"mine": {"file": "https://example.org/m.pt", "format": "state_dict"}}},
+     "models.synth.mine: format state_dict needs arch (one of resnet50_paper, preact_resnet18, compact_resnet, "
+     "tiny_cnn); add it"),
+    ("models", {"cifar10": {"mixup": {"file": "https://example.org/m.ckpt"}}},
+     "models.cifar10: dataset 'cifar10' is not defined under datasets (defined: synth); fix the name or define it"),
+    ("models", {"synth": {"mine": {"file": "https://example.org/m.pt", "format": "onnx"}}},
+     "config key models.synth.mine.format: unknown value 'onnx'; expected one of auto, authors, project, state_dict, "
+     "torchscript, export"),
+    ("models", {"synth": {"mine": {"file": "https://example.org/m.pt", "sha256": "abc"}}},
+     "config key models.synth.mine.sha256: 'abc' is not a valid value; expected the file's expected sha256 (64 hex "
+     "digits); checked before use"),
+    ("grids.regimes", ["mine"],
+     f"config key grids.regimes[0]: unknown regime 'mine'; expected one of {REGIMES}, or a model defined under "
+     "models.synth"),
     ("attacks.names", ["clean", "pgdx"],
      f"config key attacks.names[1]: 'pgdx' is not a valid attack; expected {ATTACK_HELP}"),
     ("tables.table2.attacks", ["clean", "pgd7"],
@@ -88,7 +108,7 @@ BAD_CONFIGS = [
      "labels, names, batch_size"),
     ("sead", 1,
      "config key sead is not allowed (misspelled? did you mean seed?); allowed keys: run, seed, device, datasets, "
-     "model, training, attacks, defenses, tables, grids, components, detection, adaptive, speed, resources"),
+     "model, models, training, attacks, defenses, tables, grids, components, detection, adaptive, speed, resources"),
     ("datasets.synth.ntest", 40,
      "config key datasets.synth.ntest is not allowed (misspelled? did you mean n_test?); allowed keys: source, "
      "download_root, image_size, synthetic, n_test, pool_per_class"),

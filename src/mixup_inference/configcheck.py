@@ -252,17 +252,19 @@ def check_models(config: dict[str, Any]) -> None:
                 raise ValueError(f"{key}.file: model file {spec['file']!r} does not exist; fix the path, or give "
                                  "a URL to download it from")
     for section in ("grids", "components", "detection"):
-        for regime in config[section]["regimes"]:
-            _need_model(config, f"{section}.regimes", config[section]["dataset"], regime)
+        for i, regime in enumerate(config[section]["regimes"]):
+            _need_model(config, f"{section}.regimes[{i}]", config[section]["dataset"], regime)
     _need_model(config, "adaptive.regime", config["adaptive"]["dataset"], config["adaptive"]["regime"])
 
 
 def _need_model(config: dict[str, Any], key: str, dataset: str, regime: str) -> None:
     from .training import REGIMES
 
-    if regime not in REGIMES and regime not in (config.get("models") or {}).get(dataset, {}):
-        raise ValueError(f"{key}: {regime!r} is neither a training regime ({', '.join(REGIMES)}) nor a "
-                         f"model under models.{dataset}; fix the name or add the model's file there")
+    models = (config.get("models") or {}).get(dataset, {})
+    if regime not in REGIMES and regime not in models:
+        defined = f" ({', '.join(models)})" if models else ""
+        raise ValueError(f"config key {key}: unknown regime {regime!r}; expected one of {', '.join(REGIMES)}, "
+                         f"or a model defined under models.{dataset}{defined}")
 
 
 def check_config(config: dict[str, Any]) -> None:

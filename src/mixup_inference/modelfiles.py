@@ -199,8 +199,8 @@ def load_model_file(path: str | os.PathLike, format: str = "auto", *, num_classe
     except Exception as error:
         first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
         raise ValueError(f"model file {path} fails on a batch of 2 images of {in_channels}x{image_size}x{image_size} "
-                         f"({type(error).__name__}: {first}); export it with a dynamic batch size for this "
-                         "data set's images") from None
+                         f"({type(error).__name__}: {first}); export it with a dynamic batch size, for "
+                         "this data set's image size") from None
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"model file {path} gives outputs of shape {shape} for 2 images, but the data set has "
