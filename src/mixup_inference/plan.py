@@ -42,7 +42,8 @@ def user_models(config: dict[str, Any]) -> list[tuple[str, str]]:
 def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every table the run writes: name -> {"rows": [RowSpec], "paper": {label: values}, "dataset", "attacks"}.
 
-    The config's paper tables (``table2``, ``table3``), and for each of them one table per user model of
+    The config's paper tables (``table2``, ``table3``; only the rows of `tables.<table>.regimes` when
+    given), and for each of them one table per user model of
     its data set, ``<table>_<model>``: the rows of `models.<dataset>.<model>.like` (default mixup) with the
     user's model in place of the regime, the same attack columns, no paper numbers."""
     specs: dict[str, dict[str, Any]] = {}
@@ -50,6 +51,8 @@ def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     files = model_files(config)
     for table, spec in config["tables"].items():
         rows, paper = TABLE_SPECS[table]
+        if "regimes" in spec:  # only the rows of these regimes (e.g. no ERM/AT ablations without those models)
+            rows = [row for row in rows if row.regime in spec["regimes"]]
         specs[table] = {"rows": rows, "paper": paper, "dataset": spec["dataset"], "attacks": spec["attacks"]}
         for dataset, model in users:
             if dataset == spec["dataset"]:
