@@ -58,7 +58,7 @@ def test_nothing_unpickles_untrusted_data():
 
 def test_artifacts_are_only_written_through_temporary_files():
     """torch.save only inside utils.atomic_save; DataFrame.to_csv only to a string; savefig only to
-    a temporary name (plots._save renames it); open(..., 'w') only for a job's log."""
+    a temporary name (plots._save renames it); open(..., 'w') only for a job's log and a download's .part file."""
     direct = []
     for path in project_python_files():
         for name, node in calls(path):
@@ -71,7 +71,8 @@ def test_artifacts_are_only_written_through_temporary_files():
                 direct.append(where)
             if name == "open" and len(node.args) > 1 and re.search(r"[wax+]", ast.unparse(node.args[1])):
                 direct.append(where)
-    assert direct == ["src/mixup_inference/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
+    assert direct == ["src/mixup_inference/downloads.py open(part, 'wb')",  # <dest>.part, renamed once complete
+                      "src/mixup_inference/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
 
 
 def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path):

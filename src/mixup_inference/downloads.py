@@ -55,7 +55,9 @@ def _download(url: str, part: Path, *, progress: bool) -> None:
     from tqdm import tqdm
 
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(part, "wb") as out:
+        # a fresh opener reads the proxy settings of the environment now (urlopen caches its first one)
+        opener = urllib.request.build_opener()
+        with opener.open(url, timeout=_TIMEOUT_S) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=url_filename(url), disable=not progress,
                       file=sys.stderr, mininterval=1.0) as bar:
