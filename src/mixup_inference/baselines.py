@@ -6,7 +6,8 @@ Each returns the softmax probabilities [B, C] averaged over N random transformat
 (`averaging.averaged_softmax`), batched over all B x N copies (affine_grid + grid_sample, or an
 integer gather for the crop-and-pad). All random parameters are drawn before the first chunk
 (Gaussian noise in fixed-size blocks), so for a given generator state the result does not depend
-on `chunk_size`. Images float [B, C, H, W] in [0, 1].
+on `chunk_size`. Images float [B, C, H, W] in [0, 1]. `grad=True` makes the result differentiable
+in x (the transforms are: noise is additive, grid_sample and the gather pass gradients to x).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _check_sizes(min_size: int, max_size: int, x: Tensor) -> None:
 
 
 def _affine_copies(model: nn.Module, x: Tensor, theta: Tensor, n_samples: int, chunk_size: int | None,
-                   bounds: Tensor | None = None) -> Tensor:
+                   bounds: Tensor | None = None, grad: bool = False) -> Tensor:
     """Average softmax over copies j of x[j // N] warped by theta[j] ([B*N, 2, 3], output ->
     input normalised coordinates, align_corners=False), bilinear, zeros outside the image.
     `bounds` ([B*N, 4]: x_lo, y_lo, x_hi, y_hi) optionally clamps the sampling grid per copy."""
@@ -50,7 +51,7 @@ def _affine_copies(model: nn.Module, x: Tensor, theta: Tensor, n_samples: int, c
             grid = torch.minimum(torch.maximum(grid, b[..., :2]), b[..., 2:])
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size, grad=grad)
 
 
 def _scale_translate_theta(scale_x: Tensor, scale_y: Tensor, shift_x: Tensor, shift_y: Tensor) -> Tensor:
@@ -59,7 +60,8 @@ def _scale_translate_theta(scale_x: Tensor, scale_y: Tensor, shift_x: Tensor, sh
 
 
 def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int, clamp: bool = False,
-                   generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                   generator: torch.Generator | None = None, chunk_size: int | None = None,
+                   grad: bool = False) -> Tensor:
     """Gaussian-noise baseline (paper Tables 4/5): mean_k softmax(F(x + (sigma / 2) z_k)), z_k ~ N(0, I).
 
     Units: `sigma` is the paper's number (Table 4: 0.04, 0.075, 0.025, 0.06), a std in the authors'
@@ -91,11 +93,12 @@ def gaussian_noise(model: nn.Module, x: Tensor, *, sigma: float, n_samples: int,
         noisy = x[owner] + std * noise_for(start, stop)
         return noisy.clamp(0.0, 1.0) if clamp else noisy
 
-    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size, grad=grad)
 
 
 def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_samples: int,
-                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, chunk_size: int | None = None,
+                   grad: bool = False) -> Tensor:
     """Random-rotation baseline: rotate each copy about the image centre by an angle uniform in
     [-max_degrees, max_degrees] (bilinear, zero fill), average the softmax over n_samples copies.
 
@@ -116,7 +119,7 @@ def random_rotation(model: nn.Module, x: Tensor, *, max_degrees: float, n_sample
     # rotation in pixel units, written in normalised coordinates (exact for non-square images too)
     theta = torch.stack([torch.stack([cos, -sin * height / width, zeros], 1),
                          torch.stack([sin * width / height, cos, zeros], 1)], 1)
-    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size, grad=grad)
 
 
 def _random_windows(x: Tensor, min_size: int, max_size: int, n_samples: int,
@@ -137,7 +140,8 @@ def _random_windows(x: Tensor, min_size: int, max_size: int, n_samples: int,
 
 
 def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
-                      generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                      generator: torch.Generator | None = None, chunk_size: int | None = None,
+                   grad: bool = False) -> Tensor:
     """Xie et al.'s (2018) original ImageNet method (defense "xie_resize"; NOT the paper's CIFAR
     adaptation, which is `random_crop_pad`): resize each copy to s x s, s uniform integer in
     [min_size, max_size], and zero-pad it back to H x W at a uniform integer offset
@@ -152,11 +156,12 @@ def random_resize_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: i
     height, width = x.shape[-2:]
     s = size.to(torch.float64)
     theta = _scale_translate_theta(width / s, height / s, (width - s - 2 * left) / s, (height - s - 2 * top) / s)
-    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size)
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size, grad=grad)
 
 
 def random_crop_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
-                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, chunk_size: int | None = None,
+                   grad: bool = False) -> Tensor:
     """Xie et al. (2018) baseline as the paper adapts it for CIFAR (App. B.3, Table 4; the authors'
     attack_resnet_baselines.py): crop an s x s window of each copy, s uniform integer in
     [min_size, max_size], at a uniform position (crop_top in [0, H - s], crop_left in [0, W - s]),
@@ -188,7 +193,7 @@ def random_crop_pad(model: nn.Module, x: Tensor, *, min_size: int, max_size: int
         return crop_pad(images, size[start:stop], crop_top[start:stop], crop_left[start:stop], pad_top[start:stop],
                         pad_left[start:stop])
 
-    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size, grad=grad)
 
 
 def crop_pad(images: Tensor, size: Tensor, crop_top: Tensor, crop_left: Tensor, pad_top: Tensor,
@@ -211,7 +216,8 @@ def crop_pad(images: Tensor, size: Tensor, crop_top: Tensor, crop_left: Tensor, 
 
 
 def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: int, n_samples: int,
-                       generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                       generator: torch.Generator | None = None, chunk_size: int | None = None,
+                   grad: bool = False) -> Tensor:
     """Guo et al. (2018) baseline: crop an s x s window, s uniform integer in [min_size, max_size],
     at a uniform integer offset (top in [0, H - s], left in [0, W - s]), resize it back to H x W.
 
@@ -226,4 +232,4 @@ def random_crop_resize(model: nn.Module, x: Tensor, *, min_size: int, max_size: 
     theta = _scale_translate_theta(s / width, s / height, (2 * left + s - width) / width, (2 * top + s - height) / height)
     bounds = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1,
                           (2 * (left + s) - 1) / width - 1, (2 * (top + s) - 1) / height - 1], 1)
-    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size, bounds.to(x.dtype))
+    return _affine_copies(model, x, theta.to(x.dtype), int(n_samples), chunk_size, bounds.to(x.dtype), grad=grad)

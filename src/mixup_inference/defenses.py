@@ -12,6 +12,7 @@ every class; uint8 pools are converted to float / 255 one chunk at a time.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -23,13 +24,16 @@ from .baselines import (gaussian_noise, random_crop_pad, random_crop_resize, ran
                         random_rotation)
 from .checks import check_images, check_lam, check_mode, check_positive_int
 from .pool import check_pool, pool_images, sample_pool_indices
+from .settings import parse_setting
 
-__all__ = ["DEFENSES", "POOL_DEFENSES", "mi_combined", "mi_ol", "mi_pl", "mixup_inference"]
+__all__ = ["DEFENSES", "POOL_DEFENSES", "RANDOMIZED_DEFENSES", "apply_defense", "mi_combined", "mi_ol", "mi_pl",
+           "mixup_inference"]
 
 
 def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, pool_x: Tensor, pool_y: Tensor, *,
                                   lam: float, n_samples: int, mode: str, num_classes: int,
-                                  generator: torch.Generator | None, chunk_size: int | None) -> Tensor:
+                                  generator: torch.Generator | None, chunk_size: int | None,
+                                  grad: bool = False) -> Tensor:
     """MI with the predicted labels `yhat` already computed (shared by MI and MI-Combined)."""
     index = sample_pool_indices(pool_y, yhat, mode=mode, n=n_samples, num_classes=num_classes,
                                 generator=generator).reshape(-1)
@@ -39,12 +43,12 @@ def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, poo
         x_s = pool_images(pool_x, index[start:stop], dtype=x.dtype, device=x.device)
         return lam * x[owner] + (1.0 - lam) * x_s
 
-    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size)
+    return averaged_softmax(model, x, make_inputs, n_samples, chunk_size=chunk_size, grad=grad)
 
 
 def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
                     n_samples: int, mode: str, generator: torch.Generator | None = None,
-                    chunk_size: int | None = None) -> Tensor:
+                    chunk_size: int | None = None, grad: bool = False) -> Tensor:
     """Mixup Inference (paper Algorithm 1): F_MI(x) = mean_k softmax(F(lam * x + (1 - lam) * x_s,k)).
 
     yhat = argmax F(x) (plain prediction). Mode "pl" (MI-PL): y_s,k = yhat; mode "ol" (MI-OL):
@@ -58,6 +62,8 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
         n_samples: executions N >= 1 (paper: 30).  mode: "pl" or "ol".
         generator: the only source of randomness.  chunk_size: max images per forward pass
             (None: `default_chunk_size`, 8192 on CUDA, 64 on CPU); results do not depend on it.
+        grad: differentiable in x (for adaptive attacks): gradients flow through the mixed copies;
+            the predicted label yhat (which classes are drawn) is a hard choice, not differentiated.
 
     Returns:
         [B, C] averaged probabilities.
@@ -70,26 +76,27 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
     plain = predict_probs(model, x, chunk_size=chunk_size)
     return _mixup_inference_given_labels(model, x, plain.argmax(1), pool_x, pool_y, lam=lam, n_samples=n_samples,
                                          mode=mode, num_classes=plain.shape[1], generator=generator,
-                                         chunk_size=chunk_size)
+                                         chunk_size=chunk_size, grad=grad)
 
 
 def mi_pl(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
-          generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+          generator: torch.Generator | None = None, chunk_size: int | None = None, grad: bool = False) -> Tensor:
     """MI-PL: `mixup_inference` with mode="pl" (mix with pool images of the predicted class)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="pl",
-                           generator=generator, chunk_size=chunk_size)
+                           generator=generator, chunk_size=chunk_size, grad=grad)
 
 
 def mi_ol(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
-          generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+          generator: torch.Generator | None = None, chunk_size: int | None = None, grad: bool = False) -> Tensor:
     """MI-OL: `mixup_inference` with mode="ol" (mix with pool images of the other classes)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="ol",
-                           generator=generator, chunk_size=chunk_size)
+                           generator=generator, chunk_size=chunk_size, grad=grad)
 
 
 def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam_pl: float = 0.5,
                 lam_ol: float = 0.4, threshold: float = 0.2, n_pl: int = 5, n_ol: int = 15,
-                generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                generator: torch.Generator | None = None, chunk_size: int | None = None,
+                grad: bool = False) -> Tensor:
     """MI-Combined (paper Sec. 4.3, authors' attack_resnet_mixuptest_Combined.py).
 
     Runs MI-PL (lam_pl, n_pl samples). An input is flagged adversarial when
@@ -100,7 +107,8 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
 
     `threshold` may be any float (a negative one flags inputs whose confidence MI-PL raises).
     Draw order on `generator`: MI-PL samples for all inputs, then MI-OL samples for the flagged.
-    Returns [B, C] probabilities.
+    `grad=True`: differentiable in x through whichever branch each input takes; the switch itself
+    (the flag) is a hard selection and carries no gradient. Returns [B, C] probabilities.
     """
     check_lam(lam_pl, "lam_pl")
     check_lam(lam_ol, "lam_ol")
@@ -112,10 +120,10 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
     check_pool(pool_x, pool_y, x)
     plain = predict_probs(model, x, chunk_size=chunk_size)
     yhat, num_classes = plain.argmax(1), plain.shape[1]
-    common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size)
+    common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size, grad=grad)
     probs_pl = _mixup_inference_given_labels(model, x, yhat, pool_x, pool_y, lam=lam_pl, n_samples=n_pl,
                                              mode="pl", **common)
-    flagged = plain.max(1).values - probs_pl.max(1).values >= threshold
+    flagged = plain.max(1).values - probs_pl.detach().max(1).values >= threshold
     out = probs_pl.clone()
     if bool(flagged.any()):
         out[flagged] = _mixup_inference_given_labels(model, x[flagged], yhat[flagged], pool_x, pool_y, lam=lam_ol,
@@ -125,9 +133,9 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
 
 
 def _no_defense(model: nn.Module, x: Tensor, *, generator: torch.Generator | None = None,
-                chunk_size: int | None = None) -> Tensor:
+                chunk_size: int | None = None, grad: bool = False) -> Tensor:
     """`predict_probs` with the common keyword interface of DEFENSES (generator is unused)."""
-    return predict_probs(model, x, chunk_size=chunk_size)
+    return predict_probs(model, x, chunk_size=chunk_size, grad=grad)
 
 
 DEFENSES: dict[str, Callable[..., Tensor]] = {
@@ -142,11 +150,30 @@ DEFENSES: dict[str, Callable[..., Tensor]] = {
     "guo": random_crop_resize,
 }
 """Name -> defense. All take (model, x[, pool_x, pool_y], *, <own parameters>, generator=None,
-chunk_size=None) and return [B, C] probabilities. The names in POOL_DEFENSES take the pool as
+chunk_size=None, grad=False) and return [B, C] probabilities (differentiable in x with grad=True). The names in POOL_DEFENSES take the pool as
 the 3rd and 4th positional arguments; their parameters: mi_pl/mi_ol (lam, n_samples),
 mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples; sigma on the
 authors' [-1, 1] scale, clamp off), rotation (max_degrees, n_samples), xie/xie_resize/guo
 (min_size, max_size, n_samples), none (nothing)."""
 
 POOL_DEFENSES = frozenset({"mi_pl", "mi_ol", "mi_combined"})
+
+#: Every defense with a random forward pass (all but "none"): the targets of the adaptive attacks.
+RANDOMIZED_DEFENSES: tuple[str, ...] = tuple(name for name in DEFENSES if name != "none")
+
+
+def apply_defense(model: nn.Module, x: Tensor, defense: str, setting: str, *, pool: tuple[Tensor, Tensor],
+                  n_samples: int, chunk_size: int | None, generator: torch.Generator | None,
+                  grad: bool = False) -> Tensor:
+    """Averaged softmax of `defense` with its canonical `setting` (see settings.py) on inputs x.
+
+    The defense comes from the DEFENSES registry; pool defenses get the MI pool, and every defense
+    that takes `n_samples` gets N = n_samples (MI-Combined's 5 + 15 executions are its own).
+    `grad=True`: differentiable in x (see averaging.averaged_softmax)."""
+    kwargs = parse_setting(defense, setting)
+    function = DEFENSES[defense]
+    args = (model, x, *pool) if defense in POOL_DEFENSES else (model, x)
+    if "n_samples" in inspect.signature(function).parameters:
+        kwargs["n_samples"] = n_samples
+    return function(*args, **kwargs, generator=generator, chunk_size=chunk_size, grad=grad)
 

@@ -14,7 +14,6 @@ step or a defense chunk (on a CPU that is the same CPU generator as before).
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Iterator, Mapping
@@ -25,7 +24,7 @@ from torch import nn
 from .attacks import adaptive_pgd, eot_pgd, pgd
 from .data import load_dataset, prepare_dataset, select_test_points, to_float
 from .averaging import predict_probs
-from .defenses import DEFENSES, POOL_DEFENSES
+from .defenses import apply_defense
 from .metrics import accuracy_with_ci
 from .checkpoints import AUTHORS_ARCH
 from .downloads import file_sha256
@@ -225,20 +224,6 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
                  "indices": indices, "clean_pred": clean_pred.cpu(), "meta": {"attack": name, **attack}}, out_path)
     print(f"{name}: bare-model accuracy {(adv_pred == y).float().mean():.4f} on {len(y)} points "
           f"(max |delta| = {(x_adv - x).abs().max():.5f})")
-
-
-def apply_defense(model: nn.Module, x: torch.Tensor, defense: str, setting: str, *, pool: tuple[torch.Tensor, torch.Tensor],
-                  n_samples: int, chunk_size: int | None, generator: torch.Generator) -> torch.Tensor:
-    """Averaged softmax of `defense` with its canonical `setting` (see settings.py) on inputs x.
-
-    The defense comes from the DEFENSES registry; pool defenses get the MI pool, and every defense
-    that takes `n_samples` gets the config's N (MI-Combined's 5 + 15 executions are its own)."""
-    kwargs = parse_setting(defense, setting)
-    function = DEFENSES[defense]
-    args = (model, x, *pool) if defense in POOL_DEFENSES else (model, x)
-    if "n_samples" in inspect.signature(function).parameters:
-        kwargs["n_samples"] = n_samples
-    return function(*args, **kwargs, generator=generator, chunk_size=chunk_size)
 
 
 def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: str, *, defense: str, setting: str,
