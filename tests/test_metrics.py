@@ -127,3 +127,22 @@ def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
         out = auc_with_ci(torch.from_numpy(g.normal(0, 1, 200)), torch.from_numpy(g.normal(1, 1, 200)))
         hits += out["auc_low"] <= true_auc <= out["auc_high"]
     assert 0.91 <= hits / 400 <= 0.98
+
+
+def test_worst_case_is_the_per_point_and_and_below_every_attack():
+    from mixup_inference.metrics import worst_case
+
+    g = torch.Generator().manual_seed(0)
+    runs = {name: torch.rand(200, generator=g) < p for name, p in (("pgd", 0.7), ("eot", 0.5), ("aa", 0.6))}
+    result = worst_case(runs)
+    expected = runs["pgd"] & runs["eot"] & runs["aa"]
+    assert torch.equal(result["survives"], expected) and result["correct"] == int(expected.sum())
+    assert result["attacks"] == 3 and result["n"] == 200
+    assert all(result["accuracy"] <= run.float().mean().item() for run in runs.values())
+    assert result["accuracy"] < min(run.float().mean().item() for run in runs.values())  # independent runs: strictly
+    assert result["ci_low"] <= result["accuracy"] <= result["ci_high"]
+    assert worst_case([runs["eot"]])["accuracy"] == runs["eot"].float().mean().item()  # one attack: itself
+    with pytest.raises(ValueError, match="same points"):
+        worst_case([runs["pgd"], runs["eot"][:10]])
+    with pytest.raises(ValueError, match="at least one"):
+        worst_case({})

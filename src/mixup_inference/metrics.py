@@ -6,6 +6,7 @@ point scored clean and adversarial, the paper's design)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 
 __all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc",
            "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci",
-           "wilson_interval"]
+           "wilson_interval", "worst_case"]
 
 Z_95 = 1.959964  # two-sided 95% normal quantile
 
@@ -64,6 +65,31 @@ def accuracy_with_ci(probs_or_pred: Tensor, y: Tensor) -> dict:
     correct = int((pred.to(y.device) == y).sum().item())
     low, high = wilson_interval(correct, n)
     return {"accuracy": correct / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "correct": correct}
+
+
+def worst_case(correct_per_attack: Mapping[str, Tensor] | Sequence[Tensor]) -> dict:
+    """Worst case per point: a point counts as robust only if it survives EVERY attack run against the
+    defense (the per-point AND of the attacks' correctness, all on the same points in the same order),
+    with its 95% Wilson interval. This is the robust accuracy against an attacker who may pick, per
+    point, the best of the attacks (oblivious and adaptive); it is <= every single attack's accuracy.
+
+    Args:
+        correct_per_attack: bool [n] tensors (or a {name: tensor} mapping), one per attack run.
+
+    Returns:
+        {"accuracy", "ci_low", "ci_high", "n", "correct", "survives" (bool [n]), "attacks" (how many)}.
+    """
+    runs = list(correct_per_attack.values()) if isinstance(correct_per_attack, Mapping) else list(correct_per_attack)
+    if not runs:
+        raise ValueError("worst_case needs at least one attack's per-point correctness")
+    shapes = {tuple(run.shape) for run in runs}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"every attack must give one bool per point, the same points (got shapes {sorted(shapes)})")
+    survives = torch.stack([run.to(torch.bool).cpu() for run in runs]).all(0)
+    n, correct = int(survives.numel()), int(survives.sum())
+    low, high = wilson_interval(correct, n)
+    return {"accuracy": correct / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n,
+            "correct": correct, "survives": survives, "attacks": len(runs)}
 
 
 def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) -> dict:
