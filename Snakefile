@@ -25,6 +25,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/robust.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/bench.smk"
 

@@ -108,7 +108,7 @@ BAD_CONFIGS = [
      "labels, names, batch_size"),
     ("sead", 1,
      "config key sead is not allowed (misspelled? did you mean seed?); allowed keys: run, seed, device, datasets, "
-     "model, models, training, attacks, defenses, tables, grids, components, detection, adaptive, speed, resources"),
+     "model, models, training, attacks, defenses, tables, grids, components, detection, adaptive, robustness, speed, resources"),
     ("datasets.synth.ntest", 40,
      "config key datasets.synth.ntest is not allowed (misspelled? did you mean n_test?); allowed keys: source, "
      "download_root, image_size, synthetic, n_test, pool_per_class"),

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci
+from .metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, worst_case
 from .settings import DEFENSE_NAMES, parse_attack, parse_setting, setting_param
 from .utils import derive_seed, make_generator
 
@@ -48,6 +48,7 @@ __all__ = [
     "ideal_linearity",
     "load_evaluation",
     "result_row",
+    "worst_case_rows",
 ]
 
 RESULT_COLUMNS = [
@@ -66,7 +67,12 @@ COMPONENT_COLUMNS = [
 ]  # fmt: skip
 
 _META_KEYS = ("dataset", "regime", "attack", "defense", "setting")
-_ADAPTIVE_KINDS = ("none", "paper", "eot")
+_ADAPTIVE_KINDS = ("none", "paper", "eot", "autoattack_rand", "eot_pgd")
+#: The adaptive kinds of the `robustness:` section (jobs.ROBUST_KINDS): their presence for a
+#: (dataset, regime, defense, setting) asks for its worst-case row.
+ROBUST_KINDS = ("autoattack_rand", "eot_pgd")
+#: The attack and adaptive names of a worst-case row of results.csv.
+WORST_CASE = "worst_case"
 
 
 def load_evaluation(path: str | Path) -> dict:
@@ -135,6 +141,42 @@ def result_row(artifact: dict) -> dict:
         # the option and used the clean prediction
         "labels": meta.get("labels", "prediction"),
     }
+
+
+def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
+    """One ``results.csv`` row (attack and adaptive ``"worst_case"``) per (dataset, regime, defense,
+    setting) that the adaptive evaluation attacked (artifacts of the ROBUST_KINDS): the share of its n
+    points (the adaptive runs' points, a prefix of the run's test subset) that survive EVERY evaluation
+    of that defense setting, oblivious (clean included: x itself is in the eps-ball) and adaptive
+    (metrics.worst_case: the per-point AND, Wilson interval). Every artifact with at least n points
+    takes part through its first n, which must hold the same labels; ``n_adaptive`` is the number of
+    evaluations combined."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for artifact in artifacts:
+        meta = artifact["meta"]
+        groups[tuple(meta[key] for key in ("dataset", "regime", "defense", "setting"))].append(artifact)
+    rows = []
+    for (dataset, regime, defense, setting), group in sorted(groups.items()):
+        robust = [a for a in group if _adaptive(a["meta"])[0] in ROBUST_KINDS]
+        if not robust:
+            continue
+        n = len(robust[0]["y"])
+        y = robust[0]["y"]
+        correct = []
+        for artifact in group:
+            if len(artifact["y"]) < n:
+                continue
+            if not torch.equal(artifact["y"][:n], y):
+                raise ValueError(f"{dataset} {regime} {defense} {setting}: the evaluations of {artifact['meta']['attack']} "
+                                 "hold other points than the adaptive runs; rerun them from the same data")
+            correct.append(artifact["probs"][:n].argmax(1) == y)
+        result = worst_case(correct)
+        rows.append({"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
+                     "param": setting_param(defense, setting), "attack": WORST_CASE, "targeted": False, "steps": 0,
+                     "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),
+                     "ci_low": float(result["ci_low"]), "ci_high": float(result["ci_high"]), "n": result["n"],
+                     "correct": result["correct"], "labels": robust[0]["meta"].get("labels", "prediction")})
+    return rows
 
 
 def detection_masks(clean: dict, adv: dict) -> dict[str, torch.Tensor]:
@@ -313,7 +355,8 @@ def aggregate(
     raise ValueError: every evaluation must be counted once.
     """
     artifacts = [load_evaluation(path) for path in artifact_paths]
-    results = pd.DataFrame([result_row(a) for a in artifacts], columns=RESULT_COLUMNS)
+    rows = [result_row(a) for a in artifacts] + worst_case_rows(artifacts)
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     key = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"]
     duplicated = results[results.duplicated(key, keep=False)]
     if len(duplicated):

@@ -332,4 +332,12 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
     check_models(config)
+    rob = config.get("robustness")
+    if rob is not None:
+        ds = need_dataset("robustness.dataset", rob["dataset"])
+        for i, (_regime, defense, setting) in enumerate(rob["targets"]):
+            check_setting(defense, setting, image_size=_image_size(ds), key=f"robustness.targets[{i}]")
+        if rob["n_test"] > ds["n_test"]:
+            raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{rob['dataset']}.n_test="
+                             f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
     check_memory(config)

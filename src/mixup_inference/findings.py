@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+import torch
 from torch import Tensor
 
-from .aggregate import artifact_key, detection_masks, detection_scores
-from .metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci
+from .aggregate import ROBUST_KINDS, artifact_key, detection_masks, detection_scores
+from .metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
 from .settings import PLAIN_SETTING
 from .tables import RowSpec
 from .utils import atomic_write_text, derive_seed, make_generator
@@ -197,7 +198,69 @@ def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: 
     return pd.DataFrame(records)
 
 
-FINDINGS = ("gains", "matched", "detection", "adaptive")
+def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
+    """6. Per defense setting attacked by the adaptive evaluation (the `robustness:` section): on the
+    adaptive runs' n points, its accuracy under the oblivious attacks (worst case over them, clean
+    included), under the strongest single adaptive run, and the worst case per point over every
+    evaluation (metrics.worst_case), each with its Wilson interval; then the worst case minus the bare
+    model's oblivious worst case on the same points (Newcombe's paired interval). `claim_survives`
+    says, from these numbers, whether the paper's claim that the defense adds robustness to its model
+    holds against this attacker: the paired interval lies above 0."""
+    groups: dict[tuple, list[dict]] = {}
+    for artifact in index.values():
+        meta = artifact["meta"]
+        groups.setdefault((meta["dataset"], meta["regime"], meta["defense"], meta["setting"]), []).append(artifact)
+    records = []
+    for (dataset, regime, defense, setting), group in sorted(groups.items()):
+        robust = [a for a in group if a["meta"].get("adaptive") in ROBUST_KINDS]
+        if not robust:
+            continue
+        y = robust[0]["y"]
+        n = len(y)
+
+        def correct_of(artifacts):
+            return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), a["meta"].get("n_adaptive", 0)):
+                    _correct(a["probs"][:n], y) for a in artifacts if len(a["y"]) >= n and torch.equal(a["y"][:n], y)}
+
+        oblivious = correct_of(a for a in group if a["meta"].get("adaptive", "none") == "none")
+        adaptive = correct_of(a for a in group if a["meta"].get("adaptive", "none") != "none")
+        bare = correct_of(a for a in groups.get((dataset, regime, "none", "plain"), []))
+        if not oblivious or not adaptive or not bare:
+            continue
+        strongest_key = min(adaptive, key=lambda k: int(adaptive[k].sum()))
+        levels = {"oblivious": worst_case(oblivious), "adaptive": worst_case([adaptive[strongest_key]]),
+                  "worst_case": worst_case({**oblivious, **adaptive})}
+        diff = paired_difference_ci(levels["worst_case"]["survives"], worst_case(bare)["survives"])
+        record = {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
+                  "strongest_adaptive": f"{strongest_key[1]} {strongest_key[0]} EOT {strongest_key[2]}"}
+        for name, level in levels.items():
+            record.update({name: _pct(level["accuracy"]), f"{name}_low": _pct(level["ci_low"]),
+                           f"{name}_high": _pct(level["ci_high"])})
+        record.update({"bare_oblivious": _pct(worst_case(bare)["accuracy"]), "difference": _pct(diff["difference"]),
+                       "low": _pct(diff["low"]), "high": _pct(diff["high"]), "claim_survives": bool(diff["low"] > 0),
+                       "attacks": levels["worst_case"]["attacks"], "n": n})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def robustness_statement(frame: pd.DataFrame) -> str:
+    """One plain sentence per attacked defense, computed from `robustness_levels`' numbers."""
+    if not len(frame):
+        return "No defense was attacked adaptively (no `robustness:` section)."
+    lines = []
+    for r in frame.to_dict("records"):
+        verdict = ("survives: the defense keeps more points than the bare model under every attack"
+                   if r["claim_survives"] else "does not survive at this scale: the worst case is not above the bare "
+                   "model's oblivious level")
+        lines.append(f"- {r['regime']} + {r['defense']} ({r['setting']}): oblivious {r['oblivious']:.1f}% "
+                     f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest adaptive {r['adaptive']:.1f}% "
+                     f"[{r['adaptive_low']:.1f}, {r['adaptive_high']:.1f}] ({r['strongest_adaptive']}), worst case "
+                     f"{r['worst_case']:.1f}% [{r['worst_case_low']:.1f}, {r['worst_case_high']:.1f}] on {r['n']} points; "
+                     f"minus the bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]: the claim {verdict}.")
+    return "\n".join(lines)
+
+
+FINDINGS = ("gains", "matched", "detection", "adaptive", "robustness")
 _TITLES = {
     "gains": "1-2. Each defense minus its bare model, same attacked points (Table 2 rows)",
     "matched": "3. MI-OL minus each baseline at the nearest clean accuracy (Fig. 3b grids)",
@@ -205,6 +268,8 @@ _TITLES = {
                  "*_all: on every point",
     "adaptive": "5. Adaptive attacks: MI under the adaptive attack minus the bare model under the oblivious one "
                 "(Fig. 4); gain_left = (adaptive MI - no-MI) / (oblivious MI - no-MI)",
+    "robustness": "6. Every randomized defense against an adaptive attacker (AutoAttack rand, EOT PGD): oblivious, "
+                  "strongest adaptive and worst case per point, and the worst case minus the bare model",
 }
 _INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs: in [0, 1]); `low`/`high` bound "
           "it with 95% confidence: Newcombe's paired score interval for accuracies, a bootstrap over points for AUCs "
@@ -223,6 +288,9 @@ def write_findings(frames: dict[str, pd.DataFrame], stem: str | Path) -> list[Pa
         frame = frames[name]
         md += [f"## {_TITLES[name]}", frame.to_markdown(index=False) if len(frame) else "(no rows)"]
         page += [f"<h3>{html.escape(_TITLES[name])}</h3>", frame.to_html(index=False) if len(frame) else "<p>(no rows)</p>"]
+        if name == "robustness":  # the plain statement, computed from the numbers above
+            md.append(robustness_statement(frame))
+            page.append(f"<pre>{html.escape(robustness_statement(frame))}</pre>")
         texts[stem.with_name(f"{stem.name}_{name}.csv")] = frame.to_csv(index=False)
     texts[stem.with_name(stem.name + ".md")] = "\n\n".join(md) + "\n"
     texts[stem.with_name(stem.name + ".html")] = "\n".join(page) + "\n"

@@ -36,7 +36,7 @@ from .speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from .training import TrainConfig, train
 from .utils import atomic_save, atomic_write_text, derive_seed, make_generator, randint, resolve_device
 
-__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "apply_defense", "attack_labels", "attacked_points",
+__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "ROBUST_KINDS", "apply_defense", "robust_runs", "run_robust", "attack_labels", "attacked_points",
            "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
            "run_import", "run_prepare", "run_train"]
 
@@ -307,3 +307,82 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
     acc = accuracy_with_ci(probs.cpu(), y)
     print(f"adaptive {kind} {attack_name} N_A={n_adaptive} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
           f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+
+
+#: The attack kinds of the `robustness:` section (adaptive.py): AutoAttack's rand protocol and EOT PGD.
+ROBUST_KINDS = ("autoattack_rand", "eot_pgd")
+
+
+def robust_runs(robustness: dict) -> list[dict]:
+    """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
+    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: pgd<n_iter>), "targeted", "steps", "eot",
+    "file"} (file: the run's artifact name inside the robust job's directory)."""
+    runs = []
+    if "autoattack_rand" in robustness["kinds"]:
+        aa = robustness["autoattack"]
+        runs.append({"kind": "autoattack_rand", "attack": f"pgd{aa['n_iter']}", "targeted": False,
+                     "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
+    if "eot_pgd" in robustness["kinds"]:
+        eot = robustness["eot_pgd"]
+        for targeted in eot["targeted"]:
+            for steps in eot["steps"]:
+                for draws in eot["eot"]:
+                    runs.append({"kind": "eot_pgd", "attack": f"{'t' if targeted else ''}pgd{steps}",
+                                 "targeted": bool(targeted), "steps": int(steps), "eot": int(draws)})
+    for run in runs:
+        run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
+    return runs
+
+
+def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, defense: str, setting: str,
+               robustness: dict, attack: dict, n_subset: int, n_samples: int, chunk_size: int | str | None = "auto",
+               pool_per_class: int, batch_size: int | str = "auto", seed: int = 0, device: str = "auto",
+               meta: dict | None = None, speed: dict | None = None) -> None:
+    """Every adaptive attack run of `robustness` (robust_runs) against one defense setting, each
+    written as an evaluation artifact `out_dir/<file>`: the defense (its evaluation generator, N =
+    n_samples, as the oblivious evaluation) on the attack's examples. The attacks see the defense with
+    `robustness["n_samples"]` executions inside it. Points: the first robustness["n_test"] of the
+    run's test subset (so they are among the oblivious evaluation's points); untargeted runs push away
+    from attack["labels"], targeted ones toward the run's targets."""
+    from .adaptive import autoattack_rand, eot_pgd_defense
+
+    device = resolve_device(device)
+    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    n_test = int(robustness["n_test"])
+    _, x, y, target = attacked_points(data, n_subset, seed)
+    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
+    pool = run_pool(data, pool_per_class, seed, device)
+    clean_pred = _predict(model, x, batch_size)
+    inner = int(robustness["n_samples"])
+    per_batch = max(1, batch_size // inner)  # bounds the copies held for one gradient
+    os.makedirs(out_dir, exist_ok=True)
+    for run in robust_runs(robustness):
+        labels = attack_labels({**attack, "targeted": run["targeted"]}, clean_pred, y, target)
+        name = (run["kind"], run["attack"], run["eot"], defense, setting)
+        generator = make_generator(derive_seed(seed, "robust", *name), device)
+        common = dict(pool=pool, n_samples=inner, generator=generator, chunk_size=chunk_size)
+        if run["kind"] == "autoattack_rand":
+            x_adv = autoattack_rand(model, x, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
+                                    eot_iter=run["eot"], n_restarts=run["n_restarts"], seed=derive_seed(seed, "robust-aa"),
+                                    batch_size=per_batch, **common)
+        else:
+            x_adv = torch.cat([
+                eot_pgd_defense(model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
+                                step_size=attack["step_size"], steps=run["steps"], targeted=run["targeted"], **common)
+                for s in _batches(len(x), max(1, per_batch // run["eot"]))
+            ])
+        probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                              generator=make_generator(derive_seed(seed, "defense", defense, setting), device))
+        info = {"defense": defense, "setting": setting, "adaptive": run["kind"], "n_adaptive": run["eot"],
+                "n_samples": n_samples, "n_samples_attack": inner, "attack": run["attack"],
+                "labels": attack.get("labels", "prediction"), "eps": attack["eps"],
+                "step_size": attack["step_size"] if run["kind"] == "eot_pgd" else None,
+                "n_restarts": run.get("n_restarts", 1), **(meta or {})}
+        atomic_save({"probs": probs.float().cpu(), "plain_probs": predict_probs(model, x_adv).float().cpu(), "y": y,
+                     "target": target if run["targeted"] else torch.full_like(y, -1), "meta": info},
+                    os.path.join(out_dir, run["file"]))
+        acc = accuracy_with_ci(probs.cpu(), y)
+        print(f"{run['kind']} {run['attack']} EOT {run['eot']} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
+              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")

@@ -22,7 +22,7 @@ from .tables import TABLE_SPECS, RowSpec, model_rows
 from .training import REGIMES
 
 __all__ = ["TRAINING_REGIMES", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+           "models_to_train", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 #: The paper's four training regimes; any other model name must come from a file (config `models:`).
 TRAINING_REGIMES: tuple[str, ...] = REGIMES
@@ -100,6 +100,10 @@ def evaluations(config: dict[str, Any]) -> list[Evaluation]:
     for attack in ada["attacks"]:  # the oblivious levels drawn beside the adaptive curves
         jobs.add((ada["dataset"], ada["regime"], attack, "none", PLAIN_SETTING))
         jobs.add((ada["dataset"], ada["regime"], attack, ada["defense"], ada["setting"]))
+    for dataset, regime, defense, setting in robust_targets(config):  # oblivious runs of the worst case
+        for attack in config["attacks"]["names"]:
+            jobs.add((dataset, regime, attack, defense, setting))
+            jobs.add((dataset, regime, attack, "none", PLAIN_SETTING))
     return sorted(jobs)
 
 
@@ -125,10 +129,20 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
     ]
 
 
+def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
+    adaptively (one robust job each: every attack run of the section); [] without the section."""
+    rob = config.get("robustness")
+    if not rob:
+        return []
+    return sorted({(rob["dataset"], regime, defense, setting) for regime, defense, setting in rob["targets"]})
+
+
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(dataset, regime) pairs that some evaluation or adaptive run needs (trained or from a file)."""
     pairs = {(d, r) for d, r, *_ in evaluations(config)}
     pairs |= {(d, r) for d, r, *_ in adaptive_runs(config)}
+    pairs |= {(d, r) for d, r, *_ in robust_targets(config)}
     return sorted(pairs)
 
 

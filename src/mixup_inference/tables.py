@@ -20,6 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from .aggregate import WORST_CASE
 from .settings import ATTACKS, PLAIN_SETTING, parse_attack, parse_setting
 from .utils import atomic_write_text
 
@@ -203,7 +204,10 @@ def required_evaluations(table_name: str) -> list[tuple[str, str, str]]:
 
 
 def attack_display_name(attack: str) -> str:
-    """Column header of an attack: "Clean", "PGD10", "tPGD50", also for steps the paper lacks."""
+    """Column header of an attack: "Clean", "PGD10", "tPGD50", also for steps the paper lacks; "Worst
+    case" for the worst case per point over every attack (aggregate.worst_case_rows)."""
+    if attack == WORST_CASE:
+        return "Worst case"
     targeted, steps = parse_attack(attack)
     if steps == 0:
         return "Clean"
@@ -240,6 +244,11 @@ def _table_long(
         if key in index:
             raise ValueError(f"results_df has two oblivious rows for {dataset} {key}; deduplicate it")
         index[key] = record
+    worst = results_df[(results_df["dataset"] == dataset) & (results_df["adaptive"] == WORST_CASE)]
+    for record in worst.to_dict("records"):
+        index[(record["regime"], record["defense"], record["setting"], WORST_CASE)] = record
+    if len(worst):  # the worst case over every attack, oblivious and adaptive, beside the paper's columns
+        attacks = [*attacks, WORST_CASE]
     out = []
     for row in rows:
         for attack in attacks:
@@ -297,7 +306,8 @@ def build_table(
     ``table.attrs["long"]`` for :func:`write_table`, with ``attrs["dataset"]``.
     """
     long = _table_long(results_df, rows, paper, dataset, attacks)
-    headers = [attack_display_name(attack) for attack in attacks]
+    headers = [attack_display_name(attack) for attack in dict.fromkeys(long["attack"])] or \
+        [attack_display_name(attack) for attack in attacks]
     cells: dict[str, list[str]] = {header: [] for header in headers}
     for record in long.to_dict("records"):
         ours, theirs = _format_ours(record), _format_paper(record)

@@ -14,6 +14,7 @@ rule aggregate:
     input:
         evaluations=evaluation_dirs(),
         adaptive=adaptive_paths(),
+        robust=robust_dirs(),
     output:
         results=report(
             f"{REPORTS}/results.csv",
@@ -33,6 +34,7 @@ rule aggregate:
         mem_mb=2000,
     params:
         evaluations=evaluation_paths(),  # the artifacts inside the evaluate jobs' directories
+        robust=robust_paths(),  # the artifacts inside the robust jobs' directories
         component_attack=config["components"]["attack"],
         seed=config["seed"],  # seeds the detection bootstrap
     script:
@@ -72,6 +74,7 @@ rule findings:
     input:
         evaluations=evaluation_dirs(),
         adaptive=adaptive_paths(),
+        robust=robust_dirs(),
     output:
         markdown=f"{REPORTS}/findings.md",
         html=report(f"{REPORTS}/findings.html", caption="../report/findings.rst", category="Findings"),
@@ -87,6 +90,7 @@ rule findings:
         mem_mb=2000,
     params:
         evaluations=evaluation_paths(),
+        robust=robust_paths(),
         tables=TABLES,
         grids=config["grids"],
         detection=config["detection"],

@@ -20,6 +20,7 @@ try:
     from mixup_inference.downloads import is_url, url_filename
     from mixup_inference import plan
     from mixup_inference.findings import FINDINGS
+    from mixup_inference.jobs import robust_runs
     from mixup_inference.settings import DEFENSE_NAMES, parse_attack, parse_setting
     from mixup_inference.speed import DEFAULT_SPEED
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
@@ -53,6 +54,7 @@ wildcard_constraints:
     defense="|".join(DEFENSE_NAMES),
     setting=r"[a-z]+=[^/]+|plain",
     kind=r"paper|eot",
+    robust_defense="|".join(name for name in DEFENSE_NAMES if name != "none"),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
 
@@ -69,6 +71,8 @@ ATTACK = f"{RESULTS}/{{dataset}}/{{regime}}/attacks/{{attack}}.pt"
 EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{setting}}.pt"
 # One evaluate job writes every EVALUATION of one (dataset, regime, attack) into this directory.
 EVALUATIONS = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}"
+# One robust job writes every adaptive attack run of the `robustness:` section against one defense setting.
+ROBUST = f"{RESULTS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}"
 ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
 
 
@@ -88,6 +92,18 @@ def evaluation_groups():
 def adaptive_runs():
     """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
     return plan.adaptive_runs(config)
+
+
+def robust_dirs():
+    return [
+        ROBUST.format(dataset=d, regime=r, robust_defense=f, setting=s) for d, r, f, s in plan.robust_targets(config)
+    ]
+
+
+def robust_paths():
+    """Every artifact inside the robust jobs' directories (one per attack run)."""
+    runs = robust_runs(config["robustness"]) if config.get("robustness") else []
+    return [f"{directory}/{run['file']}" for directory in robust_dirs() for run in runs]
 
 
 def evaluation_paths():
@@ -210,16 +226,19 @@ def evaluate_settings(wildcards):
     return [[f, s, EVALUATION.format(**wildcards, defense=f, setting=s)] for f, s in evaluation_groups().get(key, [])]
 
 
-def attack_params(wildcards):
-    targeted, steps = parse_attack(wildcards.attack)
+def threat_model():
+    """eps, step size and what untargeted attacks push away from, shared by every attack rule."""
     return {
-        "targeted": targeted,
-        "steps": steps,
         "eps": config["attacks"]["eps"],
         "step_size": config["attacks"]["step_size"],
         # an unquoted `labels: true` reaches us as YAML's boolean
         "labels": "true" if config["attacks"]["labels"] is True else config["attacks"]["labels"],
     }
+
+
+def attack_params(wildcards):
+    targeted, steps = parse_attack(wildcards.attack)
+    return {"targeted": targeted, "steps": steps, **threat_model()}
 
 
 # The fast paths of the train, attack, evaluate and adaptive jobs (speed.py): the config's `speed:`

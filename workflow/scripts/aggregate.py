@@ -4,7 +4,7 @@ from mixup_inference.joblog import job_log
 from mixup_inference.utils import atomic_write_text
 
 with job_log(snakemake.log[0]):
-    results, detection, components = aggregate([*snakemake.params.evaluations, *snakemake.input.adaptive],
+    results, detection, components = aggregate([*snakemake.params.evaluations, *snakemake.input.adaptive, *snakemake.params.robust],
                                              component_attack=snakemake.params.component_attack,
                                              seed=snakemake.params.seed)
     for frame, path in ((results, snakemake.output.results), (detection, snakemake.output.detection),

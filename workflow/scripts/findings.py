@@ -3,12 +3,13 @@ import pandas as pd
 
 from mixup_inference.aggregate import load_evaluation
 from mixup_inference.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
-                                      matched_baselines, write_findings)
+                                      matched_baselines, robustness_levels, write_findings)
 from mixup_inference.joblog import job_log
 from mixup_inference.plan import table_rows
 
 with job_log(snakemake.log[0]):
-    index = index_artifacts(load_evaluation(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive])
+    index = index_artifacts(load_evaluation(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive,
+                                                                 *snakemake.params.robust])
     tables, grids, det, ada = (snakemake.params[k] for k in ("tables", "grids", "detection", "adaptive"))
     gains = pd.concat([defense_gains(index, table_rows(spec), spec["dataset"], spec["attacks"]).assign(table=name)
                        for name, spec in tables.items()], ignore_index=True)
@@ -19,6 +20,7 @@ with job_log(snakemake.log[0]):
                                            seed=snakemake.params.seed),
         "adaptive": adaptive_levels(index, ada["dataset"], ada["regime"], ada["defense"], ada["setting"],
                                     ada["kinds"], ada["attacks"], ada["n_adaptive"]),
+        "robustness": robustness_levels(index),
     }
     write_findings(frames, snakemake.output.markdown.removesuffix(".md"))
     for name, frame in frames.items():

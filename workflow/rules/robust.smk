@@ -1,0 +1,38 @@
+# Stage 4b: the adaptive evaluation of every randomized defense (adaptive.py): AutoAttack's protocol
+# for randomized defenses and EOT PGD (steps and EOT draws swept), each through the defended
+# prediction. One job per (dataset, regime, defense, setting) runs every attack run of the config's
+# `robustness:` section, as the evaluate jobs group their settings (start-up, model and pool loaded
+# once); each run writes its own evaluation artifact, so the aggregate takes the worst case per point.
+
+
+rule robust:
+    input:
+        data=DATA,
+        model=MODEL,
+    output:
+        runs=directory(ROBUST),
+    log:
+        f"{LOGS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}.tsv"
+    conda:
+        ENV
+    threads: config["resources"]["threads"]
+    resources:
+        **GPU_RESOURCES,
+        runtime=480,
+    params:
+        defense="{robust_defense}",
+        setting="{setting}",
+        robustness=config.get("robustness", {}),
+        attack=threat_model(),
+        n_subset=lambda wc: dataset_config(wc)["n_test"],
+        n_samples=config["defenses"]["n_samples"],
+        chunk_size=config["defenses"].get("chunk_size", "auto"),
+        pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],
+        batch_size=config["attacks"].get("batch_size", "auto"),
+        seed=config["seed"],
+        device=config["device"],
+        speed=SPEED,
+    script:
+        "../scripts/robust.py"
