@@ -343,7 +343,8 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         return _no_data(stem, title)
     _require(results_df, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive",
                           "accuracy", "ci_low", "ci_high"], "results_df")
-    adaptive = results_df[results_df["adaptive"] != "none"]
+    worst = results_df[results_df["adaptive"] == "worst_case"]  # aggregate.worst_case_rows
+    adaptive = results_df[results_df["adaptive"].isin(tuple(_ADAPTIVE_LABELS))]
     if adaptive.empty:
         return _no_data(stem, title, "no adaptive attacks evaluated")
     targets = sorted(adaptive.groupby(["dataset", "regime", "defense", "setting"]).groups)
@@ -368,6 +369,11 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         if len(level):
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="k", ls="--", lw=1.0,
                        label=f"no MI, oblivious {attack_display_name(attack)}")
+        level = worst[(worst["dataset"] == dataset) & (worst["regime"] == regime) & (worst["defense"] == defense)
+                      & (worst["setting"] == setting)]
+        if len(level):  # the share of points surviving every attack, oblivious and adaptive
+            ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
+                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks)")
         ax.set_title(f"{_regime(regime)} + {DEFENSE_LABELS.get(defense, defense)} ({setting})\n"
                      f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
         ax.set_xlabel("adaptive samples $N_A$")
