@@ -155,6 +155,7 @@ def test_image_folder_with_too_few_test_images_is_caught_before_any_job(tmp_path
     assert config_problem(config) == "datasets.synth.n_test=10 exceeds the 5 images of its test split; use at most 5"
     config["datasets"]["synth"]["n_test"] = 5
     config["adaptive"]["n_test"] = 5
+    config["robustness"]["n_test"] = 5
     check_config(config)
 
 

@@ -150,10 +150,10 @@ def test_adaptive_levels_pair_the_adaptive_run_with_the_oblivious_prefix():
 
 def test_write_findings_writes_one_page_and_a_csv_per_table(tmp_path):
     frames = {name: pd.DataFrame({"x": [1.5], "name": [name]}) for name in FINDINGS}
-    frames["adaptive"] = pd.DataFrame()
+    frames["adaptive"] = frames["robustness"] = pd.DataFrame()
     paths = write_findings(frames, tmp_path / "findings")
     assert {p.name for p in paths} == {"findings.md", "findings.html"} | {f"findings_{n}.csv" for n in FINDINGS}
     md = (tmp_path / "findings.md").read_text()
-    assert md.count("\n## ") == 4 and "(no rows)" in md and "| 1.5 |" in md
+    assert md.count("\n## ") == len(FINDINGS) and "No defense was attacked adaptively" in md and "(no rows)" in md and "| 1.5 |" in md
     assert pd.read_csv(tmp_path / "findings_gains.csv").name[0] == "gains"
     assert math.isfinite(pd.read_csv(tmp_path / "findings_detection.csv").x[0])

@@ -28,7 +28,7 @@ from workflow_helpers import (
 # 73 evaluations, run as one evaluate job per (dataset, regime, attack) = 4 x 3 = 12.
 SMOKE_EVALUATIONS = 73
 SMOKE_JOBS = {
-    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4,
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 4,
     "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
 }
 

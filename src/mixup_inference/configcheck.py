@@ -332,6 +332,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
     check_models(config)
+    check_memory(config)
     rob = config.get("robustness")
     if rob is not None:
         ds = need_dataset("robustness.dataset", rob["dataset"])
@@ -340,4 +341,3 @@ def check_config(config: dict[str, Any]) -> None:
         if rob["n_test"] > ds["n_test"]:
             raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{rob['dataset']}.n_test="
                              f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
-    check_memory(config)
