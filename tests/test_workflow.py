@@ -98,7 +98,13 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     reports = workdir / "reports" / "smoke"
     results = pd.read_csv(reports / "results.csv")
     assert {"dataset", "regime", "defense", "setting", "attack", "accuracy", "ci_low", "ci_high", "n"} <= set(results)
-    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"]
+    # each robust job: AutoAttack rand + EOT PGD (2 EOT draws x untargeted/targeted) = 5 runs, plus its worst case
+    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"] + SMOKE_JOBS["robust"] * (5 + 1)
+    assert {"autoattack_rand", "eot_pgd", "worst_case"} <= set(results.adaptive)
+    for row in results[results.adaptive == "worst_case"].itertuples():
+        same = results[(results.regime == row.regime) & (results.defense == row.defense)
+                       & (results.setting == row.setting) & results.adaptive.isin(["autoattack_rand", "eot_pgd"])]
+        assert len(same) == 5 and row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
     assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()
     assert set(results.regime) == {"erm", "mixup", "at", "interpolated_at"}
     # PGD must actually attack: the undefended mixup model loses accuracy under pgd5.
