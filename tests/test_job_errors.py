@@ -84,7 +84,7 @@ def test_workflow_shows_a_failed_jobs_one_line_error_and_its_log(workdir, tmp_pa
     (folder / "train" / "fish").rmdir()
     config = smoke_config()
     config.update(run="badfolder", datasets={"synth": {"source": str(folder), "n_test": 4, "pool_per_class": 1}})
-    config["adaptive"]["n_test"] = 4
+    config["adaptive"]["n_test"] = config["robustness"]["n_test"] = 4
     (workdir / "config" / "badfolder.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(workdir, "--cores", "1", "--configfile", "config/badfolder.yaml", check=False, timeout=300)
     output = proc.stdout + proc.stderr

@@ -45,4 +45,4 @@ def test_overhead_is_wall_minus_logged_work_per_rule(tmp_path):
 def test_smoke_jobs_per_rule_match_the_dry_run_count():
     """test_workflow.py counts the smoke preset's dry run by hand; the plan agrees."""
     jobs = preset_jobs(yaml.safe_load((CONFIG / "smoke.yaml").read_text()))
-    assert jobs == {rule: n for rule, n in SMOKE_JOBS.items() if rule != "all"}
+    assert {rule: n for rule, n in jobs.items() if n} == {rule: n for rule, n in SMOKE_JOBS.items() if rule != "all"}

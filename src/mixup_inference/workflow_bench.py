@@ -33,7 +33,7 @@ from .utils import atomic_write_text
 __all__ = ["job_overheads", "preset_jobs", "rule_overheads", "write_report"]
 
 _FINISHED = re.compile(r"^# job finished in ([0-9.]+) s$", re.MULTILINE)
-GPU_RULES = ("train", "attack", "evaluate", "adaptive")  # the rules that run as (cluster) jobs
+GPU_RULES = ("train", "import_model", "attack", "evaluate", "adaptive", "robust")  # the rules that run as (cluster) jobs
 LOCAL_RULES = ("prepare_data", "aggregate", "findings", "tables", "figures", "provenance")
 
 
@@ -82,10 +82,12 @@ def preset_jobs(config: dict[str, Any]) -> dict[str, int]:
     evaluations = plan.evaluations(config)
     return {
         "prepare_data": len(plan.used_datasets(config)),
-        "train": len(plan.trained_models(config)),
+        "train": len(plan.models_to_train(config)),
+        "import_model": len(plan.imported_models(config)),  # plus one download_model per URL not yet on disk
         "attack": len({(d, r, a) for d, r, a, _f, _s in evaluations}),
         "evaluate": len(plan.evaluation_groups(config)),
         "adaptive": len(plan.adaptive_runs(config)),
+        "robust": len(plan.robust_targets(config)),
         "aggregate": 1, "findings": 1, "tables": len(config["tables"]), "figures": 1, "provenance": 1,
     }
 
@@ -122,7 +124,7 @@ def write_report(out_path: str | os.PathLike, *, run: str, rows: list[dict[str, 
                    else "no more than the run's own jobs: a quiet machine")
         parts += [f"- load average when this report was written (just after the run): {' / '.join(f'{v:.2f}' for v in load_average)} "
                   f"(1 / 5 / 15 min; {verdict})"]
-    parts += [f"- median overhead per train/attack/evaluate/adaptive job: {per_job:.2f} s", "",
+    parts += [f"- median overhead per {'/'.join(GPU_RULES)} job: {per_job:.2f} s", "",
               "## Per rule", "",
               _table(per_rule, ["rule", "jobs", "work_s", "wall_s", "cpu_s", "overhead_s", "median_overhead_per_job_s",
                                 "overhead_share"]), "", "## Jobs per preset (plan.py)", ""]
@@ -133,7 +135,7 @@ def write_report(out_path: str | os.PathLike, *, run: str, rows: list[dict[str, 
         n_jobs = sum(presets["config"][rule] for rule in GPU_RULES)
         estimate = n_jobs * per_job
         parts += ["## Default preset: fixed overhead vs its core-seconds", "",
-                  f"{n_jobs} train/attack/evaluate/adaptive jobs x {per_job:.2f} s median overhead = {estimate:.0f} s, "
+                  f"{n_jobs} {'/'.join(GPU_RULES)} jobs x {per_job:.2f} s median overhead = {estimate:.0f} s, "
                   f"against {default_core_seconds:.0f} core-seconds of work (the committed CPU run, "
                   f"reports/cifar10-jpeg-cpu/provenance.yaml, 1 thread per job): **{estimate / default_core_seconds:.1%}** "
                   "(target <= 5%). The local rules run once each and are left out.", ""]
