@@ -198,7 +198,7 @@ def test_teardown_cancels_jobs_and_stops_every_process(tmp_path):
 # Rules the workflow runs where Snakemake runs (workflow/rules/*.smk `localrules`); every other
 # rule must run as a SLURM job.
 LOCAL_RULES = {"prepare_data", "aggregate", "findings", "tables", "figures", "provenance"}
-GPU_RULES = ("train", "attack", "evaluate", "adaptive", "bench")
+GPU_RULES = ("train", "import_model", "attack", "evaluate", "adaptive", "robust", "bench")  # rules with **GPU_RESOURCES
 
 
 def job_ids_in_logs(logs: Path) -> dict[Path, str]:
@@ -219,7 +219,7 @@ def rule_of(log: Path) -> str:
         return "tables"
     if log.name in ("prepare_data.log", "train.log"):
         return log.stem
-    return {"attack": "attack", "eval": "evaluate", "adaptive": "adaptive"}[log.parts[2]]
+    return {"attack": "attack", "eval": "evaluate", "adaptive": "adaptive", "robust": "robust"}[log.parts[2]]
 
 
 def test_smoke_preset_through_the_slurm_profile_matches_the_local_run(cluster, smoke_run, tmp_path_factory,
@@ -258,7 +258,7 @@ def test_smoke_preset_through_the_slurm_profile_matches_the_local_run(cluster, s
         assert job_id.isdigit(), f"{log} (rule {rule}) did not run as a SLURM job: SLURM_JOB_ID={job_id}"
         assert cluster.job_info(job_id)["JobState"] == "COMPLETED", (log, cluster.job_info(job_id))
         by_rule.setdefault(rule, set()).add(job_id)
-    assert set(by_rule) == {"train", "attack", "evaluate", "adaptive"}, sorted(by_rule)
+    assert set(by_rule) == {"train", "attack", "evaluate", "adaptive", "robust"}, sorted(by_rule)
     all_ids = [job_id for ids_ in by_rule.values() for job_id in ids_]
     assert len(all_ids) == len(set(all_ids))  # one SLURM job per Snakemake job
     # what a dry run of the same preset plans, minus local rules and `all`
