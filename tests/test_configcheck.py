@@ -143,7 +143,7 @@ def test_missing_key_and_several_problems_give_one_line_each():
 
 
 def test_every_preset_is_valid():
-    for preset in ("config", "paper", "smoke"):
+    for preset in ("config", "paper", "smoke", "authors"):
         config = yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text())
         validate_config(config, SCHEMA)
 
@@ -156,6 +156,16 @@ def test_image_folder_with_too_few_test_images_is_caught_before_any_job(tmp_path
     config["datasets"]["synth"]["n_test"] = 5
     config["adaptive"]["n_test"] = 5
     config["robustness"]["n_test"] = 5
+    check_config(config)
+
+
+
+def test_a_robustness_target_naming_an_unknown_dataset_is_caught():
+    config = smoke_config()
+    config["robustness"]["targets"].append(["cifar10", "mixup", "xie", "size=16-24"])
+    assert config_problem(config) == ("robustness.targets[4]: dataset 'cifar10' is not defined under datasets "
+                                      "(defined: synth)")
+    config["robustness"]["targets"][-1] = ["synth", "mixup", "xie", "size=16-24"]
     check_config(config)
 
 

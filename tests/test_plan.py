@@ -46,3 +46,26 @@ def test_component_lambdas_are_canonical_settings():
     config["components"]["lams"] = [1.0, 1, 0.50]
     settings = {s for _d, _r, _a, f, s in plan.evaluations(config) if f == "mi_ol"}
     assert {"lam=1", "lam=0.5"} <= settings and "lam=1.0" not in settings
+
+
+@pytest.mark.parametrize("preset", ["config", "paper", "authors"])
+def test_robustness_attacks_every_randomized_row_of_the_presets_tables(preset):
+    """The adaptive evaluation of the CPU, paper and authors presets targets exactly the randomized
+    rows of their tables (Table 4/5's settings, TABLE_SPECS; the default preset: the mixup and IAT
+    rows only) plus MI-PL at lam 0.5 on each mixup model."""
+    config = load(preset)
+    regimes = {"config": {"mixup", "interpolated_at"}}.get(preset)
+    expected = set()
+    for name, spec in config["tables"].items():
+        allowed = regimes or set(spec.get("regimes", ["erm", "mixup", "at", "interpolated_at"]))
+        for row in plan.TABLE_SPECS[name][0]:
+            if row.defense != "none" and row.regime in allowed:
+                expected.add((spec["dataset"], row.regime, row.defense, row.setting))
+        expected.add((spec["dataset"], "mixup", "mi_pl", "lam=0.5"))
+    assert set(plan.robust_targets(config)) == expected
+
+
+def test_a_robustness_target_may_name_its_dataset():
+    config = load("smoke")
+    config["robustness"]["targets"] = [["mixup", "mi_ol", "lam=0.5"], ["other", "mixup", "xie", "size=16-24"]]
+    assert plan.robust_targets(config) == [("other", "mixup", "xie", "size=16-24"), ("synth", "mixup", "mi_ol", "lam=0.5")]

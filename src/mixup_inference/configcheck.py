@@ -335,9 +335,11 @@ def check_config(config: dict[str, Any]) -> None:
     check_memory(config)
     rob = config.get("robustness")
     if rob is not None:
-        ds = need_dataset("robustness.dataset", rob["dataset"])
-        for i, (_regime, defense, setting) in enumerate(rob["targets"]):
+        need_dataset("robustness.dataset", rob["dataset"])
+        for i, target in enumerate(rob["targets"]):
+            name, _regime, defense, setting = target if len(target) == 4 else (rob["dataset"], *target)
+            ds = need_dataset(f"robustness.targets[{i}]", name)
             check_setting(defense, setting, image_size=_image_size(ds), key=f"robustness.targets[{i}]")
-        if rob["n_test"] > ds["n_test"]:
-            raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{rob['dataset']}.n_test="
-                             f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
+            if rob["n_test"] > ds["n_test"]:
+                raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
+                                 f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")

@@ -131,11 +131,13 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
 
 def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
-    adaptively (one robust job each: every attack run of the section); [] without the section."""
+    adaptively (one robust job each: every attack run of the section); [] without the section.
+    A target [regime, defense, setting] is on robustness.dataset; [dataset, regime, defense,
+    setting] names its own (config/paper.yaml: Table 2's rows on CIFAR-10, Table 3's on CIFAR-100)."""
     rob = config.get("robustness")
     if not rob:
         return []
-    return sorted({(rob["dataset"], regime, defense, setting) for regime, defense, setting in rob["targets"]})
+    return sorted({tuple(target) if len(target) == 4 else (rob["dataset"], *target) for target in rob["targets"]})
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:
