@@ -39,7 +39,8 @@ def quick(tmp_path_factory):
 def expected_rows(config: dict) -> set[str]:
     pgd_rows = {f"{prefix}pgd{k}" for k in config["pgd_steps"] for prefix in ("", "t")}
     return {"mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "guo", *pgd_rows, "adaptive_pgd",
-            "eot_pgd", "train_erm", "train_mixup", "train_at", "train_interpolated_at", "mi_ol_speedup_vs_loop"}
+            "eot_pgd", "robust_eot_pgd_mi_ol", "robust_eot_pgd_mi_ol_chunked", "robust_eot_pgd_gaussian",
+            "robust_autoattack_gaussian", "train_erm", "train_mixup", "train_at", "train_interpolated_at", "mi_ol_speedup_vs_loop"}
 
 
 def test_quick_benchmark_writes_json_with_every_row_and_checkable_ratios(quick):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TARGETS = {"mi": 0.90, "pgd": 0.90, "adaptive": 0.85, "baseline": 0.80, "training": 0.85, "speedup": 0.90}
+TARGETS = {"mi": 0.90, "pgd": 0.90, "adaptive": 0.85, "baseline": 0.80, "training": 0.85, "speedup": 0.90,
+           "robust": 0.85}
 MEMORY_GROWTH_TARGET = 0.10
 
 
@@ -30,6 +31,10 @@ class BenchConfig:
     adaptive_batch: int = 8               # inputs per adaptive attack call (x N_A copies)
     n_adaptive: int = 10                  # N_A
     adaptive_steps: int = 5
+    robust_batch: int = 8                 # points per robust attack call (adaptive.py)
+    robust_samples: int = 2               # executions inside the defense (the default preset's robustness.n_samples)
+    robust_eot: int = 2                   # defense draws per gradient
+    robust_steps: int = 5                 # EOT PGD steps; AutoAttack iterations
     train_batch: int = 64                 # paper's batch size
     train_batches: int = 4                # batches per benchmarked epoch, ERM and mixup
     at_train_batches: int = 1             # batches per benchmarked epoch, AT and IAT (each = 11 passes)
@@ -58,7 +63,7 @@ class BenchConfig:
         """Tiny sizes for tests (< 30 s): every row and section, not meaningful numbers."""
         sizes = dict(model="tiny_cnn", image_size=16, pool_per_class=4, eval_batch=4, baseline_batch=4, n_samples=4,
                      chunk_size=None, pgd_batch=4, pgd_steps=(2, 3), adaptive_batch=2, n_adaptive=2,
-                     adaptive_steps=2, train_batch=8, train_batches=2, at_train_batches=1, at_steps=2,
+                     adaptive_steps=2, robust_batch=2, robust_samples=2, robust_eot=2, robust_steps=2, train_batch=8, train_batches=2, at_train_batches=1, at_steps=2,
                      loop_batch=2, n_sweep=(1, 4), n_sweep_batch=2, batch_sweep=(1, 4), batch_sweep_n=2,
                      memory_ns=(2, 8), memory_batch=2, memory_chunk=8, chunk_sweep=(1, 8), chunk_sweep_images=16,
                      repeats=1, warmup=1, threads=1, quick=True)

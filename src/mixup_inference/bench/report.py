@@ -56,6 +56,10 @@ _LABELS = {"mi_pl": "MI-PL evaluation", "mi_ol": "MI-OL evaluation", "mi_combine
            "gaussian": "Gaussian noise baseline", "rotation": "Random rotation baseline",
            "xie": "Xie et al. (crop + pad)", "guo": "Guo et al. (crop + resize)",
            "adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
+           "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (adaptive.py), one chunk",
+           "robust_eot_pgd_mi_ol_chunked": "EOT PGD through MI-OL, 2 checkpointed chunks",
+           "robust_eot_pgd_gaussian": "EOT PGD through Gaussian noise",
+           "robust_autoattack_gaussian": "AutoAttack rand through Gaussian noise",
            "mi_ol_speedup_vs_loop": "MI-OL speed-up over per-image loop, share of ceiling"}
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..adaptive import autoattack_rand, eot_pgd_defense
 from ..attacks import adaptive_pgd, eot_pgd, pgd
 from ..averaging import predict_probs
 from ..baselines import gaussian_noise, random_crop_pad, random_crop_resize, random_rotation
@@ -151,6 +152,80 @@ def adaptive_rows(s: Setup) -> None:
              strict_definition=f"{steps} x fwd+bwd over {b}x{na} copies only")
 
 
+def _model_passes(model: torch.nn.Module, fn: Callable[[], object]) -> list[tuple[int, bool]]:
+    """(images, with autograd) of every forward call of `model` while `fn` runs."""
+    calls: list[tuple[int, bool]] = []
+    handle = model.register_forward_hook(lambda _m, args, _out: calls.append((args[0].shape[0],
+                                                                                torch.is_grad_enabled())))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return calls
+
+
+def robust_rows(s: Setup) -> None:
+    """The adaptive evaluation's attacks (adaptive.py). EOT PGD: limit = steps x fwd+bwd over points x
+    EOT draws x executions inside the defense, the passes it cannot avoid (MI's plain forward for its
+    predicted label is not in it); through MI-OL once in one chunk and once in two checkpointed chunks
+    (each chunk's forward recomputed in backward). AutoAttack rand: limit = the model passes its run
+    makes (counted with a forward hook: APGD decides which points it attacks), fwd+bwd for the
+    gradient passes (strict part) and fwd for its accuracy checks."""
+    cfg, dev, model = s.cfg, s.device, s.model
+    b, ns, eot, steps = cfg.robust_batch, cfg.robust_samples, cfg.robust_eot, cfg.robust_steps
+    x, y = random_images(cfg, b, dev, 14), random_labels(cfg, b, dev, 15)
+    copies = b * eot * ns
+    images, labels = random_images(cfg, copies, dev, 16), random_labels(cfg, copies, dev, 17)
+    pool = (s.pool_x, s.pool_y)
+
+    def eot_limit() -> None:
+        model.eval()
+        for _ in range(steps):
+            forward_backward(model, images, labels)
+    cases = (("robust_eot_pgd_mi_ol", "mi_ol", f"lam={cfg.lam:g}", copies),
+             ("robust_eot_pgd_mi_ol_chunked", "mi_ol", f"lam={cfg.lam:g}", max(1, copies // 2)),
+             ("robust_eot_pgd_gaussian", "gaussian", "sigma=0.04", copies))
+    for name, defense, setting, chunk in cases:
+        def workload(defense: str = defense, setting: str = setting, chunk: int = chunk) -> Tensor:
+            return eot_pgd_defense(model, x, y, defense, setting, pool=pool, n_samples=ns, eot=eot, eps=8 / 255,
+                                   step_size=2 / 255, steps=steps, generator=make_generator(cfg.seed),
+                                   chunk_size=chunk)
+        measure_row(s, name=name, group="robust", workload=workload, limit=eot_limit,
+             definition={"workload": f"eot_pgd_defense(model, x, y, '{defense}', '{setting}', n_samples={ns}, "
+                                     f"eot={eot}, eps=8/255, step_size=2/255, steps={steps}, chunk_size={chunk})",
+                         "inputs": b, "chunks_per_gradient": -(-copies // chunk),
+                         "limit": f"{steps} x fwd+bwd over {b}x{eot}x{ns} copies"},
+             units=b, unit="points/s", limit_images=copies * steps)
+
+    # AutoAttack through Gaussian noise, labels = the bare model's predictions (so APGD attacks the points).
+    aa_labels = predict_probs(model, x).argmax(1)
+
+    def aa() -> Tensor:
+        return autoattack_rand(model, x, aa_labels, "gaussian", "sigma=0.04", n_samples=ns, eps=8 / 255,
+                               seed=cfg.seed, n_iter=steps, eot_iter=eot, generator=make_generator(cfg.seed))
+    passes = _model_passes(model, aa)
+    grad_images = sum(n for n, grad in passes if grad)
+    check_images = sum(n for n, grad in passes if not grad)
+
+    largest = max(n for n, _grad in passes)
+    replay_x, replay_y = random_images(cfg, largest, dev, 18), random_labels(cfg, largest, dev, 19)
+
+    def aa_limit() -> float:
+        model.eval()
+        for n, grad in passes:
+            if not grad:
+                forward_chunks(model, replay_x[:n], n)
+        return strict_part(lambda: [forward_backward(model, replay_x[:n], replay_y[:n]) for n, grad in passes if grad],
+                           dev)
+    measure_row(s, name="robust_autoattack_gaussian", group="robust", workload=aa, limit=aa_limit,
+         definition={"workload": f"autoattack_rand(model, x, y, 'gaussian', 'sigma=0.04', n_samples={ns}, "
+                                 f"n_iter={steps}, eot_iter={eot}, n_restarts=1)", "inputs": b,
+                     "limit": f"the run's model passes: fwd+bwd over {grad_images} images (gradients), "
+                              f"fwd over {check_images} (accuracy checks)"},
+         units=b, unit="points/s", limit_images=grad_images + check_images,
+         strict_definition=f"fwd+bwd over {grad_images} images only")
+
+
 def training_rows(s: Setup) -> None:
     cfg, dev, model = s.cfg, s.device, s.train_model
     for regime in REGIMES:
@@ -237,4 +312,4 @@ def speedup_row(s: Setup) -> None:
 
 
 # Every row section, in the order of the report.
-ROW_SECTIONS = (mi_rows, baseline_rows, pgd_rows, adaptive_rows, training_rows, speedup_row)
+ROW_SECTIONS = (mi_rows, baseline_rows, pgd_rows, adaptive_rows, robust_rows, training_rows, speedup_row)
