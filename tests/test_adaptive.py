@@ -78,6 +78,26 @@ def test_differentiable_engine_matches_gradient_of_the_unchunked_average(problem
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("defense", ["mi_pl", "mi_ol", "mi_combined"])
+def test_eot_pgd_computes_mis_plain_forward_once_per_step_with_the_same_result(problem, defense):  # noqa: F811
+    """EOT PGD passes MI its plain prediction, computed once on the B points instead of on the B x eot
+    copies: the attack is the one through the defense as a black box (DefendedModel on the copies)."""
+    model, x, y = problem["model"], problem["x"][:10], problem["y"][:10]
+    kwargs = dict(pool=pool_of(problem), n_samples=3, chunk_size=None)
+    got = eot_pgd_defense(model, x, y, defense, SETTINGS[defense], eot=3, steps=4, generator=make_generator(5),
+                          **kwargs, **BUDGET)
+    g = make_generator(5)  # the same loop, the defense computing its own plain forward on every copy
+    defended = DefendedModel(model, defense, SETTINGS[defense], generator=g, **kwargs)
+    x_adv = (x + (torch.rand(x.shape, generator=g) * 2 - 1) * BUDGET["eps"]).clamp(0, 1)
+    for _ in range(4):
+        x_in = x_adv.clone().requires_grad_(True)
+        loss = F.nll_loss(defended(x_in.repeat_interleave(3, 0)), y.repeat_interleave(3), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_in)
+        x_adv = torch.min(torch.max(x_adv + BUDGET["step_size"] * grad.sign(), x - BUDGET["eps"]),
+                          x + BUDGET["eps"]).clamp(0, 1)
+    torch.testing.assert_close(got, x_adv, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("defense", sorted(SETTINGS))
 @pytest.mark.parametrize("targeted", [False, True])
 def test_eot_pgd_defense_stays_in_the_ball_and_is_seeded(problem, defense, targeted):  # noqa: F811
