@@ -27,6 +27,7 @@ from .attacks import _check_labels, _check_pgd_args, _project, _random_start
 from .averaging import predict_probs
 from .checks import check_positive_int
 from .defenses import DEFENSES, POOL_DEFENSES, apply_defense
+from .pool import class_groups
 from .utils import eval_mode
 
 __all__ = ["AUTOATTACK_RAND", "DefendedModel", "autoattack_rand", "eot_pgd_defense"]
@@ -69,11 +70,14 @@ class DefendedModel(nn.Module):
         self.pool = pool if pool is not None else ()
         self.n_samples, self.generator, self.chunk_size = int(n_samples), generator, chunk_size
 
-    def forward(self, x: Tensor, plain: Tensor | None = None) -> Tensor:
-        """log F_defense(x); `plain` (optional): softmax(model(x)) if the caller has it (see apply_defense)."""
+    def forward(self, x: Tensor, plain: Tensor | None = None,
+                groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+        """log F_defense(x). Optional, from a caller that has them (see defenses.apply_defense):
+        `plain`, softmax(model(x)); `groups`, the pool's class groups."""
         grad = torch.is_grad_enabled() and x.requires_grad
         probs = apply_defense(self.model, x, self.defense, self.setting, pool=self.pool, n_samples=self.n_samples,
-                              chunk_size=self.chunk_size, generator=self.generator, grad=grad, plain=plain)
+                              chunk_size=self.chunk_size, generator=self.generator, grad=grad, plain=plain,
+                              groups=groups)
         return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
 
@@ -120,15 +124,19 @@ def eot_pgd_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str, settin
     sign = -1.0 if targeted else 1.0
     labels = y.to(x.device).repeat_interleave(int(eot))
     x_adv = _random_start(x, eps, random_start, generator)
+    plain = groups = None
     with eval_mode(model):
         for _ in range(int(steps)):
-            # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
-            # copies of a point: computed once on the B points, not eot times on the B x eot copies.
-            plain = (predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(int(eot), 0)
-                     if defense in POOL_DEFENSES else None)
+            if defense in POOL_DEFENSES:
+                # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
+                # copies of a point: computed once on the B points, not eot times on the B x eot copies.
+                # The pool's class groups are checked once (first step), so the steps read nothing back.
+                plain = predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(int(eot), 0)
+                if groups is None:
+                    groups = class_groups(pool[1], plain.shape[1], x.device)
             with torch.enable_grad():
                 x_adv.requires_grad_(True)
-                log_p = defended(x_adv.repeat_interleave(int(eot), 0), plain=plain)
+                log_p = defended(x_adv.repeat_interleave(int(eot), 0), plain=plain, groups=groups)
                 loss = F.nll_loss(log_p, labels, reduction="sum")
                 (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = _project(x_adv.detach() + sign * step_size * grad.sign(), x, eps)

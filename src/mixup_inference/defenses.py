@@ -33,10 +33,10 @@ __all__ = ["DEFENSES", "POOL_DEFENSES", "RANDOMIZED_DEFENSES", "apply_defense", 
 def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, pool_x: Tensor, pool_y: Tensor, *,
                                   lam: float, n_samples: int, mode: str, num_classes: int,
                                   generator: torch.Generator | None, chunk_size: int | None,
-                                  grad: bool = False) -> Tensor:
+                                  grad: bool = False, groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """MI with the predicted labels `yhat` already computed (shared by MI and MI-Combined)."""
     index = sample_pool_indices(pool_y, yhat, mode=mode, n=n_samples, num_classes=num_classes,
-                                generator=generator).reshape(-1)
+                                generator=generator, groups=groups).reshape(-1)
 
     def make_inputs(start: int, stop: int) -> Tensor:
         owner = copy_owners(start, stop, n_samples, x.device)
@@ -48,7 +48,8 @@ def _mixup_inference_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, poo
 
 def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float,
                     n_samples: int, mode: str, generator: torch.Generator | None = None,
-                    chunk_size: int | None = None, grad: bool = False, plain: Tensor | None = None) -> Tensor:
+                    chunk_size: int | None = None, grad: bool = False, plain: Tensor | None = None,
+                    groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """Mixup Inference (paper Algorithm 1): F_MI(x) = mean_k softmax(F(lam * x + (1 - lam) * x_s,k)).
 
     yhat = argmax F(x) (plain prediction). Mode "pl" (MI-PL): y_s,k = yhat; mode "ol" (MI-OL):
@@ -66,6 +67,8 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
             the predicted label yhat (which classes are drawn) is a hard choice, not differentiated.
         plain: softmax(F(x)) [B, C] if the caller already has it (an EOT attack repeating x computes
             it once for all its copies); None: computed here.
+        groups: `pool.class_groups(pool_y, C, x.device)` when the caller runs MI in a loop (an
+            attack): checked once there, so the loop reads nothing back to the host; None: here.
 
     Returns:
         [B, C] averaged probabilities.
@@ -79,29 +82,32 @@ def mixup_inference(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor,
         plain = predict_probs(model, x, chunk_size=chunk_size)
     return _mixup_inference_given_labels(model, x, plain.argmax(1), pool_x, pool_y, lam=lam, n_samples=n_samples,
                                          mode=mode, num_classes=plain.shape[1], generator=generator,
-                                         chunk_size=chunk_size, grad=grad)
+                                         chunk_size=chunk_size, grad=grad, groups=groups)
 
 
 def mi_pl(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
           generator: torch.Generator | None = None, chunk_size: int | None = None, grad: bool = False,
-          plain: Tensor | None = None) -> Tensor:
+          plain: Tensor | None = None,
+          groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """MI-PL: `mixup_inference` with mode="pl" (mix with pool images of the predicted class)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="pl",
-                           generator=generator, chunk_size=chunk_size, grad=grad, plain=plain)
+                           generator=generator, chunk_size=chunk_size, grad=grad, plain=plain, groups=groups)
 
 
 def mi_ol(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam: float, n_samples: int,
           generator: torch.Generator | None = None, chunk_size: int | None = None, grad: bool = False,
-          plain: Tensor | None = None) -> Tensor:
+          plain: Tensor | None = None,
+          groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """MI-OL: `mixup_inference` with mode="ol" (mix with pool images of the other classes)."""
     return mixup_inference(model, x, pool_x, pool_y, lam=lam, n_samples=n_samples, mode="ol",
-                           generator=generator, chunk_size=chunk_size, grad=grad, plain=plain)
+                           generator=generator, chunk_size=chunk_size, grad=grad, plain=plain, groups=groups)
 
 
 def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, lam_pl: float = 0.5,
                 lam_ol: float = 0.4, threshold: float = 0.2, n_pl: int = 5, n_ol: int = 15,
                 generator: torch.Generator | None = None, chunk_size: int | None = None,
-                grad: bool = False, plain: Tensor | None = None) -> Tensor:
+                grad: bool = False, plain: Tensor | None = None,
+                groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """MI-Combined (paper Sec. 4.3, authors' attack_resnet_mixuptest_Combined.py).
 
     Runs MI-PL (lam_pl, n_pl samples). An input is flagged adversarial when
@@ -126,7 +132,7 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
     if plain is None:
         plain = predict_probs(model, x, chunk_size=chunk_size)
     yhat, num_classes = plain.argmax(1), plain.shape[1]
-    common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size, grad=grad)
+    common = dict(num_classes=num_classes, generator=generator, chunk_size=chunk_size, grad=grad, groups=groups)
     probs_pl = _mixup_inference_given_labels(model, x, yhat, pool_x, pool_y, lam=lam_pl, n_samples=n_pl,
                                              mode="pl", **common)
     flagged = plain.max(1).values - probs_pl.detach().max(1).values >= threshold
@@ -170,20 +176,22 @@ RANDOMIZED_DEFENSES: tuple[str, ...] = tuple(name for name in DEFENSES if name !
 
 def apply_defense(model: nn.Module, x: Tensor, defense: str, setting: str, *, pool: tuple[Tensor, Tensor],
                   n_samples: int, chunk_size: int | None, generator: torch.Generator | None,
-                  grad: bool = False, plain: Tensor | None = None) -> Tensor:
+                  grad: bool = False, plain: Tensor | None = None,
+                  groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """Averaged softmax of `defense` with its canonical `setting` (see settings.py) on inputs x.
 
     The defense comes from the DEFENSES registry; pool defenses get the MI pool, and every defense
     that takes `n_samples` gets N = n_samples (MI-Combined's 5 + 15 executions are its own).
     `grad=True`: differentiable in x (see averaging.averaged_softmax). `plain`: the model's plain
     softmax on x when the caller has it (MI's predicted label and MI-Combined's switch use it, never
-    differentiated); other defenses ignore it."""
+    differentiated); `groups`: the pool's class groups (see mixup_inference); other defenses
+    ignore both."""
     kwargs = parse_setting(defense, setting)
     function = DEFENSES[defense]
     args = (model, x, *pool) if defense in POOL_DEFENSES else (model, x)
     if "n_samples" in inspect.signature(function).parameters:
         kwargs["n_samples"] = n_samples
-    if plain is not None and defense in POOL_DEFENSES:
-        kwargs["plain"] = plain
+    if defense in POOL_DEFENSES:
+        kwargs.update(plain=plain, groups=groups)
     return function(*args, **kwargs, generator=generator, chunk_size=chunk_size, grad=grad)
 
