@@ -34,7 +34,7 @@ from torch import Tensor
 from .aggregate import ROBUST_KINDS, artifact_key, detection_masks, detection_scores
 from .metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
 from .settings import PLAIN_SETTING
-from .tables import RowSpec
+from .paper_tables import RowSpec
 from .utils import atomic_write_text, derive_seed, make_generator
 
 __all__ = [

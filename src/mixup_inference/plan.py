@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .settings import PLAIN_SETTING, format_setting
-from .tables import TABLE_SPECS, RowSpec, model_rows
+from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from .training import REGIMES
 
 __all__ = ["TRAINING_REGIMES", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
