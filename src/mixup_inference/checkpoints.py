@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .modelfiles import bare_state_dict, load_tensor_file
 from .models import build_model
 
 __all__ = ["AUTHORS_ARCH", "authors_key", "load_authors_checkpoint", "load_authors_state_dict"]
@@ -56,12 +57,9 @@ def _names(keys, limit: int = 4) -> str:
 def load_authors_state_dict(state: Mapping[str, torch.Tensor], num_classes: int, *,
                             where: str = "checkpoint") -> nn.Module:
     """:func:`load_authors_checkpoint` for a state_dict already in memory; `where` names it in errors."""
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
+    state = bare_state_dict(state)  # a {"state_dict": ...} container, nn.DataParallel's module. prefix
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{where} is not a state_dict (a mapping of names to tensors); {_FIX}")
-    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
     head = state.get("fc_dense.weight")
     if isinstance(head, torch.Tensor) and head.dim() == 2 and head.shape[0] != num_classes:
         raise ValueError(f"{where} has {head.shape[0]} classes (fc_dense.weight {tuple(head.shape)}) but the data set "
@@ -102,7 +100,5 @@ def load_authors_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str,
     """
     if isinstance(path_or_state_dict, Mapping):
         return load_authors_state_dict(path_or_state_dict, num_classes)
-    from .modelfiles import load_tensor_file  # modelfiles dispatches here: import at call time
-
     state = load_tensor_file(path_or_state_dict, "checkpoint", _FIX)
     return load_authors_state_dict(state, num_classes, where=f"checkpoint {path_or_state_dict}")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import utils
-from .imagefolder import SPLITS, read_image_folder, sha256_file
+from .imagefolder import SPLITS, read_image_folder
 from .sources import SYNTHETIC_DEFAULTS
 
 CACHE_FORMAT = "mixup_inference.ImageDataset/1"
@@ -230,7 +230,7 @@ def _cifar_dataset(name: str, download_root: Path, image_size: int) -> ImageData
     conversion = "none (native 32x32 RGB)" if image_size == 32 else \
         f"resized 32x32 -> {image_size}x{image_size} with torch bilinear antialias"
     provenance = {"source": name, "url": cls.url, "md5": cls.tgz_md5,
-                  "archive": str(archive), "sha256": sha256_file(archive) if archive.is_file() else None,
+                  "archive": str(archive), "sha256": utils.sha256_file(archive) if archive.is_file() else None,
                   "n_train": len(tensors["train_y"]), "n_test": len(tensors["test_y"]),
                   "image_size": image_size, "image_conversion": conversion}
     return ImageDataset(classes=list(splits["train"].classes), provenance=provenance, **tensors)

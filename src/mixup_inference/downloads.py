@@ -8,7 +8,6 @@ the file's sha256 either way (the workflow records it in provenance).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -18,7 +17,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-__all__ = ["file_sha256", "fetch_file", "is_url", "url_filename"]
+from .utils import sha256_file
+
+__all__ = ["check_sha256", "fetch_file", "is_url", "url_filename"]
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -34,20 +35,14 @@ def url_filename(source: str) -> str:
     return os.path.basename(urllib.parse.urlparse(str(source)).path) or "model"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check(path: Path, source: str, sha256: str | None) -> str:
-    actual = file_sha256(path)
+def check_sha256(path: str | os.PathLike, sha256: str | None, *, where: str,
+                 fix: str = "fix the file or the config's sha256") -> str:
+    """The file's hex sha256; ValueError naming `where`, both hashes and the `fix` when `sha256` is
+    given (any case) and differs."""
+    actual = sha256_file(path)
     if sha256 is not None and actual != sha256.lower():
-        raise ValueError(f"{source}: sha256 {actual} does not match the expected {sha256.lower()} (a corrupt or "
-                         f"different file); fix the file or the config's sha256")
+        raise ValueError(f"{where}: sha256 {actual} does not match the expected {sha256.lower()} (a corrupt or "
+                         f"different file); {fix}")
     return actual
 
 
@@ -85,7 +80,7 @@ def fetch_file(source: str | os.PathLike, dest: str | os.PathLike, sha256: str |
     """
     source, dest = str(source), Path(dest)
     if dest.exists():
-        return _check(dest, str(dest), sha256)
+        return check_sha256(dest, sha256, where=str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     parsed = urllib.parse.urlparse(source)
@@ -98,7 +93,7 @@ def fetch_file(source: str | os.PathLike, dest: str | os.PathLike, sha256: str |
                 raise ValueError(f"model file {local} does not exist; fix the path in the config, or put the "
                                  "file there")
             shutil.copyfile(local, part)
-        actual = _check(part, source, sha256)
+        actual = check_sha256(part, sha256, where=source)
         os.replace(part, dest)
         return actual
     finally:

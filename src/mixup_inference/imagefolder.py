@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .utils import sha256_file
+
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SPLITS = ("train", "test")
 
@@ -28,14 +30,6 @@ SOURCE_HELP = ("pass 'cifar10', 'cifar100', 'synthetic', or the path of an image
 _RGB_CONVERSION = ("PIL Image.convert('RGB') (grayscale replicated to 3 channels, alpha dropped, "
                    "palette expanded), resized to {size}x{size} with PIL bilinear (antialiased) "
                    "only when the size differs (aspect ratio not kept)")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _skipped(parts: tuple[str, ...]) -> bool:

@@ -27,7 +27,7 @@ from .averaging import predict_probs
 from .defenses import apply_defense
 from .metrics import accuracy_with_ci
 from .checkpoints import AUTHORS_ARCH
-from .downloads import file_sha256
+from .downloads import check_sha256
 from .modelfiles import detect_format, load_model, load_model_file, load_tensor_file, save_model, save_program_model
 from .models import build_model
 from .pool import run_pool
@@ -106,10 +106,8 @@ def run_import(data_path: str, source_path: str, model_path: str, metrics_path: 
     from, e.g. its URL) in `format` (modelfiles.MODEL_FORMATS) is checked against `sha256` when given,
     loaded and checked against the data set, written to `model_path` in this project's format (so every
     job downstream reads it as a trained model), and its test accuracy and sha256 to `metrics_path`."""
-    actual = file_sha256(source_path)
-    if sha256 is not None and actual != sha256.lower():
-        raise ValueError(f"model file {source_path}: sha256 {actual} does not match the config's {sha256.lower()}; "
-                         "delete the file to download it again, or fix the config's sha256")
+    actual = check_sha256(source_path, sha256, where=f"model file {source_path}",
+                          fix="delete the file to download it again, or fix the config's sha256")
     data = load_dataset(data_path)
     if format == "auto":
         format = detect_format(source_path)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
-import zipfile  # only for its exception type: nothing here unpickles
+import pickle  # only for its exception type: nothing here unpickles
+import zipfile
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from .models import MODEL_NAMES, build_model
 from .utils import atomic_save, load_checkpoint
 
-__all__ = ["MODEL_FORMATS", "FixedModule", "detect_format", "load_model", "load_model_file", "load_tensor_file",
+__all__ = ["MODEL_FORMATS", "FixedModule", "bare_state_dict", "detect_format", "load_model", "load_model_file", "load_tensor_file",
            "save_model", "save_program_model"]
 
 #: Formats of model files `load_model_file` reads: the authors' checkpoints, this project's model
@@ -140,17 +141,24 @@ def detect_format(path: str | os.PathLike) -> str:
     return "authors" if "fc_dense.weight" in keys and "layer3.0.conv1.weight" in keys else "state_dict"
 
 
+def bare_state_dict(state: Any) -> Any:
+    """A state_dict as people save them, made plain: a ``{"state_dict": ...}`` container unwrapped and
+    nn.DataParallel's ``module.`` prefix stripped (when every key has it). Anything else is returned
+    as it is, for the caller to refuse."""
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if isinstance(state, Mapping) and state and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
 def _state_dict_model(path: str | os.PathLike, arch: str | None, num_classes: int, in_channels: int) -> nn.Module:
     if arch not in MODEL_NAMES:
         raise ValueError(f"model file {path} is a state_dict: its architecture must be named; set arch to one of "
                          f"{', '.join(MODEL_NAMES)} (or save the model with torch.export / TorchScript)")
-    state = load_tensor_file(path, "model file", "give a PyTorch state_dict file")
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
+    state = bare_state_dict(load_tensor_file(path, "model file", "give a PyTorch state_dict file"))
+    if not isinstance(state, Mapping):
         raise ValueError(f"model file {path} is not a state_dict (a mapping of names to tensors); give one")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
     model = build_model(arch, num_classes, in_channels)
     # the whole classifier (normalize.*, net.*) or the architecture proper (taking [-1, 1] inputs)
     target = model if any(k.startswith("net.") for k in state) else model.net
@@ -175,7 +183,7 @@ def load_model_file(path: str | os.PathLike, format: str = "auto", *, num_classe
     program needs a dynamic batch dimension). A forward pass on a batch of two images checks the
     class count. ValueError naming the file and the fix for anything that does not fit.
     """
-    from .checkpoints import load_authors_checkpoint
+    from .checkpoints import load_authors_checkpoint  # checkpoints imports this module
 
     if format not in MODEL_FORMATS:
         raise ValueError(f"model format {format!r} of {path} is unknown; use one of {', '.join(MODEL_FORMATS)}")

@@ -109,6 +109,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.unlink(tmp)
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: str | os.PathLike) -> Any:
     """Load a torch file safely (weights_only=True: tensors, dicts, lists, numbers and strings only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
