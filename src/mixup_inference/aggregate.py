@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from .metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, worst_case
-from .settings import DEFENSE_NAMES, parse_attack, parse_setting, setting_param
+from .settings import DEFENSE_NAMES, ROBUST_KINDS, parse_attack, parse_setting, setting_param
 from .utils import derive_seed, make_generator
 
 __all__ = [
@@ -68,9 +68,6 @@ COMPONENT_COLUMNS = [
 
 _META_KEYS = ("dataset", "regime", "attack", "defense", "setting")
 _ADAPTIVE_KINDS = ("none", "paper", "eot", "autoattack_rand", "eot_pgd")
-#: The adaptive kinds of the `robustness:` section (jobs.ROBUST_KINDS): their presence for a
-#: (dataset, regime, defense, setting) asks for its worst-case row.
-ROBUST_KINDS = ("autoattack_rand", "eot_pgd")
 #: The attack and adaptive names of a worst-case row of results.csv.
 WORST_CASE = "worst_case"
 
@@ -143,6 +140,41 @@ def result_row(artifact: dict) -> dict:
     }
 
 
+def defense_groups(artifacts: Iterable[dict]) -> dict[tuple[str, str, str, str], list[dict]]:
+    """The artifacts by (dataset, regime, defense, setting): every evaluation of one defense setting."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
+    for artifact in artifacts:
+        meta = artifact["meta"]
+        groups[tuple(meta[key] for key in ("dataset", "regime", "defense", "setting"))].append(artifact)
+    return dict(groups)
+
+
+def artifacts_on(group: Iterable[dict], y: torch.Tensor) -> list[dict]:
+    """The artifacts of `group` whose first len(y) points are the points labelled `y` (the adaptive
+    runs' points, a prefix of the run's test subset); those with fewer points are left out, and one
+    holding other points is a ValueError (evaluations made from other data)."""
+    n, kept = len(y), []
+    for artifact in group:
+        if len(artifact["y"]) < n:
+            continue
+        if not torch.equal(artifact["y"][:n], y):
+            meta = artifact["meta"]
+            raise ValueError(f"{meta['dataset']} {meta['regime']} {meta['defense']} {meta['setting']}: the evaluation "
+                             f"of {meta['attack']} holds other points than the adaptive runs; rerun it from the same data")
+        kept.append(artifact)
+    return kept
+
+
+def adaptive_points(group: Sequence[dict]) -> tuple[torch.Tensor, list[dict]] | None:
+    """For one defense setting's artifacts (`defense_groups`): None unless the adaptive evaluation
+    (ROBUST_KINDS) attacked it; else (y of the adaptive runs' points, `artifacts_on` those points)."""
+    robust = [a for a in group if _adaptive(a["meta"])[0] in ROBUST_KINDS]
+    if not robust:
+        return None
+    y = robust[0]["y"]
+    return y, artifacts_on(group, y)
+
+
 def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
     """One ``results.csv`` row (attack and adaptive ``"worst_case"``) per (dataset, regime, defense,
     setting) that the adaptive evaluation attacked (artifacts of the ROBUST_KINDS): the share of its n
@@ -151,26 +183,14 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
     (metrics.worst_case: the per-point AND, Wilson interval). Every artifact with at least n points
     takes part through its first n, which must hold the same labels; ``n_adaptive`` is the number of
     evaluations combined."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for artifact in artifacts:
-        meta = artifact["meta"]
-        groups[tuple(meta[key] for key in ("dataset", "regime", "defense", "setting"))].append(artifact)
     rows = []
-    for (dataset, regime, defense, setting), group in sorted(groups.items()):
-        robust = [a for a in group if _adaptive(a["meta"])[0] in ROBUST_KINDS]
-        if not robust:
+    for (dataset, regime, defense, setting), group in sorted(defense_groups(artifacts).items()):
+        robust = adaptive_points(group)
+        if robust is None:
             continue
-        n = len(robust[0]["y"])
-        y = robust[0]["y"]
-        correct = []
-        for artifact in group:
-            if len(artifact["y"]) < n:
-                continue
-            if not torch.equal(artifact["y"][:n], y):
-                raise ValueError(f"{dataset} {regime} {defense} {setting}: the evaluations of {artifact['meta']['attack']} "
-                                 "hold other points than the adaptive runs; rerun them from the same data")
-            correct.append(artifact["probs"][:n].argmax(1) == y)
-        result = worst_case(correct)
+        y, on_points = robust
+        n = len(y)
+        result = worst_case([artifact["probs"][:n].argmax(1) == y for artifact in on_points])
         rows.append({"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
                      "param": setting_param(defense, setting), "attack": WORST_CASE, "targeted": False, "steps": 0,
                      "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),

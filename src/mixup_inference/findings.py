@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
-import torch
 from torch import Tensor
 
-from .aggregate import ROBUST_KINDS, artifact_key, detection_masks, detection_scores
+from .aggregate import adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores
 from .metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
 from .settings import PLAIN_SETTING
 from .paper_tables import RowSpec
@@ -206,25 +205,22 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
     model's oblivious worst case on the same points (Newcombe's paired interval). `claim_survives`
     says, from these numbers, whether the paper's claim that the defense adds robustness to its model
     holds against this attacker: the paired interval lies above 0."""
-    groups: dict[tuple, list[dict]] = {}
-    for artifact in index.values():
-        meta = artifact["meta"]
-        groups.setdefault((meta["dataset"], meta["regime"], meta["defense"], meta["setting"]), []).append(artifact)
+    groups = defense_groups(index.values())
     records = []
     for (dataset, regime, defense, setting), group in sorted(groups.items()):
-        robust = [a for a in group if a["meta"].get("adaptive") in ROBUST_KINDS]
-        if not robust:
+        robust = adaptive_points(group)
+        if robust is None:
             continue
-        y = robust[0]["y"]
+        y, on_points = robust
         n = len(y)
 
         def correct_of(artifacts):
             return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), a["meta"].get("n_adaptive", 0)):
-                    _correct(a["probs"][:n], y) for a in artifacts if len(a["y"]) >= n and torch.equal(a["y"][:n], y)}
+                    _correct(a["probs"][:n], y) for a in artifacts}
 
-        oblivious = correct_of(a for a in group if a["meta"].get("adaptive", "none") == "none")
-        adaptive = correct_of(a for a in group if a["meta"].get("adaptive", "none") != "none")
-        bare = correct_of(a for a in groups.get((dataset, regime, "none", "plain"), []))
+        oblivious = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") == "none")
+        adaptive = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") != "none")
+        bare = correct_of(artifacts_on(groups.get((dataset, regime, "none", "plain"), []), y))
         if not oblivious or not adaptive or not bare:
             continue
         strongest_key = min(adaptive, key=lambda k: int(adaptive[k].sum()))

@@ -36,7 +36,7 @@ from .speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from .training import TrainConfig, train
 from .utils import atomic_save, atomic_write_text, derive_seed, make_generator, randint, resolve_device
 
-__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "ROBUST_KINDS", "apply_defense", "robust_runs", "run_robust", "attack_labels", "attacked_points",
+__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "attack_labels", "attacked_points", "robust_runs", "run_robust",
            "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
            "run_import", "run_prepare", "run_train"]
 
@@ -305,10 +305,6 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
     acc = accuracy_with_ci(probs.cpu(), y)
     print(f"adaptive {kind} {attack_name} N_A={n_adaptive} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
           f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
-
-
-#: The attack kinds of the `robustness:` section (adaptive.py): AutoAttack's rand protocol and EOT PGD.
-ROBUST_KINDS = ("autoattack_rand", "eot_pgd")
 
 
 def robust_runs(robustness: dict) -> list[dict]:

@@ -39,6 +39,7 @@ __all__ = [
     "ATTACKS",
     "DEFENSE_NAMES",
     "PLAIN_SETTING",
+    "ROBUST_KINDS",
     "SETTING_PATTERN",
     "attack_name",
     "format_setting",
@@ -63,6 +64,11 @@ PART_SEPARATOR = "_"
 #: ``key=<number>`` parts joined by PART_SEPARATOR. workflow/schemas/config.schema.yaml's
 #: ``$defs.setting.pattern`` is exactly this string (tests/test_settings.py checks it).
 SETTING_PATTERN = r"^(size=[0-9]+-[0-9]+|[a-z]+=[0-9.eE+-]+(_[a-z]+=[0-9.eE+-]+)*)$"
+
+#: The attack kinds of the config's `robustness:` section (adaptive.py): AutoAttack's rand protocol and
+#: EOT PGD. An artifact's meta ``adaptive`` names its kind; their presence for a defense setting asks
+#: for its worst-case row (aggregate.worst_case_rows).
+ROBUST_KINDS: tuple[str, ...] = ("autoattack_rand", "eot_pgd")
 
 #: The oblivious attacks of the paper's Tables 2 and 3, in the paper's column order.
 ATTACKS: tuple[str, ...] = ("clean", "pgd10", "pgd50", "pgd200", "tpgd10", "tpgd50", "tpgd200")
