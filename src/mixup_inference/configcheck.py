@@ -237,6 +237,7 @@ def check_models(config: dict[str, Any]) -> None:
     """Raise ValueError naming the first bad key of the ``models:`` section (models from files), or a
     regime referenced in grids/components/detection/adaptive that is neither trained nor from a file."""
     from .downloads import is_url
+    from .models import MODEL_NAMES
 
     models = config.get("models") or {}
     for dataset, entries in models.items():
@@ -246,8 +247,7 @@ def check_models(config: dict[str, Any]) -> None:
         for name, spec in entries.items():
             key = f"models.{dataset}.{name}"
             if spec.get("format") == "state_dict" and "arch" not in spec:
-                raise ValueError(f"{key}: format state_dict needs arch (one of resnet50_paper, preact_resnet18, "
-                                 "compact_resnet, tiny_cnn); add it")
+                raise ValueError(f"{key}: format state_dict needs arch (one of {', '.join(MODEL_NAMES)}); add it")
             if not is_url(spec["file"]) and not os.path.isfile(spec["file"]):
                 raise ValueError(f"{key}.file: model file {spec['file']!r} does not exist; fix the path, or give "
                                  "a URL to download it from")
@@ -335,9 +335,11 @@ def check_config(config: dict[str, Any]) -> None:
     check_memory(config)
     rob = config.get("robustness")
     if rob is not None:
+        from .plan import robust_target  # plan imports torch: only configs with this section pay for it
+
         need_dataset("robustness.dataset", rob["dataset"])
         for i, target in enumerate(rob["targets"]):
-            name, _regime, defense, setting = target if len(target) == 4 else (rob["dataset"], *target)
+            name, _regime, defense, setting = robust_target(rob, target)
             ds = need_dataset(f"robustness.targets[{i}]", name)
             check_setting(defense, setting, image_size=_image_size(ds), key=f"robustness.targets[{i}]")
             if rob["n_test"] > ds["n_test"]:

@@ -21,12 +21,8 @@ from .settings import PLAIN_SETTING, format_setting
 from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from .training import REGIMES
 
-__all__ = ["TRAINING_REGIMES", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
-
-#: The paper's four training regimes; any other model name must come from a file (config `models:`).
-TRAINING_REGIMES: tuple[str, ...] = REGIMES
-
+__all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
+           "models_to_train", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -36,7 +32,7 @@ def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]
 
 def user_models(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(dataset, name) of the models from files that are not one of the four training regimes (e.g. `mine`)."""
-    return sorted(key for key in model_files(config) if key[1] not in TRAINING_REGIMES)
+    return sorted(key for key in model_files(config) if key[1] not in REGIMES)
 
 
 def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -129,6 +125,12 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
     ]
 
 
+def robust_target(robustness: dict[str, Any], target: list[str]) -> tuple[str, str, str, str]:
+    """One target of the `robustness:` section as (dataset, regime, defense, setting): [regime, defense,
+    setting] is on robustness.dataset, [dataset, regime, defense, setting] names its own."""
+    return tuple(target) if len(target) == 4 else (robustness["dataset"], *target)
+
+
 def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
     adaptively (one robust job each: every attack run of the section); [] without the section.
@@ -137,7 +139,7 @@ def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rob = config.get("robustness")
     if not rob:
         return []
-    return sorted({tuple(target) if len(target) == 4 else (rob["dataset"], *target) for target in rob["targets"]})
+    return sorted({robust_target(rob, target) for target in rob["targets"]})
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:
