@@ -191,11 +191,12 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
         y, on_points = robust
         n = len(y)
         result = worst_case([artifact["probs"][:n].argmax(1) == y for artifact in on_points])
+        labels = next(a for a in on_points if _adaptive(a["meta"])[0] in ROBUST_KINDS)["meta"].get("labels", "prediction")
         rows.append({"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
                      "param": setting_param(defense, setting), "attack": WORST_CASE, "targeted": False, "steps": 0,
                      "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),
                      "ci_low": float(result["ci_low"]), "ci_high": float(result["ci_high"]), "n": result["n"],
-                     "correct": result["correct"], "labels": robust[0]["meta"].get("labels", "prediction")})
+                     "correct": result["correct"], "labels": labels})
     return rows
 
 
