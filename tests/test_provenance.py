@@ -39,3 +39,27 @@ def test_paper_preset_differs_from_itself_nowhere_and_a_changed_data_source_show
         {"setting": "datasets.cifar10.source", "this run": "../shared/data/cifar10-jpeg.tar.gz", "paper": "cifar10"},
         {"setting": "training.interpolated_at.lr", "this run": 0.05, "paper": 0.1},
     ]
+
+
+def test_protocol_names_the_switches_and_every_attack_budget():
+    from mixup_inference.provenance import protocol
+
+    config = preset("config")
+    p = protocol(config)
+    assert p["attack_labels"] == "true" and "sigma/2" in p["gaussian_noise"]
+    assert p["detection_points"].startswith("clean_correct")
+    budgets = p["attack_budgets"]
+    assert set(budgets["oblivious"]) == set(config["attacks"]["names"]) - {"clean"}
+    assert budgets["oblivious"]["tpgd50"]["steps"] == 50 and "random label" in budgets["oblivious"]["tpgd50"]["objective"]
+    assert budgets["oblivious"]["pgd200"]["objective"] == "away from the true label"
+    assert budgets["training"]["interpolated_at"]["steps"] == config["training"]["at"]["steps"]
+    assert "erm" not in budgets["training"]
+    rob = config["robustness"]
+    runs = budgets["robustness"]["runs"]
+    assert len(runs) == 1 + len(rob["eot_pgd"]["steps"]) * len(rob["eot_pgd"]["eot"]) * len(rob["eot_pgd"]["targeted"])
+    assert runs[0]["kind"] == "autoattack_rand" and runs[0]["steps"] == rob["autoattack"]["n_iter"]
+    assert budgets["fig4_adaptive"]["n_adaptive"] == config["adaptive"]["n_adaptive"]
+    # the paper preset keeps the clean prediction as the paper; every preset has a protocol
+    assert protocol(preset("paper"))["attack_budgets"]["oblivious"]["pgd10"]["objective"].startswith("away from the bare")
+    for name in ("smoke", "authors"):
+        assert protocol(preset(name))["attack_budgets"]["oblivious"]

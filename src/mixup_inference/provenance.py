@@ -17,7 +17,10 @@ import pandas as pd
 import torch
 import yaml
 
+from .aggregate import DETECTION_POINTS
 from .data import load_dataset
+from .jobs import robust_runs
+from .settings import parse_attack
 from .training import ADVERSARIAL_REGIMES
 from .utils import atomic_write_text
 
@@ -123,6 +126,64 @@ def differences_from_paper(config: dict, paper: dict) -> list[dict[str, Any]]:
             for key in ours if key in theirs and ours[key] != theirs[key]]
 
 
+def _labels(config: dict) -> str:
+    return str(config.get("attacks", {}).get("labels", "prediction")).lower()  # YAML true -> "true"
+
+
+def protocol(config: dict) -> dict[str, Any]:
+    """The measurement protocol a reader needs to compare this run's numbers with the paper's:
+    the choices fixed in code since the fidelity fixes (where the old protocol differed), the
+    switches of the config, and the budget of every attack the run made (training, oblivious,
+    Fig. 4's adaptive, the robustness section's), each with its threat model."""
+    attacks, labels = config.get("attacks", {}), _labels(config)
+    away = {"prediction": "the bare model's clean prediction (the paper's)", "true": "the true label"}[labels]
+    threat = {"norm": "Linf", "eps": attacks.get("eps"), "pixels": "[0, 1]", "random_start": "uniform in the eps-ball"}
+    oblivious = {}
+    for name in attacks.get("names", []):
+        if name == "clean":
+            continue
+        targeted, steps = parse_attack(name)
+        oblivious[name] = {**threat, "steps": steps, "step_size": attacks.get("step_size"), "restarts": 1,
+                           "crafted_on": "the bare model",
+                           "objective": "toward a seeded random label != true label" if targeted else f"away from {away}"}
+    training = config.get("training", {})
+    at_training = {}
+    for regime, overrides in (training.get("regimes") or {}).items():
+        if regime in ADVERSARIAL_REGIMES:
+            at = {**training.get("at", {}), **(overrides or {}).get("at", {})}
+            at_training[regime] = {**threat, "eps": at.get("eps"), "steps": at.get("steps"), "step_size": at.get("step_size"),
+                                   "objective": "away from the model's own prediction, model in eval mode (the authors')"}
+    budgets: dict[str, Any] = {"training": at_training, "oblivious": oblivious}
+    if config.get("adaptive"):
+        ada = config["adaptive"]
+        budgets["fig4_adaptive"] = {**threat, "against": f"{ada['regime']} + {ada['defense']} {ada['setting']}",
+                                    "kinds": ada["kinds"], "attacks": ada["attacks"], "n_adaptive": ada["n_adaptive"],
+                                    "step_size": attacks.get("step_size"), "points": ada["n_test"]}
+    if config.get("robustness"):
+        rob = config["robustness"]
+        budgets["robustness"] = {
+            **threat, "targets": [" ".join(t) for t in rob["targets"]], "points": rob["n_test"],
+            "executions_inside_defense": rob["n_samples"],
+            "evaluated_with": f"the defense at N = {config.get('defenses', {}).get('n_samples')}",
+            "runs": [{k: v for k, v in run.items() if k != "file"}
+                     | ({"step_size": attacks.get("step_size")} if run["kind"] == "eot_pgd"
+                        else {"version": "rand", "package": "pyautoattack (APGD-CE, APGD-DLR with EOT)"})
+                     for run in robust_runs(rob)],
+        }
+    return {
+        "attack_labels": labels,
+        "gaussian_noise": "Table 4's sigma is a std on the [-1, 1] scale: noise of std sigma/2 on [0, 1] pixels, "
+                          "not clamped (the authors'; before the fidelity fix: std sigma, clamped)",
+        "xie": "xie = random crop of size s, zero-padded back (the paper's); xie_resize = Xie et al.'s resize-and-pad "
+               "(before the fidelity fix, 'xie' meant resize-and-pad)",
+        "mixup": "one lambda ~ Beta(alpha, alpha) per example (the authors'; before: one per batch)",
+        "detection_points": f"{DETECTION_POINTS[0]} (the paper's Fig. 3a: points whose clean prediction is right, "
+                            f"each with its adversarial counterpart; paired bootstrap) reported, "
+                            f"{DETECTION_POINTS[1]} beside it",
+        "attack_budgets": budgets,
+    }
+
+
 def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
                        benchmarks_dir: str | Path, paper_config: dict | None = None) -> dict[str, Any]:
     datasets = {}
@@ -145,7 +206,8 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
     return {
         "run": config.get("run"),
         # what untargeted attacks pushed away from: it changes every attacked accuracy of weak models
-        "attack_labels": str(config.get("attacks", {}).get("labels", "prediction")).lower(),  # YAML true -> "true"
+        "attack_labels": _labels(config),
+        "protocol": protocol(config),
         "git": git_commit(),
         "environment": environment_summary(),
         "datasets": datasets,
@@ -170,6 +232,8 @@ def _html_page(prov: dict[str, Any]) -> str:
         "(attacks.labels: prediction = the clean prediction, the paper's; true = the true label)</p>",
         f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
         f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
+        "<h3>Protocol and attack budgets</h3>",
+        f"<pre>{html.escape(yaml.safe_dump(prov.get('protocol', {}), sort_keys=False))}</pre>",
         "<h3>Where this run differs from the paper (config/paper.yaml)</h3>",
         table([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
                for row in prov["differences_from_paper"]]),
