@@ -63,3 +63,21 @@ def test_protocol_names_the_switches_and_every_attack_budget():
     assert protocol(preset("paper"))["attack_budgets"]["oblivious"]["pgd10"]["objective"].startswith("away from the bare")
     for name in ("smoke", "authors"):
         assert protocol(preset(name))["attack_budgets"]["oblivious"]
+
+
+def test_rule_timings_groups_every_rule_of_the_benchmark_layout(tmp_path):
+    from mixup_inference.provenance import rule_timings
+
+    files = {"aggregate.tsv": 3, "cifar10/prepare_data.tsv": 12, "cifar10/mixup/train.tsv": 100,
+             "cifar10/mixup/eval/pgd10.tsv": 5, "cifar10/mixup/attack/pgd10.tsv": 7,
+             "cifar10/mixup/adaptive/mi_ol/lam=0.6/eot-pgd10-n5.tsv": 9,
+             "cifar10/mixup/robust/mi_combined/pl=0.5_ol=0.4_th=0.2.tsv": 20, "cifar10/mixup/robust/xie/size=16-24.tsv": 10,
+             "cifar10/mine/import_model.tsv": 2, "download_model/data/cifar10/mine/model.pt.tsv": 4, "tables/table2.tsv": 1}
+    for name, seconds in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    timings = rule_timings(tmp_path).set_index("rule")
+    assert set(timings.index) == {"aggregate", "prepare_data", "train", "evaluate", "attack", "adaptive", "robust",
+                                  "import_model", "download_model", "tables"}
+    assert timings.loc["robust", "jobs"] == 2 and timings.loc["robust", "total_s"] == 30

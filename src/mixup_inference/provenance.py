@@ -62,12 +62,20 @@ def git_commit(path: str | Path | None = None) -> dict[str, Any]:
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
 
+#: Benchmark folders below benchmarks/<run>/<dataset>/<regime>/ and the rules they belong to.
+_JOB_FOLDERS = {"eval": "evaluate", "attack": "attack", "adaptive": "adaptive", "robust": "robust"}
+
+
 def _rule_of(benchmark: Path, root: Path) -> str:
-    """The rule a benchmark file belongs to, from the workflow's benchmark path layout."""
+    """The rule a benchmark file belongs to, from the workflow's benchmark path layout (the rules'
+    `benchmark:` paths): <rule>.tsv at the top or per data set / model, a rule's folder at the top
+    (tables/, download_model/) or right below <dataset>/<regime>/ (eval/, attack/, adaptive/, robust/).
+    By position, so that a setting's name (robust/<defense>/<setting>.tsv) is never taken for a rule."""
     parts = benchmark.relative_to(root).parts
-    for marker, rule in (("eval", "evaluate"), ("attack", "attack"), ("adaptive", "adaptive"), ("tables", "tables")):
-        if marker in parts[:-1]:
-            return rule
+    if len(parts) > 1 and parts[0] in ("tables", "download_model"):
+        return parts[0]
+    if len(parts) > 3 and parts[2] in _JOB_FOLDERS:
+        return _JOB_FOLDERS[parts[2]]
     return benchmark.stem
 
 
