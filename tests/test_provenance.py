@@ -81,3 +81,26 @@ def test_rule_timings_groups_every_rule_of_the_benchmark_layout(tmp_path):
     assert set(timings.index) == {"aggregate", "prepare_data", "train", "evaluate", "attack", "adaptive", "robust",
                                   "import_model", "download_model", "tables"}
     assert timings.loc["robust", "jobs"] == 2 and timings.loc["robust", "total_s"] == 30
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_a_runs_own_reports(tmp_path):
+    import subprocess
+
+    from mixup_inference.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "reports" / "run").mkdir(parents=True)
+    (tmp_path / "src" / "code.py").write_text("a = 1\n")
+    (tmp_path / "reports" / "run" / "results.csv").write_text("x\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert git_commit(tmp_path / "src")["dirty"] is False
+    (tmp_path / "reports" / "run" / "results.csv").write_text("x\n2\n")  # a re-run rewrites its reports
+    assert git_commit(tmp_path / "src")["dirty"] is False
+    (tmp_path / "src" / "code.py").write_text("a = 2\n")
+    assert git_commit(tmp_path / "src")["dirty"] is True

@@ -50,12 +50,15 @@ def environment_summary() -> dict:
     }
 
 def git_commit(path: str | Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the repository holding this package (or `path`)."""
+    """Commit and dirty flag of the repository holding this package (or `path`). Dirty means
+    uncommitted changes to tracked files outside reports/: a run rewrites its own committed
+    reports (reports/<run>/), which says nothing about the code that made them."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)reports"], cwd=where,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
