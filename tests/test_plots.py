@@ -130,6 +130,8 @@ def test_plot_adaptive(tmp_path):
     for text in ("adaptive PGD10", "adaptive PGD50", "adaptive PGD200", "EOT PGD", "adaptive PGD (paper, Eq. 24)",
                  "no MI, oblivious PGD200"):
         assert text in svg
+    # the lines are on different prefixes of the points: each legend entry says how many
+    assert "no MI, oblivious PGD200, 1000 points" in svg and "EOT PGD, 200 points" in svg
     oblivious_only = results_df().query("adaptive == 'none'")
     svg = check_outputs(plot_adaptive(oblivious_only, tmp_path / "obl"), tmp_path / "obl")
     assert "no adaptive attacks evaluated" in svg

@@ -333,6 +333,14 @@ def plot_tradeoff(results_df: pd.DataFrame, stem: str | Path, attack: str = "pgd
 
 # ---------------------------------------------------------------- Fig. 4
 @_styled
+def _points(rows: pd.DataFrame) -> str:
+    """", n points" for a legend label: Fig. 4's lines are measured on different prefixes of the test
+    subset (oblivious: all of it, adaptive: adaptive.n_test, worst case: robustness.n_test), so each
+    says how many points it is on; nothing where the rows have no "n" column or several sizes."""
+    sizes = rows["n"].unique() if "n" in rows else []
+    return f", {int(sizes[0])} points" if len(sizes) == 1 else ""
+
+
 def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 4: accuracy vs number of adaptive samples N_A, one panel per attack (adaptive PGD-10/50/200,
     one row of panels per attacked (dataset, regime, defense, setting)), one line per adaptive kind
@@ -364,16 +372,16 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
             acc = 100 * line["accuracy"]
             err = 100 * np.vstack([line["accuracy"] - line["ci_low"], line["ci_high"] - line["accuracy"]])
             ax.errorbar(line["n_adaptive"], acc, yerr=err, marker="os^v"[i % 4], ms=4, lw=1.3, capsize=2,
-                        color=f"C{i}", label=_ADAPTIVE_LABELS.get(kind, kind))
+                        color=f"C{i}", label=_ADAPTIVE_LABELS.get(kind, kind) + _points(line))
         level = plain[(plain["dataset"] == dataset) & (plain["regime"] == regime) & (plain["attack"] == attack)]
         if len(level):
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="k", ls="--", lw=1.0,
-                       label=f"no MI, oblivious {attack_display_name(attack)}")
+                       label=f"no MI, oblivious {attack_display_name(attack)}{_points(level)}")
         level = worst[(worst["dataset"] == dataset) & (worst["regime"] == regime) & (worst["defense"] == defense)
                       & (worst["setting"] == setting)]
         if len(level):  # the share of points surviving every attack, oblivious and adaptive
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
-                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks)")
+                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks){_points(level)}")
         ax.set_title(f"{_regime(regime)} + {DEFENSE_LABELS.get(defense, defense)} ({setting})\n"
                      f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
         ax.set_xlabel("adaptive samples $N_A$")
