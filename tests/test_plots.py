@@ -165,3 +165,9 @@ def test_output_is_deterministic(tmp_path):
     assert a[0].read_bytes() == b[0].read_bytes()
     assert a[1].read_text().replace("a.svg", "") == b[1].read_text().replace("b.svg", "")
     assert np.all(np.asarray(Image.open(a[0])) == np.asarray(Image.open(b[0])))
+
+
+@pytest.mark.parametrize("plot", [plot_components, plot_detection_auc, plot_tradeoff, plot_adaptive])
+def test_every_figure_is_drawn_under_the_modules_style(plot):
+    # plots._styled wraps each figure function in the module's rcParams (fixed fonts, stable SVG ids)
+    assert getattr(plot, "__wrapped__", None) is not None, f"{plot.__name__} is not decorated with @_styled"

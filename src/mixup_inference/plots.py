@@ -332,7 +332,6 @@ def plot_tradeoff(results_df: pd.DataFrame, stem: str | Path, attack: str = "pgd
 
 
 # ---------------------------------------------------------------- Fig. 4
-@_styled
 def _points(rows: pd.DataFrame) -> str:
     """", n points" for a legend label: Fig. 4's lines are measured on different prefixes of the test
     subset (oblivious: all of it, adaptive: adaptive.n_test, worst case: robustness.n_test), so each
@@ -341,6 +340,7 @@ def _points(rows: pd.DataFrame) -> str:
     return f", {int(sizes[0])} points" if len(sizes) == 1 else ""
 
 
+@_styled
 def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 4: accuracy vs number of adaptive samples N_A, one panel per attack (adaptive PGD-10/50/200,
     one row of panels per attacked (dataset, regime, defense, setting)), one line per adaptive kind
