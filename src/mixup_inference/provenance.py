@@ -137,16 +137,14 @@ def differences_from_paper(config: dict, paper: dict) -> list[dict[str, Any]]:
             for key in ours if key in theirs and ours[key] != theirs[key]]
 
 
-def _labels(config: dict) -> str:
-    return str(config.get("attacks", {}).get("labels", "prediction")).lower()  # YAML true -> "true"
-
-
 def protocol(config: dict) -> dict[str, Any]:
     """The measurement protocol a reader needs to compare this run's numbers with the paper's:
     the choices fixed in code since the fidelity fixes (where the old protocol differed), the
     switches of the config, and the budget of every attack the run made (training, oblivious,
     Fig. 4's adaptive, the robustness section's), each with its threat model."""
-    attacks, labels = config.get("attacks", {}), _labels(config)
+    attacks = config.get("attacks", {})
+    # what untargeted attacks push away from: it changes every attacked accuracy of weak models
+    labels = str(attacks.get("labels", "prediction")).lower()  # YAML true -> "true"
     away = {"prediction": "the bare model's clean prediction (the paper's)", "true": "the true label"}[labels]
     threat = {"norm": "Linf", "eps": attacks.get("eps"), "pixels": "[0, 1]", "random_start": "uniform in the eps-ball"}
     oblivious = {}
@@ -216,8 +214,6 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
     timings = rule_timings(benchmarks_dir)
     return {
         "run": config.get("run"),
-        # what untargeted attacks pushed away from: it changes every attacked accuracy of weak models
-        "attack_labels": _labels(config),
         "protocol": protocol(config),
         "git": git_commit(),
         "environment": environment_summary(),
@@ -239,7 +235,7 @@ def _html_page(prov: dict[str, Any]) -> str:
         f"<h2>Run {html.escape(str(prov['run']))}</h2>",
         f"<p>git commit <code>{html.escape(str(prov['git']['commit']))}</code>"
         f"{' (with uncommitted changes)' if prov['git']['dirty'] else ''}</p>",
-        f"<p>Untargeted attacks push away from: <b>{html.escape(str(prov.get('attack_labels')))}</b> "
+        f"<p>Untargeted attacks push away from: <b>{html.escape(str(prov['protocol']['attack_labels']))}</b> "
         "(attacks.labels: prediction = the clean prediction, the paper's; true = the true label)</p>",
         f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
         f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
