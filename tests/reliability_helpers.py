@@ -11,9 +11,9 @@ import yaml
 from PIL import Image
 from workflow_helpers import REPO
 
-from mixup_inference.configcheck import check_config, validate_config
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_prepare
+from mixup_inference.jobs.configcheck import check_config, validate_config
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_prepare
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.adaptive import DefendedModel, autoattack_rand, eot_pgd_defense
-from mixup_inference.attacks import pgd
-from mixup_inference.averaging import averaged_softmax
-from mixup_inference.defenses import RANDOMIZED_DEFENSES, apply_defense
-from mixup_inference.utils import make_generator
+from mixup_inference.core.defended import DefendedModel, autoattack_rand, eot_pgd_defense
+from mixup_inference.core.attacks import pgd
+from mixup_inference.core.averaging import averaged_softmax
+from mixup_inference.core.defenses import RANDOMIZED_DEFENSES, apply_defense
+from mixup_inference.core.utils import make_generator
 from test_attacks import assert_in_ball, make_data, problem  # noqa: F401 (problem is a fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixup_inference.aggregate import (
+from mixup_inference.report.aggregate import (
     COMPONENT_COLUMNS,
     DETECTION_COLUMNS,
     RESULT_COLUMNS,

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.attacks import adaptive_pgd, eot_pgd, pgd
-from mixup_inference.defenses import mixup_inference
-from mixup_inference.utils import make_generator
+from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
+from mixup_inference.core.defenses import mixup_inference
+from mixup_inference.core.utils import make_generator
 
 NUM_CLASSES = 4
 # class-dependent mean colours, close enough that an L-inf budget of 16/255 can swap classes
@@ -214,7 +214,7 @@ def test_adaptive_attacks_invalid_arguments(problem, attack, overrides, message)
 
 
 def test_auto_attack_batch_and_chunk_sizes_resolve_per_device():
-    from mixup_inference.jobs import AUTO_ATTACK_BATCH, resolve_batch_size, resolve_chunk_size
+    from mixup_inference.jobs.stages import AUTO_ATTACK_BATCH, resolve_batch_size, resolve_chunk_size
 
     assert resolve_batch_size("auto", torch.device("cpu")) == AUTO_ATTACK_BATCH["cpu"]
     assert resolve_batch_size("auto", torch.device("cuda", 1)) == AUTO_ATTACK_BATCH["cuda"]

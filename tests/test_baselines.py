@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mixup_inference.baselines import crop_pad, gaussian_noise, random_crop_pad
-from mixup_inference.utils import make_generator
+from mixup_inference.core.baselines import crop_pad, gaussian_noise, random_crop_pad
+from mixup_inference.core.utils import make_generator
 
 
 class Recorder(nn.Module):

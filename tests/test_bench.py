@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference import bench
-from mixup_inference.attacks import pgd
-from mixup_inference.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
-from mixup_inference.defenses import mi_combined, mixup_inference
-from mixup_inference.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
-from mixup_inference.models import build_model
-from mixup_inference.training import TrainConfig, train
-from mixup_inference.utils import make_generator
+from mixup_inference.perf import bench
+from mixup_inference.core.attacks import pgd
+from mixup_inference.core.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
+from mixup_inference.core.defenses import mi_combined, mixup_inference
+from mixup_inference.core.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
+from mixup_inference.core.models import build_model
+from mixup_inference.core.training import TrainConfig, train
+from mixup_inference.core.utils import make_generator
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py: one torch thread per module
@@ -46,7 +46,7 @@ def expected_rows(config: dict) -> set[str]:
 def test_quick_benchmark_writes_json_with_every_row_and_checkable_ratios(quick):
     out, returned = quick
     result = json.loads((out / "bench.json").read_text())
-    assert result["command"] == f"python -m mixup_inference.bench --quick --out {out}"
+    assert result["command"] == f"python -m mixup_inference.perf.bench --quick --out {out}"
     rows = {row["name"]: row for row in result["rows"]}
     assert set(rows) == expected_rows(result["config"])
     assert {row["group"] for row in rows.values()} == set(bench.TARGETS)

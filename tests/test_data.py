@@ -1,4 +1,4 @@
-"""Tests for mixup_inference.data: preparation (synthetic, folder, archives, CIFAR offline error),
+"""Tests for mixup_inference.core.data: preparation (synthetic, folder, archives, CIFAR offline error),
 cache validation, the MI pool, test-point selection and crop/flip augmentation."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mixup_inference import data, utils
+from mixup_inference.core import data, utils
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.averaging import predict_probs
-from mixup_inference.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
+from mixup_inference.core.averaging import predict_probs
+from mixup_inference.core.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
                                        random_rotation)
-from mixup_inference.defenses import DEFENSES, POOL_DEFENSES, mi_combined, mixup_inference
-from mixup_inference.pool import sample_pool_indices
-from mixup_inference.utils import make_generator
+from mixup_inference.core.defenses import DEFENSES, POOL_DEFENSES, mi_combined, mixup_inference
+from mixup_inference.core.pool import sample_pool_indices
+from mixup_inference.core.utils import make_generator
 
 C = 5  # classes of the probability-vector toy problem
 TOL = 1e-12

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from mixup_inference.metrics import detection_auc, paired_auc_ci, paired_auc_difference_ci
-from mixup_inference.utils import make_generator
+from mixup_inference.core.metrics import detection_auc, paired_auc_ci, paired_auc_difference_ci
+from mixup_inference.core.utils import make_generator
 
 
 def paired_scores(n: int, shift: float, generator: torch.Generator, rho: float = 0.8):
@@ -33,7 +33,7 @@ def test_point_estimate_is_the_auc_and_the_interval_is_seeded():
 
 def test_resampled_aucs_equal_the_auc_of_the_resampled_points():
     # the count-weighted kernel form w^T K w / n^2 is the AUC of the resampled data set
-    from mixup_inference.metrics import _bootstrap_aucs
+    from mixup_inference.core.metrics import _bootstrap_aucs
 
     clean, adv = paired_scores(30, 0.5, make_generator(3))
     _, resampled = _bootstrap_aucs([(clean, adv)], 100, make_generator(4))

@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from mixup_inference.adaptive import eot_pgd_defense
-from mixup_inference.attacks import adaptive_pgd, eot_pgd, pgd
-from mixup_inference.defenses import DEFENSES, POOL_DEFENSES
-from mixup_inference.models import build_model
-from mixup_inference.settings import parse_setting
+from mixup_inference.core.defended import eot_pgd_defense
+from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
+from mixup_inference.core.defenses import DEFENSES, POOL_DEFENSES
+from mixup_inference.core.models import build_model
+from mixup_inference.core.settings import parse_setting
 
 HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
               torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
@@ -87,7 +87,7 @@ def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
     """On an accelerator the epoch reads its loss back every `host_sync_interval` batches (checked
     here by giving the CPU the accelerator's interval): the reads of an epoch do not grow with its
     batches while they stay under the interval."""
-    from mixup_inference import training
+    from mixup_inference.core import training
 
     monkeypatch.setattr(training, "host_sync_interval", lambda device: 50)
     g = torch.Generator().manual_seed(0)

@@ -20,12 +20,12 @@ from reliability_helpers import (
 from torch import nn
 from workflow_helpers import snakemake
 
-from mixup_inference import data as data_module
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_prepare
-from mixup_inference.models import build_model
-from mixup_inference.training import TrainConfig, train
-from mixup_inference.utils import load_checkpoint
+from mixup_inference.core import data as data_module
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_prepare
+from mixup_inference.core.models import build_model
+from mixup_inference.core.training import TrainConfig, train
+from mixup_inference.core.utils import load_checkpoint
 
 # ================================================================ bad input inside a job
 

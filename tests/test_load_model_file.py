@@ -13,10 +13,10 @@ import torch
 from reliability_helpers import job_error, prepared
 from torch import nn
 
-from mixup_inference.jobs import run_import
-from mixup_inference.modelfiles import MODEL_FORMATS, detect_format, load_model, load_model_file, save_model
-from mixup_inference.models import build_model
-from mixup_inference.utils import eval_mode
+from mixup_inference.jobs.stages import run_import
+from mixup_inference.core.modelfiles import MODEL_FORMATS, detect_format, load_model, load_model_file, save_model
+from mixup_inference.core.models import build_model
+from mixup_inference.core.utils import eval_mode
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

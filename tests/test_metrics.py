@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixup_inference.metrics import (accuracy_with_ci, auc_with_ci, confidence_score, detection_auc,
+from mixup_inference.core.metrics import (accuracy_with_ci, auc_with_ci, confidence_score, detection_auc,
                                      mi_pl_detection_score, wilson_interval)
 
 
@@ -130,7 +130,7 @@ def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
 
 
 def test_worst_case_is_the_per_point_and_and_below_every_attack():
-    from mixup_inference.metrics import worst_case
+    from mixup_inference.core.metrics import worst_case
 
     g = torch.Generator().manual_seed(0)
     runs = {name: torch.rand(200, generator=g) < p for name, p in (("pgd", 0.7), ("eot", 0.5), ("aa", 0.6))}

@@ -10,11 +10,11 @@ import pytest
 import torch
 from reliability_helpers import job_error, prepared, tiny_training
 
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_attack, run_train
-from mixup_inference.modelfiles import load_model, save_model
-from mixup_inference.models import build_model
-from mixup_inference.utils import load_checkpoint
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_attack, run_train
+from mixup_inference.core.modelfiles import load_model, save_model
+from mixup_inference.core.models import build_model
+from mixup_inference.core.utils import load_checkpoint
 
 
 def test_checkpoints_of_another_architecture_or_class_count_are_refused(tmp_path):

@@ -1,11 +1,11 @@
-"""Tests for mixup_inference.models: shapes, parameter budgets, the fixed input normalisation."""
+"""Tests for mixup_inference.core.models: shapes, parameter budgets, the fixed input normalisation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mixup_inference.models import MODEL_NAMES, Normalize, NormalizedClassifier, build_model
+from mixup_inference.core.models import MODEL_NAMES, Normalize, NormalizedClassifier, build_model
 
 
 def n_params(model: torch.nn.Module) -> int:

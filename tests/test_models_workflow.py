@@ -16,8 +16,8 @@ from test_checkpoints import authors_state_dict
 from test_load_model_file import mine, save_export, save_torchscript
 from workflow_helpers import dry_run_jobs, snakemake, workdir_copy, write_config
 
-from mixup_inference.models import build_model
-from mixup_inference.paper_tables import TABLE2_ROWS
+from mixup_inference.core.models import build_model
+from mixup_inference.jobs.paper_tables import TABLE2_ROWS
 
 
 def _with_models(workdir: Path, name: str, models: dict, **changes) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixup_inference import plan
-from mixup_inference.settings import parse_setting
+from mixup_inference.jobs import plan
+from mixup_inference.core.settings import parse_setting
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mixup_inference.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMNS, RESULT_COLUMNS, ideal_linearity
-from mixup_inference.metrics import wilson_interval
-from mixup_inference.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
-from mixup_inference.settings import format_setting, parse_attack, setting_param
+from mixup_inference.report.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMNS, RESULT_COLUMNS, ideal_linearity
+from mixup_inference.core.metrics import wilson_interval
+from mixup_inference.report.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+from mixup_inference.core.settings import format_setting, parse_attack, setting_param
 
 
 def components_df():

@@ -5,8 +5,8 @@ that use it (tests/test_defenses.py)."""
 import pytest
 import torch
 
-from mixup_inference.pool import build_pool
-from mixup_inference.utils import make_generator
+from mixup_inference.core.pool import build_pool
+from mixup_inference.core.utils import make_generator
 
 
 def _indexed_train(counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 import yaml
 
-from mixup_inference.provenance import differences_from_paper
+from mixup_inference.report.provenance import differences_from_paper
 from workflow_helpers import REPO
 
 
@@ -42,7 +42,7 @@ def test_paper_preset_differs_from_itself_nowhere_and_a_changed_data_source_show
 
 
 def test_protocol_names_the_switches_and_every_attack_budget():
-    from mixup_inference.provenance import protocol
+    from mixup_inference.report.provenance import protocol
 
     config = preset("config")
     p = protocol(config)
@@ -66,7 +66,7 @@ def test_protocol_names_the_switches_and_every_attack_budget():
 
 
 def test_rule_timings_groups_every_rule_of_the_benchmark_layout(tmp_path):
-    from mixup_inference.provenance import rule_timings
+    from mixup_inference.report.provenance import rule_timings
 
     files = {"aggregate.tsv": 3, "cifar10/prepare_data.tsv": 12, "cifar10/mixup/train.tsv": 100,
              "cifar10/mixup/eval/pgd10.tsv": 5, "cifar10/mixup/attack/pgd10.tsv": 7,
@@ -86,7 +86,7 @@ def test_rule_timings_groups_every_rule_of_the_benchmark_layout(tmp_path):
 def test_git_commit_is_dirty_for_code_changes_not_for_a_runs_own_reports(tmp_path):
     import subprocess
 
-    from mixup_inference.provenance import git_commit
+    from mixup_inference.report.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,

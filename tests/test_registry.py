@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixup_inference import settings
-from mixup_inference.defenses import DEFENSES, POOL_DEFENSES
-from mixup_inference.models import MODEL_NAMES
-from mixup_inference.training import REGIMES
+from mixup_inference.core import settings
+from mixup_inference.core.defenses import DEFENSES, POOL_DEFENSES
+from mixup_inference.core.models import MODEL_NAMES
+from mixup_inference.core.training import REGIMES
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())

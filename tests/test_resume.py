@@ -19,8 +19,8 @@ import torch
 from reliability_helpers import prepared, tiny_training
 from workflow_helpers import snakemake, snakemake_bin, workdir_copy
 
-from mixup_inference.jobs import run_prepare, run_train
-from mixup_inference.utils import load_checkpoint
+from mixup_inference.jobs.stages import run_prepare, run_train
+from mixup_inference.core.utils import load_checkpoint
 
 # ================================================================ reproducibility of a job's choices
 
@@ -47,8 +47,8 @@ def test_model_initialisation_comes_from_the_config_seed(tmp_path):
 
 TRAIN_SCRIPT = """
 import json, sys
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_train
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_train
 data, out = sys.argv[1], sys.argv[2]
 with job_log(out + "/train.log", threads=1):
     run_train(data, out + "/model.pt", out + "/train_log.jsonl", out + "/metrics.json", model_name="tiny_cnn",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from workflow_helpers import REPO
 
-from mixup_inference.utils import atomic_save, atomic_write_text, load_checkpoint
+from mixup_inference.core.utils import atomic_save, atomic_write_text, load_checkpoint
 
 # ================================================================ no unpickling, atomic writes (static)
 
@@ -71,8 +71,8 @@ def test_artifacts_are_only_written_through_temporary_files():
                 direct.append(where)
             if name == "open" and len(node.args) > 1 and re.search(r"[wax+]", ast.unparse(node.args[1])):
                 direct.append(where)
-    assert direct == ["src/mixup_inference/downloads.py open(part, 'wb')",  # <dest>.part, renamed once complete
-                      "src/mixup_inference/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
+    assert direct == ["src/mixup_inference/core/downloads.py open(part, 'wb')",  # <dest>.part, renamed once complete
+                      "src/mixup_inference/jobs/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
 
 
 def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mixup_inference.settings import (
+from mixup_inference.core.settings import (
     ATTACKS,
     DEFENSE_NAMES,
     attack_name,
@@ -186,7 +186,7 @@ def _schema():
 
 
 def test_schema_setting_pattern_is_the_settings_module_grammar():
-    from mixup_inference.settings import SETTING_PATTERN
+    from mixup_inference.core.settings import SETTING_PATTERN
 
     assert _schema()["$defs"]["setting"]["pattern"] == SETTING_PATTERN
 
@@ -197,7 +197,7 @@ def test_every_formatted_setting_passes_the_schema_and_a_comma_does_not():
 
     import jsonschema
 
-    from mixup_inference.settings import _kwarg_names
+    from mixup_inference.core.settings import _kwarg_names
 
     validator = jsonschema.Draft202012Validator({**_schema()["$defs"]["setting"], "$defs": _schema()["$defs"]})
     values = {"lam": [0.05, 0.5, 1], "lam_pl": [0.5, 1], "lam_ol": [0.4, 1e-05], "threshold": [0, 0.2, 1],

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from mixup_inference.data import to_float
-from mixup_inference.averaging import predict_probs
-from mixup_inference.fastpath import FastModel
-from mixup_inference.models import build_model
-from mixup_inference.speed import DEFAULT_SPEED, measure_bf16_speedup, resolve_speed, speed_model
-from mixup_inference.training import TrainConfig, train
+from mixup_inference.core.data import to_float
+from mixup_inference.core.averaging import predict_probs
+from mixup_inference.core.fastpath import FastModel
+from mixup_inference.core.models import build_model
+from mixup_inference.core.speed import DEFAULT_SPEED, measure_bf16_speedup, resolve_speed, speed_model
+from mixup_inference.core.training import TrainConfig, train
 from test_training import NUM_CLASSES, make_data
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

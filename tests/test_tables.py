@@ -5,11 +5,11 @@ import math
 import pandas as pd
 import pytest
 
-from mixup_inference.aggregate import RESULT_COLUMNS
-from mixup_inference.settings import parse_attack, parse_setting, setting_param
-from mixup_inference.paper_tables import (AT_MOST_1, PAPER_TABLE2, PAPER_TABLE3, TABLE2_ROWS, TABLE3_ROWS, TABLE_SPECS,
+from mixup_inference.report.aggregate import RESULT_COLUMNS
+from mixup_inference.core.settings import parse_attack, parse_setting, setting_param
+from mixup_inference.jobs.paper_tables import (AT_MOST_1, PAPER_TABLE2, PAPER_TABLE3, TABLE2_ROWS, TABLE3_ROWS, TABLE_SPECS,
                                           RowSpec, required_evaluations)
-from mixup_inference.tables import LONG_COLUMNS, MISSING, build_table, write_table
+from mixup_inference.report.tables import LONG_COLUMNS, MISSING, build_table, write_table
 
 DISPLAY = ["Clean", "PGD10", "PGD50", "PGD200", "tPGD10", "tPGD50", "tPGD200"]
 

@@ -1,4 +1,4 @@
-"""Tests for mixup_inference.training: losses, mixup, the four regimes, schedules, exact
+"""Tests for mixup_inference.core.training: losses, mixup, the four regimes, schedules, exact
 reproducibility and resume, non-finite loss handling. CPU, tiny_cnn, synthetic 16x16 data."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixup_inference.attacks import pgd
-from mixup_inference.data import random_crop_flip, to_float
-from mixup_inference.models import build_model
-from mixup_inference.mixing import mixup_batch, sample_beta, soft_cross_entropy
-from mixup_inference import training
-from mixup_inference.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
-from mixup_inference.utils import load_checkpoint, make_generator
+from mixup_inference.core.attacks import pgd
+from mixup_inference.core.data import random_crop_flip, to_float
+from mixup_inference.core.models import build_model
+from mixup_inference.core.mixing import mixup_batch, sample_beta, soft_cross_entropy
+from mixup_inference.core import training
+from mixup_inference.core.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
+from mixup_inference.core.utils import load_checkpoint, make_generator
 
 NUM_CLASSES = 4
 

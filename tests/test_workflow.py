@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mixup_inference import plan
+from mixup_inference.jobs import plan
 from workflow_helpers import (
     REPO,
     SHARED_CIFAR,

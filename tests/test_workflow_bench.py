@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from mixup_inference.workflow_bench import job_overheads, preset_jobs, rule_overheads, write_report
+from mixup_inference.perf.workflow_bench import job_overheads, preset_jobs, rule_overheads, write_report
 from test_workflow import SMOKE_JOBS
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

@@ -10,9 +10,9 @@ interpolated AT), attacks (PGD, the paper's adaptive PGD, EOT PGD), defenses (MI
 MI-Combined, baseline input transformations), metrics (Wilson intervals, detection AUC).
 """
 
-from .attacks import adaptive_pgd, eot_pgd, pgd
-from .checkpoints import load_authors_checkpoint
-from .data import (
+from .core.attacks import adaptive_pgd, eot_pgd, pgd
+from .core.checkpoints import load_authors_checkpoint
+from .core.data import (
     ImageDataset,
     load_dataset,
     prepare_dataset,
@@ -20,16 +20,16 @@ from .data import (
     select_test_points,
     to_float,
 )
-from .averaging import averaged_softmax, predict_probs
-from .baselines import (
+from .core.averaging import averaged_softmax, predict_probs
+from .core.baselines import (
     gaussian_noise,
     random_crop_pad,
     random_crop_resize,
     random_resize_pad,
     random_rotation,
 )
-from .defenses import DEFENSES, mi_combined, mi_ol, mi_pl, mixup_inference
-from .metrics import (
+from .core.defenses import DEFENSES, mi_combined, mi_ol, mi_pl, mixup_inference
+from .core.metrics import (
     accuracy_with_ci,
     auc_difference_ci,
     auc_with_ci,
@@ -41,10 +41,10 @@ from .metrics import (
     paired_difference_ci,
     wilson_interval,
 )
-from .models import MODEL_NAMES, build_model
-from .pool import build_pool
-from .mixing import mixup_batch, soft_cross_entropy
-from .training import TrainConfig, TrainingDiverged, train
+from .core.models import MODEL_NAMES, build_model
+from .core.pool import build_pool
+from .core.mixing import mixup_batch, soft_cross_entropy
+from .core.training import TrainConfig, TrainingDiverged, train
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-# Performance benchmark: every workload against its hardware limit (python -m mixup_inference.bench
+# Performance benchmark: every workload against its hardware limit (python -m mixup_inference.perf.bench
 # as a job, e.g. on a cluster's GPU node). Not part of `all`; run it by name:
 #   snakemake --cores all bench
 

@@ -16,13 +16,13 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("
 ENV = "../envs/mixup-inference.yaml"
 
 try:
-    from mixup_inference.configcheck import check_config, validate_config
-    from mixup_inference.downloads import is_url, url_filename
-    from mixup_inference import plan
-    from mixup_inference.findings import FINDINGS
-    from mixup_inference.jobs import robust_runs
-    from mixup_inference.settings import DEFENSE_NAMES, parse_attack, parse_setting
-    from mixup_inference.speed import DEFAULT_SPEED
+    from mixup_inference.jobs.configcheck import check_config, validate_config
+    from mixup_inference.core.downloads import is_url, url_filename
+    from mixup_inference.jobs import plan
+    from mixup_inference.report.findings import FINDINGS
+    from mixup_inference.jobs.stages import robust_runs
+    from mixup_inference.core.settings import DEFENSE_NAMES, parse_attack, parse_setting
+    from mixup_inference.core.speed import DEFAULT_SPEED
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
     raise WorkflowError(
         f"cannot import the mixup_inference package ({error}); install it with `pip install -e .` "
@@ -77,7 +77,7 @@ ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{
 
 
 # ---------------------------------------------------------------- job lists derived from the config
-# The study design lives in the library (mixup_inference.plan), so tests and the workflow benchmark
+# The study design lives in the library (mixup_inference.jobs.plan), so tests and the workflow benchmark
 # derive the same lists; these wrappers only bind this run's config.
 def evaluations():
     """Every oblivious evaluation as (dataset, regime, attack, defense, setting)."""

@@ -1,6 +1,6 @@
 """Snakemake job: one adaptive attack against an MI defense, then that defense on its examples."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_adaptive
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_adaptive
 
 with job_log(snakemake.log[0], snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards

@@ -1,7 +1,7 @@
 """Snakemake job: every evaluation artifact -> tidy results.csv, detection.csv, components.csv."""
-from mixup_inference.aggregate import aggregate
-from mixup_inference.joblog import job_log
-from mixup_inference.utils import atomic_write_text
+from mixup_inference.report.aggregate import aggregate
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.core.utils import atomic_write_text
 
 with job_log(snakemake.log[0]):
     results, detection, components = aggregate([*snakemake.params.evaluations, *snakemake.input.adaptive, *snakemake.params.robust],

@@ -1,6 +1,6 @@
 """Snakemake job: oblivious adversarial examples of one attack on one bare model."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_attack
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_attack
 
 with job_log(snakemake.log[0], snakemake.threads):
     p = snakemake.params

@@ -1,6 +1,6 @@
 """Snakemake job: every (defense, setting) of one (dataset, regime, attack), one artifact file each."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_evaluate_group
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_evaluate_group
 
 with job_log(snakemake.log[0], snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards

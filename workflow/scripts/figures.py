@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mixup_inference.joblog import job_log
-from mixup_inference.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.report.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
 
 with job_log(snakemake.log[0]):
     out = snakemake.output

@@ -1,11 +1,11 @@
 """Snakemake job: every evaluation artifact -> the paper's findings as paired differences (findings.md/.html/_*.csv)."""
 import pandas as pd
 
-from mixup_inference.aggregate import load_evaluation
-from mixup_inference.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
+from mixup_inference.report.aggregate import load_evaluation
+from mixup_inference.report.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
                                       matched_baselines, robustness_levels, write_findings)
-from mixup_inference.joblog import job_log
-from mixup_inference.plan import table_rows
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.plan import table_rows
 
 with job_log(snakemake.log[0]):
     index = index_artifacts(load_evaluation(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive,

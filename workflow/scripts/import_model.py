@@ -1,6 +1,6 @@
 """Snakemake job: a model from a file (config models:) in place of training, written as this project's model.pt."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_import
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_import
 
 with job_log(snakemake.log[0], snakemake.threads):
     p = snakemake.params

@@ -1,6 +1,6 @@
 """Snakemake job: prepare one data set into the compact cached tensor file."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_prepare
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_prepare
 
 with job_log(snakemake.log[0]):
     p = snakemake.params

@@ -1,8 +1,8 @@
 """Snakemake job: what was run, on what, with what (config, data, models, hardware, versions, commit, timings)."""
 import yaml
 
-from mixup_inference.joblog import job_log
-from mixup_inference.provenance import write_provenance
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.report.provenance import write_provenance
 
 with job_log(snakemake.log[0]):
     with open(snakemake.input.paper_preset) as file:

@@ -1,6 +1,6 @@
 """Snakemake job: every adaptive attack run of the `robustness:` section against one defense setting."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_robust
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_robust
 
 with job_log(snakemake.log[0], snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards

@@ -1,6 +1,6 @@
 """Snakemake job: train one model for one regime (resumes from its last checkpoint)."""
-from mixup_inference.joblog import job_log
-from mixup_inference.jobs import run_train
+from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.stages import run_train
 
 with job_log(snakemake.log[0], snakemake.threads):
     p = snakemake.params

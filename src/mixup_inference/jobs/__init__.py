@@ -1,0 +1,10 @@
+"""The job layer: one function per workflow job, and what the workflow knows about a config.
+
+`stages` holds the jobs (`run_prepare`, `run_train`, `run_import`, `run_attack`, `run_evaluate_group`,
+`run_adaptive`, `run_robust`), each reading its input files, calling `core`, and writing its artifact
+atomically; `plan` expands a config into the jobs it asks for (with the paper's tables as data in
+`paper_tables`); `configcheck` validates a config before any job runs; `joblog` turns a failing
+job into one `ERROR:` line. The Snakemake scripts in workflow/scripts/ only call these.
+
+May import: `core` and `jobs`.
+"""

@@ -1,0 +1,167 @@
+"""The study plan: which models, attacks, evaluations and adaptive runs a config asks for.
+
+Plain functions of the validated config dict (no Snakemake), so the workflow's common.smk, the
+tests and the workflow benchmark all derive the same job lists from one place:
+
+- :func:`evaluations`: every oblivious evaluation (dataset, regime, attack, defense, setting);
+- :func:`evaluation_groups`: the same, grouped per (dataset, regime, attack): one evaluate job each;
+- :func:`adaptive_runs`, :func:`trained_models` (every model the run needs), :func:`used_datasets`;
+- :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
+  file (config ``models:``, the import_model rule) and which the train rule makes;
+- :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model.
+
+Settings are canonical strings (settings.py), so a config's lambda 0.70 and 0.7 name one job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.settings import PLAIN_SETTING, format_setting
+from .paper_tables import TABLE_SPECS, RowSpec, model_rows
+from ..core.training import REGIMES
+
+__all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
+           "models_to_train", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+
+def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
+    return {(dataset, name): spec for dataset, models in (config.get("models") or {}).items()
+            for name, spec in models.items()}
+
+
+def user_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dataset, name) of the models from files that are not one of the four training regimes (e.g. `mine`)."""
+    return sorted(key for key in model_files(config) if key[1] not in REGIMES)
+
+
+def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every table the run writes: name -> {"rows": [RowSpec], "paper": {label: values}, "dataset", "attacks"}.
+
+    The config's paper tables (``table2``, ``table3``; only the rows of `tables.<table>.regimes` when
+    given), and for each of them one table per user model of
+    its data set, ``<table>_<model>``: the rows of `models.<dataset>.<model>.like` (default mixup) with the
+    user's model in place of the regime, the same attack columns, no paper numbers."""
+    specs: dict[str, dict[str, Any]] = {}
+    users = user_models(config)
+    files = model_files(config)
+    for table, spec in config["tables"].items():
+        rows, paper = TABLE_SPECS[table]
+        if "regimes" in spec:  # only the rows of these regimes (e.g. no ERM/AT ablations without those models)
+            rows = [row for row in rows if row.regime in spec["regimes"]]
+        specs[table] = {"rows": rows, "paper": paper, "dataset": spec["dataset"], "attacks": spec["attacks"]}
+        for dataset, model in users:
+            if dataset == spec["dataset"]:
+                specs[f"{table}_{model}"] = {"rows": model_rows(table, model, files[dataset, model].get("like", "mixup")),
+                                             "paper": {}, "dataset": dataset, "attacks": spec["attacks"]}
+    return specs
+
+
+def table_rows(spec: dict[str, Any]) -> list[RowSpec]:
+    """The RowSpecs of one entry of :func:`table_specs` (as given, or as [label, regime, defense, setting]
+    lists after a round trip through Snakemake params)."""
+    return [row if isinstance(row, RowSpec) else RowSpec(*row) for row in spec["rows"]]
+
+Evaluation = tuple[str, str, str, str, str]  # dataset, regime, attack, defense, setting
+AdaptiveRun = tuple[str, str, str, str, str, str, int]  # dataset, regime, defense, setting, kind, attack, n_adaptive
+
+
+def evaluations(config: dict[str, Any]) -> list[Evaluation]:
+    """Every oblivious evaluation as (dataset, regime, attack, defense, setting), deduplicated and
+    sorted: the tables' rows x attacks (user models' tables too), the Fig. 3b grids (clean and attacked), the Fig. 2 lambda
+    grid of MI-PL and MI-OL, the Fig. 3a detection setting, and the oblivious levels of Fig. 4."""
+    jobs: set[Evaluation] = set()
+    for spec in table_specs(config).values():
+        for row in spec["rows"]:
+            for attack in spec["attacks"]:
+                jobs.add((spec["dataset"], row.regime, attack, row.defense, row.setting))
+    grids = config["grids"]
+    for regime in grids["regimes"]:
+        for attack in ("clean", grids["attack"]):
+            jobs.add((grids["dataset"], regime, attack, "none", PLAIN_SETTING))
+            for defense, settings in grids["settings"].items():
+                for setting in settings:
+                    jobs.add((grids["dataset"], regime, attack, defense, setting))
+    comp = config["components"]
+    for regime in comp["regimes"]:
+        for attack in ("clean", comp["attack"]):
+            for defense in ("mi_pl", "mi_ol"):
+                for lam in comp["lams"]:
+                    jobs.add((comp["dataset"], regime, attack, defense, format_setting(defense, {"lam": lam})))
+    det = config["detection"]
+    for regime in det["regimes"]:
+        for attack in ["clean", *det["attacks"]]:
+            jobs.add((det["dataset"], regime, attack, "mi_pl", det["setting"]))
+    ada = config["adaptive"]
+    for attack in ada["attacks"]:  # the oblivious levels drawn beside the adaptive curves
+        jobs.add((ada["dataset"], ada["regime"], attack, "none", PLAIN_SETTING))
+        jobs.add((ada["dataset"], ada["regime"], attack, ada["defense"], ada["setting"]))
+    for dataset, regime, defense, setting in robust_targets(config):  # oblivious runs of the worst case
+        for attack in config["attacks"]["names"]:
+            jobs.add((dataset, regime, attack, defense, setting))
+            jobs.add((dataset, regime, attack, "none", PLAIN_SETTING))
+    return sorted(jobs)
+
+
+def evaluation_groups(config: dict[str, Any]) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+    """The evaluations grouped per (dataset, regime, attack) -> sorted [(defense, setting), ...].
+
+    The workflow runs one evaluate job per group: the job loads the model, the examples and the MI
+    pool once and writes every setting's artifact (see jobs.run_evaluate_group)."""
+    groups: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for dataset, regime, attack, defense, setting in evaluations(config):
+        groups.setdefault((dataset, regime, attack), []).append((defense, setting))
+    return groups
+
+
+def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
+    """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
+    ada = config["adaptive"]
+    return [
+        (ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
+        for kind in ada["kinds"]
+        for attack in ada["attacks"]
+        for n in ada["n_adaptive"]
+    ]
+
+
+def robust_target(robustness: dict[str, Any], target: list[str]) -> tuple[str, str, str, str]:
+    """One target of the `robustness:` section as (dataset, regime, defense, setting): [regime, defense,
+    setting] is on robustness.dataset, [dataset, regime, defense, setting] names its own."""
+    return tuple(target) if len(target) == 4 else (robustness["dataset"], *target)
+
+
+def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
+    adaptively (one robust job each: every attack run of the section); [] without the section.
+    A target [regime, defense, setting] is on robustness.dataset; [dataset, regime, defense,
+    setting] names its own (config/paper.yaml: Table 2's rows on CIFAR-10, Table 3's on CIFAR-100)."""
+    rob = config.get("robustness")
+    if not rob:
+        return []
+    return sorted({robust_target(rob, target) for target in rob["targets"]})
+
+
+def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dataset, regime) pairs that some evaluation or adaptive run needs (trained or from a file)."""
+    pairs = {(d, r) for d, r, *_ in evaluations(config)}
+    pairs |= {(d, r) for d, r, *_ in adaptive_runs(config)}
+    pairs |= {(d, r) for d, r, *_ in robust_targets(config)}
+    return sorted(pairs)
+
+
+def imported_models(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The needed (dataset, regime) pairs whose model comes from a file (import_model rule), not training."""
+    files = model_files(config)
+    return [pair for pair in trained_models(config) if pair in files]
+
+
+def models_to_train(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The needed (dataset, regime) pairs the train rule makes (no file for them under ``models:``)."""
+    files = model_files(config)
+    return [pair for pair in trained_models(config) if pair not in files]
+
+
+def used_datasets(config: dict[str, Any]) -> list[str]:
+    """The datasets that some model is trained on."""
+    return sorted({d for d, _ in trained_models(config)})

@@ -1,0 +1,383 @@
+"""The workflow's jobs as plain functions: prepare -> train -> attack -> evaluate / adaptive.
+
+Each `run_*` function reads its input files, calls the library, and writes its output atomically.
+The Snakemake scripts in workflow/scripts/ only unpack the `snakemake` object and call these, so
+every job is importable and testable without Snakemake.
+
+Randomness: every random choice is drawn from a generator seeded by
+`derive_seed(config seed, <name of the choice>)`, so the same config gives the same numbers in
+any job order, on any machine with the same hardware type. The data-level choices (test points,
+targets, pool, training) draw on the CPU, identically on every device; the attacks' and defenses'
+generators live on the job's device, so no random draw is copied from the host inside an attack
+step or a defense chunk (on a CPU that is the same CPU generator as before).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..core.attacks import adaptive_pgd, eot_pgd, pgd
+from ..core.data import load_dataset, prepare_dataset, select_test_points, to_float
+from ..core.averaging import predict_probs
+from ..core.defenses import apply_defense
+from ..core.metrics import accuracy_with_ci
+from ..core.checkpoints import AUTHORS_ARCH
+from ..core.downloads import check_sha256
+from ..core.modelfiles import detect_format, load_model, load_model_file, save_model, save_program_model
+from ..core.models import build_model
+from ..core.pool import run_pool
+from ..core.settings import parse_setting
+from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
+from ..core.training import TrainConfig, train
+from ..core.utils import (atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, randint,
+                          resolve_device)
+
+__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "attack_labels", "attacked_points", "robust_runs", "run_robust",
+           "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
+           "run_import", "run_prepare", "run_train"]
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+# ---------------------------------------------------------------- stages
+def run_prepare(source: str, out_path: str | os.PathLike, *, download_root: str = "data/downloads",
+                image_size: int = 32, synthetic: dict | None = None, seed: int = 0) -> None:
+    dataset = prepare_dataset(source, out_path, download_root=download_root, image_size=image_size,
+                              synthetic=synthetic or None, seed=seed)
+    print(f"prepared {source}: {len(dataset.train_y)} train / {len(dataset.test_y)} test images, "
+          f"{dataset.num_classes} classes, {dataset.in_channels}x{dataset.image_size}x{dataset.image_size}")
+
+
+def _eval_model(model_path: str, device: torch.device, num_classes: int, speed: dict | None) -> nn.Module:
+    """The job's model for attacks and evaluations, with the config's eval fast paths (fp32 unless
+    `speed.eval_bf16`); prints what it uses, for the job log."""
+    enable_cudnn_benchmark(device)
+    resolved = resolve_speed(speed, device, purpose="eval")
+    print(f"speed: {resolved}")
+    return speed_model(load_model(model_path, device, num_classes=num_classes), resolved)
+
+
+def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str, *, model_name: str,
+              training: dict, checkpoint_dir: str, device: str = "auto", speed: dict | None = None) -> dict:
+    """Train one model (resuming from `checkpoint_dir/last.pt` if present) and record its test accuracy.
+
+    The training images go to the device once (no per-batch host copies); `speed` (the config's
+    `speed:` section, see speed.py) picks channels-last and bf16 autocast, recorded in the metrics."""
+    device = resolve_device(device)
+    enable_cudnn_benchmark(device)
+    data = load_dataset(data_path)
+    config = TrainConfig(**{**training, "milestones": tuple(training.get("milestones", (100, 150)))})
+    # The initial weights come from the config seed too (on CPU, so every device starts alike),
+    # without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "model-init"))
+        model = build_model(model_name, data.num_classes, data.in_channels, init=config.init)
+    model = model.to(device)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    resolved = resolve_speed(speed, device, purpose="train")
+    print(f"speed: {resolved}")
+    history = train(speed_model(model, resolved), train_x, train_y, config, checkpoint_dir=checkpoint_dir,
+                    log_path=log_path, device=device)
+    model.eval()
+    probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
+                       for s in _batches(len(data.test_y), 1000)])
+    test = accuracy_with_ci(probs, data.test_y)
+    metrics = {"model": model_name, "parameters": sum(p.numel() for p in model.parameters()),
+               "regime": config.regime, "device": str(device), "speed": resolved, "test": test, "train": history}
+    save_model(model, model_path, model_name=model_name, num_classes=data.num_classes,
+               in_channels=data.in_channels, regime=config.regime, test_accuracy=test["accuracy"])
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"{config.regime}: test accuracy {test['accuracy']:.4f} "
+          f"[{test['ci_low']:.4f}, {test['ci_high']:.4f}] on {test['n']} images")
+    return metrics
+
+
+def run_import(data_path: str, source_path: str, model_path: str, metrics_path: str, *, name: str,
+               format: str = "auto", arch: str | None = None, sha256: str | None = None, source: str | None = None,
+               device: str = "auto") -> dict:
+    """A model from a file instead of training: `source_path` (a local file; `source` names where it came
+    from, e.g. its URL) in `format` (modelfiles.MODEL_FORMATS) is checked against `sha256` when given,
+    loaded and checked against the data set, written to `model_path` in this project's format (so every
+    job downstream reads it as a trained model), and its test accuracy and sha256 to `metrics_path`."""
+    actual = check_sha256(source_path, sha256, where=f"model file {source_path}",
+                          fix="delete the file to download it again, or fix the config's sha256")
+    data = load_dataset(data_path)
+    if format == "auto":
+        format = detect_format(source_path)
+    model = load_model_file(source_path, format, num_classes=data.num_classes, arch=arch,
+                            in_channels=data.in_channels, image_size=data.image_size)
+    info = {"regime": name, "source": source or str(source_path), "format": format, "sha256": actual}
+    architecture = {"authors": AUTHORS_ARCH, "state_dict": arch}.get(format)
+    if format in ("torchscript", "export"):
+        with open(source_path, "rb") as handle:
+            save_program_model(handle.read(), model_path, program_format=format, num_classes=data.num_classes,
+                               in_channels=data.in_channels, **info)
+    elif format == "project":
+        atomic_save(load_tensor_file(source_path, "model file", "give a file written by save_model"), model_path)
+    else:
+        save_model(model, model_path, model_name=architecture, num_classes=data.num_classes,
+                   in_channels=data.in_channels, **info)
+    device = resolve_device(device)
+    model = load_model(model_path, device, num_classes=data.num_classes)  # what the jobs downstream get
+    probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
+                       for s in _batches(len(data.test_y), 500)])
+    test = accuracy_with_ci(probs, data.test_y)
+    metrics = {"model": architecture or format, "parameters": sum(p.numel() for p in model.parameters()),
+               "device": str(device), "test": test, "train": {}, **info}
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"{name}: {format} model from {info['source']} (sha256 {actual}): test accuracy {test['accuracy']:.4f} "
+          f"[{test['ci_low']:.4f}, {test['ci_high']:.4f}] on {test['n']} images")
+    return metrics
+
+
+def attacked_points(data, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The run's fixed attacked test points: (indices, x in [0,1], true labels, targeted-attack targets).
+    Same for every regime, attack and defense of a run (seeded by the config seed only)."""
+    indices = select_test_points(len(data.test_y), n_test, generator=make_generator(derive_seed(seed, "test-points")))
+    x = to_float(data.test_x[indices])
+    y = data.test_y[indices]
+    # A random target different from the true label (uniform over the other classes).
+    offset = randint(data.num_classes - 1, (len(y),), generator=make_generator(derive_seed(seed, "targets")),
+                     device=y.device)
+    target = (y + 1 + offset) % data.num_classes
+    return indices, x, y, target
+
+
+# Images per attack batch for batch_size "auto". On a CPU a forward+backward costs least per image at
+# 16-64 images (activations stay in cache; 1.7x more per image at 256: reports/bench/bench.md, "Bare
+# model cost vs images per pass"); a GPU wants large batches: the CUDA value is an unmeasured
+# guess for a large GPU (forward+backward activations of 1024 images of a 32x32 ResNet-50 are
+# ~25 GiB), to be measured by the GPU issue; lower attacks.batch_size on a small GPU.
+AUTO_ATTACK_BATCH = {"cpu": 32, "cuda": 1024}
+
+
+def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
+    """`batch_size` itself, or the per-device default (AUTO_ATTACK_BATCH) for "auto"."""
+    if batch_size == "auto":
+        return AUTO_ATTACK_BATCH.get(device.type, AUTO_ATTACK_BATCH["cuda"])
+    return int(batch_size)
+
+
+def resolve_chunk_size(chunk_size: int | str | None) -> int | None:
+    """`chunk_size` itself, or None for "auto": the defenses then pick their per-device default."""
+    return None if chunk_size in (None, "auto") else int(chunk_size)
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([predict_probs(model, x[s]) for s in _batches(len(x), batch_size)]).argmax(1)
+
+
+#: What an untargeted attack pushes away from (config attacks.labels): "prediction", the model's
+#: clean prediction (the authors' code, cleverhans y=None), or "true", the true label (robustness
+#: benchmarks since, and Tramer et al. 2020 on MI). They differ on points the model gets wrong,
+#: where pushing away from the wrong prediction can make the model right.
+ATTACK_LABELS = ("prediction", "true")
+
+
+def attack_labels(attack: dict, clean_pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The labels PGD is given: `target` for a targeted attack; for an untargeted one the clean
+    prediction or the true label `y`, as `attack["labels"]` says (default "prediction")."""
+    labels = attack.get("labels", "prediction")
+    if labels not in ATTACK_LABELS:
+        raise ValueError(f"attacks.labels={labels!r} is unknown; use one of {', '.join(ATTACK_LABELS)}")
+    if attack["targeted"]:
+        return target.to(clean_pred.device)
+    return clean_pred if labels == "prediction" else y.to(clean_pred.device)
+
+
+def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, n_test: int,
+               batch_size: int | str = "auto", seed: int = 0, device: str = "auto", name: str = "",
+               speed: dict | None = None) -> None:
+    """Oblivious adversarial examples for the run's test subset, crafted on the bare model.
+    Untargeted PGD pushes away from the model's clean prediction (attack["labels"] "prediction",
+    the authors' code) or from the true label ("true"); targeted PGD pulls toward a random label
+    different from the true one. The label choice is recorded in the file's meta."""
+    device = resolve_device(device)
+    batch_size = resolve_batch_size(batch_size, device)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    indices, x, y, target = attacked_points(data, n_test, seed)
+    x = x.to(device)
+    clean_pred = _predict(model, x, batch_size)
+    labels = attack_labels(attack, clean_pred, y, target)
+    attack = {**attack, "labels": attack.get("labels", "prediction")}
+    if attack["steps"] == 0:
+        x_adv = x
+    else:
+        generator = make_generator(derive_seed(seed, "attack", name), device)
+        x_adv = torch.cat([
+            pgd(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
+                targeted=attack["targeted"], generator=generator)
+            for s in _batches(len(x), batch_size)
+        ])
+    adv_pred = _predict(model, x_adv, batch_size).cpu()
+    atomic_save({"x": x_adv.cpu(), "y": y, "target": target if attack["targeted"] else torch.full_like(y, -1),
+                 "indices": indices, "clean_pred": clean_pred.cpu(), "meta": {"attack": name, **attack}}, out_path)
+    print(f"{name}: bare-model accuracy {(adv_pred == y).float().mean():.4f} on {len(y)} points "
+          f"(max |delta| = {(x_adv - x).abs().max():.5f})")
+
+
+def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: str, *, defense: str, setting: str,
+                 n_samples: int, chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
+                 device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
+    """One defense with one setting on one attack's examples: per-point probabilities for the aggregate."""
+    run_evaluate_group(data_path, model_path, examples_path, {(defense, setting): out_path}, n_samples=n_samples,
+                       chunk_size=chunk_size, pool_per_class=pool_per_class, seed=seed, device=device, meta=meta,
+                       speed=speed)
+
+
+def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
+                       out_paths: Mapping[tuple[str, str], str | os.PathLike], *, n_samples: int,
+                       chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
+                       device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
+    """Every (defense, setting) of `out_paths` on one attack's examples, each written to its own file.
+
+    The model, the examples and the MI pool are loaded (and moved to the device) once, and the
+    undefended probabilities computed once, for all settings. Each setting draws from its own
+    generator, seeded by `derive_seed(seed, "defense", defense, setting)`, so its artifact is the
+    same whichever other settings share the job (the workflow's one job per (dataset, regime, attack)
+    gives the same numbers as one job per setting)."""
+    device = resolve_device(device)
+    chunk_size = resolve_chunk_size(chunk_size)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    examples = load_tensor_file(examples_path, "adversarial examples file", "delete it and rerun to recreate it")
+    x = examples["x"].to(device)
+    pool = run_pool(data, pool_per_class, seed, device)
+    plain = predict_probs(model, x, chunk_size=chunk_size).float().cpu()
+    for (defense, setting), out_path in out_paths.items():
+        generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
+        probs = apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                              generator=generator).float().cpu()
+        info = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
+                "n_samples": n_samples, "attack": examples["meta"]["attack"],
+                "labels": examples["meta"].get("labels", "prediction"), **(meta or {})}
+        atomic_save({"probs": probs, "plain_probs": plain, "y": examples["y"], "target": examples["target"],
+                     "meta": info}, out_path)
+        acc = accuracy_with_ci(probs, examples["y"])
+        print(f"{info['attack']} / {defense} {setting}: accuracy {acc['accuracy']:.4f} "
+              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+
+
+def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict, attack_name: str, kind: str,
+                 defense: str, setting: str, n_adaptive: int, n_test: int, n_subset: int, n_samples: int,
+                 chunk_size: int | str | None = "auto", pool_per_class: int, batch_size: int | str = "auto",
+                 seed: int = 0, device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
+    """An adaptive attack that sees the MI defense ("paper": App. B.2 adaptive PGD; "eot": EOT PGD),
+    then the same MI defense on its examples. Untargeted attacks push away from the labels
+    `attack["labels"]` names (`attack_labels`), as the oblivious ones. Uses the first `n_test` points
+    of the run's test subset (of size `n_subset`, the dataset's n_test), so they are among the
+    oblivious evaluation's points."""
+    device = resolve_device(device)
+    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    _, x, y, target = attacked_points(data, n_subset, seed)
+    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
+    pool = run_pool(data, pool_per_class, seed, device)
+    labels = attack_labels(attack, _predict(model, x, batch_size), y, target)
+    mode = defense[3:]
+    lam = parse_setting(defense, setting)["lam"]
+    craft = {"paper": adaptive_pgd, "eot": eot_pgd}[kind]
+    generator = make_generator(derive_seed(seed, "adaptive", kind, attack_name, n_adaptive, defense, setting), device)
+    per_batch = max(1, batch_size // n_adaptive)  # bounds the B x N_A mixed copies held for backward
+    x_adv = torch.cat([
+        craft(model, x[s], labels[s], *pool, lam=lam, mode=mode, n_adaptive=n_adaptive, eps=attack["eps"],
+              step_size=attack["step_size"], steps=attack["steps"], targeted=attack["targeted"], generator=generator)
+        for s in _batches(len(x), per_batch)
+    ])
+    eval_generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
+    probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                          generator=eval_generator)
+    plain = predict_probs(model, x_adv, chunk_size=chunk_size)
+    meta = {"defense": defense, "setting": setting, "adaptive": kind, "n_adaptive": n_adaptive,
+            "n_samples": n_samples, "attack": attack_name, "labels": attack.get("labels", "prediction"),
+            **(meta or {})}
+    atomic_save({"probs": probs.float().cpu(), "plain_probs": plain.float().cpu(), "y": y,
+                 "target": target if attack["targeted"] else torch.full_like(y, -1), "meta": meta}, out_path)
+    acc = accuracy_with_ci(probs.cpu(), y)
+    print(f"adaptive {kind} {attack_name} N_A={n_adaptive} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
+          f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+
+
+def robust_runs(robustness: dict) -> list[dict]:
+    """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
+    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: pgd<n_iter>), "targeted", "steps", "eot",
+    "file"} (file: the run's artifact name inside the robust job's directory)."""
+    runs = []
+    if "autoattack_rand" in robustness["kinds"]:
+        aa = robustness["autoattack"]
+        runs.append({"kind": "autoattack_rand", "attack": f"pgd{aa['n_iter']}", "targeted": False,
+                     "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
+    if "eot_pgd" in robustness["kinds"]:
+        eot = robustness["eot_pgd"]
+        for targeted in eot["targeted"]:
+            for steps in eot["steps"]:
+                for draws in eot["eot"]:
+                    runs.append({"kind": "eot_pgd", "attack": f"{'t' if targeted else ''}pgd{steps}",
+                                 "targeted": bool(targeted), "steps": int(steps), "eot": int(draws)})
+    for run in runs:
+        run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
+    return runs
+
+
+def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, defense: str, setting: str,
+               robustness: dict, attack: dict, n_subset: int, n_samples: int, chunk_size: int | str | None = "auto",
+               pool_per_class: int, batch_size: int | str = "auto", seed: int = 0, device: str = "auto",
+               meta: dict | None = None, speed: dict | None = None) -> None:
+    """Every adaptive attack run of `robustness` (robust_runs) against one defense setting, each
+    written as an evaluation artifact `out_dir/<file>`: the defense (its evaluation generator, N =
+    n_samples, as the oblivious evaluation) on the attack's examples. The attacks see the defense with
+    `robustness["n_samples"]` executions inside it. Points: the first robustness["n_test"] of the
+    run's test subset (so they are among the oblivious evaluation's points); untargeted runs push away
+    from attack["labels"], targeted ones toward the run's targets."""
+    from ..core.defended import autoattack_rand, eot_pgd_defense
+
+    device = resolve_device(device)
+    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    n_test = int(robustness["n_test"])
+    _, x, y, target = attacked_points(data, n_subset, seed)
+    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
+    pool = run_pool(data, pool_per_class, seed, device)
+    clean_pred = _predict(model, x, batch_size)
+    inner = int(robustness["n_samples"])
+    per_batch = max(1, batch_size // inner)  # bounds the copies held for one gradient
+    os.makedirs(out_dir, exist_ok=True)
+    for run in robust_runs(robustness):
+        labels = attack_labels({**attack, "targeted": run["targeted"]}, clean_pred, y, target)
+        name = (run["kind"], run["attack"], run["eot"], defense, setting)
+        generator = make_generator(derive_seed(seed, "robust", *name), device)
+        common = dict(pool=pool, n_samples=inner, generator=generator, chunk_size=chunk_size)
+        if run["kind"] == "autoattack_rand":
+            x_adv = autoattack_rand(model, x, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
+                                    eot_iter=run["eot"], n_restarts=run["n_restarts"], seed=derive_seed(seed, "robust-aa"),
+                                    batch_size=per_batch, **common)
+        else:
+            x_adv = torch.cat([
+                eot_pgd_defense(model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
+                                step_size=attack["step_size"], steps=run["steps"], targeted=run["targeted"], **common)
+                for s in _batches(len(x), max(1, per_batch // run["eot"]))
+            ])
+        probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                              generator=make_generator(derive_seed(seed, "defense", defense, setting), device))
+        info = {"defense": defense, "setting": setting, "adaptive": run["kind"], "n_adaptive": run["eot"],
+                "n_samples": n_samples, "n_samples_attack": inner, "attack": run["attack"],
+                "labels": attack.get("labels", "prediction"), "eps": attack["eps"],
+                "step_size": attack["step_size"] if run["kind"] == "eot_pgd" else None,
+                "n_restarts": run.get("n_restarts", 1), **(meta or {})}
+        atomic_save({"probs": probs.float().cpu(), "plain_probs": predict_probs(model, x_adv).float().cpu(), "y": y,
+                     "target": target if run["targeted"] else torch.full_like(y, -1), "meta": info},
+                    os.path.join(out_dir, run["file"]))
+        acc = accuracy_with_ci(probs.cpu(), y)
+        print(f"{run['kind']} {run['attack']} EOT {run['eot']} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
+              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")

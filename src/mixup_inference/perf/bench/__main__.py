@@ -1,0 +1,5 @@
+"""``python -m mixup_inference.perf.bench``: see the package docstring."""
+
+from .run import main
+
+main()

@@ -1,0 +1,9 @@
+"""The reporting layer: what a finished run's artifacts say.
+
+`aggregate` reads every evaluation artifact into results.csv (and the detection and component
+tables), `findings` turns it into the paired differences of the paper's claims, `tables` and
+`plots` rebuild the paper's Tables 2/3 and Figs. 2-4, and `provenance` records what was run, where
+and how long it took.
+
+May import: `core`, `jobs` and `report`.
+"""

@@ -1,0 +1,295 @@
+"""The paper's claims, tested on one run: each as a *paired* difference with its 95% interval.
+
+Every comparison below is between two classifiers scored on the same attacked test points (a defense
+and the bare model it wraps, MI-OL and a baseline on the same model, two detectors on the same
+inputs). Their errors are strongly correlated, so a difference is judged by a paired interval
+(:func:`metrics.paired_difference_ci`, :func:`metrics.paired_auc_difference_ci`), not by whether two
+separate accuracy intervals overlap, which would be several times too cautious.
+
+The four tables follow the paper's findings, in the order the README states them:
+
+* :func:`defense_gains`: each defended row of Table 2/3 minus its bare model, per attack (findings 1
+  and 2: mixup + MI-OL over mixup; the ERM / AT + MI-OL ablations against the mixup-trained models);
+* :func:`matched_baselines`: on the Fig. 3b grids, each baseline setting against the MI-OL setting of
+  the nearest clean accuracy, under the grid's attack (finding 3);
+* :func:`detection_differences`: MI-PL detection AUC minus plain-confidence AUC on the clean-correct
+  points, as the paper (finding 4, Fig. 3a);
+* :func:`adaptive_levels`: MI under the adaptive attacks minus the bare model under the oblivious
+  attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4).
+
+Inputs are evaluation artifacts (:func:`aggregate.load_evaluation`), indexed by :func:`index_artifacts`;
+:func:`write_findings` writes the four tables as one Markdown/HTML page and one CSV each.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+from torch import Tensor
+
+from .aggregate import adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores
+from ..core.metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
+from ..core.settings import PLAIN_SETTING
+from ..jobs.paper_tables import RowSpec
+from ..core.utils import atomic_write_text, derive_seed, make_generator
+
+__all__ = [
+    "FINDINGS",
+    "adaptive_levels",
+    "defense_gains",
+    "detection_differences",
+    "index_artifacts",
+    "matched_baselines",
+    "write_findings",
+]
+
+Key = tuple[str, str, str, str, str, str, int]  # dataset, regime, attack, defense, setting, adaptive, n_adaptive
+BASELINES = ("gaussian", "rotation", "xie", "xie_resize", "guo")
+
+
+def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
+    """Artifacts by (dataset, regime, attack, defense, setting, adaptive, n_adaptive); duplicates raise."""
+    index: dict[Key, dict] = {}
+    for artifact in artifacts:
+        key = artifact_key(artifact["meta"])
+        if key in index:
+            raise ValueError(f"two artifacts for {key}; pass each evaluation once")
+        index[key] = artifact
+    return index
+
+
+def _get(index: dict[Key, dict], dataset: str, regime: str, attack: str, defense: str, setting: str,
+         adaptive: str = "none", n_adaptive: int = 0) -> dict:
+    key = (dataset, regime, attack, defense, setting, adaptive, n_adaptive)
+    if key not in index:
+        raise KeyError(f"no evaluation artifact for {key}; the findings need every evaluation the config lists")
+    return index[key]
+
+
+def _correct(probs: Tensor, y: Tensor) -> Tensor:
+    return probs.argmax(1) == y
+
+
+def _pct(value: float) -> float:
+    return round(100.0 * value, 2)
+
+
+def _rate(correct: Tensor) -> float:
+    """Share of True in a bool mask (an accuracy in [0, 1])."""
+    return correct.float().mean().item()
+
+
+def _difference_columns(result: dict) -> dict:
+    return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"])}
+
+
+def defense_gains(index: dict[Key, dict], rows: Sequence[RowSpec], dataset: str, attacks: Sequence[str]) -> pd.DataFrame:
+    """For each defended row of a paper table and each attack: accuracy with the defense minus the bare
+    model's on the same (attacked) inputs, both read from the one artifact (``probs`` vs ``plain_probs``)."""
+    records = []
+    for row in rows:
+        if row.defense == "none":
+            continue
+        for attack in attacks:
+            art = _get(index, dataset, row.regime, attack, row.defense, row.setting)
+            defended, plain = _correct(art["probs"], art["y"]), _correct(art["plain_probs"], art["y"])
+            records.append({
+                "method": row.label, "regime": row.regime, "defense": row.defense, "setting": row.setting,
+                "attack": attack, "plain": _pct(_rate(plain)), "defended": _pct(_rate(defended)),
+                **_difference_columns(paired_difference_ci(defended, plain)), "n": int(defended.numel()),
+            })
+    return pd.DataFrame(records)
+
+
+def matched_baselines(index: dict[Key, dict], dataset: str, regimes: Sequence[str], attack: str,
+                      settings: dict[str, Sequence[str]], mi_defense: str = "mi_ol") -> pd.DataFrame:
+    """Fig. 3b at equal clean accuracy: each baseline setting of the grid against the ``mi_defense``
+    setting whose clean accuracy is nearest, by their accuracy difference (MI minus baseline) under
+    ``attack`` on the same points. Baselines without an MI setting in the grid are skipped."""
+    records = []
+    for regime in regimes:
+        mi = {}
+        for setting in settings.get(mi_defense, ()):
+            clean = _get(index, dataset, regime, "clean", mi_defense, setting)
+            mi[setting] = _rate(_correct(clean["probs"], clean["y"]))
+        if not mi:
+            continue
+        for baseline in BASELINES:
+            for setting in settings.get(baseline, ()):
+                clean = _get(index, dataset, regime, "clean", baseline, setting)
+                clean_acc = _rate(_correct(clean["probs"], clean["y"]))
+                mi_setting = min(mi, key=lambda s: (abs(mi[s] - clean_acc), s))
+                adv_b = _get(index, dataset, regime, attack, baseline, setting)
+                adv_mi = _get(index, dataset, regime, attack, mi_defense, mi_setting)
+                ok_b, ok_mi = _correct(adv_b["probs"], adv_b["y"]), _correct(adv_mi["probs"], adv_mi["y"])
+                records.append({
+                    "regime": regime, "attack": attack, "baseline": baseline, "baseline_setting": setting,
+                    "mi_setting": mi_setting, "clean_baseline": _pct(clean_acc), "clean_mi": _pct(mi[mi_setting]),
+                    "adv_baseline": _pct(_rate(ok_b)), "adv_mi": _pct(_rate(ok_mi)),
+                    **_difference_columns(paired_difference_ci(ok_mi, ok_b)), "n": int(ok_b.numel()),
+                })
+    return pd.DataFrame(records)
+
+
+def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequence[str], attacks: Sequence[str],
+                          setting: str, *, seed: int = 0) -> pd.DataFrame:
+    """Fig. 3a as a paired test: AUC of the MI-PL score minus AUC of plain confidence on the points
+    whose clean prediction is correct (the paper's protocol), each point's clean version a negative
+    and its adversarial version a positive, with a 95% paired bootstrap interval over points
+    (:func:`metrics.paired_auc_difference_ci`, seeded by ``derive_seed(seed, "detection-difference",
+    dataset, regime, attack)``). The all-points AUCs stand beside it (``*_all``)."""
+    records = []
+    for regime in regimes:
+        clean = _get(index, dataset, regime, "clean", "mi_pl", setting)
+        clean_scores = detection_scores(clean)
+        for attack in attacks:
+            adv = _get(index, dataset, regime, attack, "mi_pl", setting)
+            adv_scores = detection_scores(adv)
+            masks = detection_masks(clean, adv)
+            mask = masks["clean_correct"]
+            generator = make_generator(derive_seed(seed, "detection-difference", dataset, regime, attack))
+            diff = paired_auc_difference_ci(clean_scores["mi_pl"][mask], adv_scores["mi_pl"][mask],
+                                            clean_scores["confidence"][mask], adv_scores["confidence"][mask],
+                                            generator=generator)
+            records.append({
+                "regime": regime, "attack": attack, "setting": setting,
+                "auc_mi_pl": round(diff["auc_a"], 4), "auc_confidence": round(diff["auc_b"], 4),
+                "difference": round(diff["difference"], 4), "low": round(diff["low"], 4),
+                "high": round(diff["high"], 4), "n": diff["n"],
+                "auc_mi_pl_all": round(detection_auc(clean_scores["mi_pl"], adv_scores["mi_pl"]), 4),
+                "auc_confidence_all": round(detection_auc(clean_scores["confidence"], adv_scores["confidence"]), 4),
+                "n_all": int(masks["all"].numel()),
+            })
+    return pd.DataFrame(records)
+
+
+def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: str, setting: str,
+                    kinds: Sequence[str], attacks: Sequence[str], n_adaptive: Sequence[int]) -> pd.DataFrame:
+    """For each adaptive run: MI's accuracy under the adaptive attack, the bare model's under the oblivious
+    attack on the same points (the no-MI level of Fig. 4) and MI's under the oblivious attack; the paired
+    difference adaptive MI minus no-MI, and the share of MI's oblivious gain that is left."""
+    records = []
+    for attack in attacks:
+        plain = _get(index, dataset, regime, attack, "none", PLAIN_SETTING)
+        oblivious = _get(index, dataset, regime, attack, defense, setting)
+        for kind in kinds:
+            for n in n_adaptive:
+                art = _get(index, dataset, regime, attack, defense, setting, kind, int(n))
+                m = int(art["y"].numel())
+                if not (plain["y"][:m] == art["y"]).all():
+                    raise ValueError(f"adaptive {kind} N_A={n}: its points are not the first {m} of the oblivious "
+                                     "evaluation's; rerun both from the same data")
+                ok = _correct(art["probs"], art["y"])
+                no_mi = _correct(plain["probs"][:m], art["y"])
+                ok_oblivious = _correct(oblivious["probs"][:m], art["y"])
+                acc, no_mi_acc, obl_acc = _rate(ok), _rate(no_mi), _rate(ok_oblivious)
+                gain = obl_acc - no_mi_acc
+                records.append({
+                    "kind": kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(acc),
+                    "no_mi": _pct(no_mi_acc), "oblivious_mi": _pct(obl_acc),
+                    **_difference_columns(paired_difference_ci(ok, no_mi)),
+                    "gain_left": round((acc - no_mi_acc) / gain, 3) if gain > 0 else float("nan"),
+                    "n": m,
+                })
+    return pd.DataFrame(records)
+
+
+def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
+    """6. Per defense setting attacked by the adaptive evaluation (the `robustness:` section): on the
+    adaptive runs' n points, its accuracy under the oblivious attacks (worst case over them, clean
+    included), under the strongest single adaptive run, and the worst case per point over every
+    evaluation (metrics.worst_case), each with its Wilson interval; then the worst case minus the bare
+    model's oblivious worst case on the same points (Newcombe's paired interval). `claim_survives`
+    says, from these numbers, whether the paper's claim that the defense adds robustness to its model
+    holds against this attacker: the paired interval lies above 0."""
+    groups = defense_groups(index.values())
+    records = []
+    for (dataset, regime, defense, setting), group in sorted(groups.items()):
+        robust = adaptive_points(group)
+        if robust is None:
+            continue
+        y, on_points = robust
+        n = len(y)
+
+        def correct_of(artifacts):
+            return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), a["meta"].get("n_adaptive", 0)):
+                    _correct(a["probs"][:n], y) for a in artifacts}
+
+        oblivious = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") == "none")
+        adaptive = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") != "none")
+        bare = correct_of(artifacts_on(groups.get((dataset, regime, "none", "plain"), []), y))
+        if not oblivious or not adaptive or not bare:
+            continue
+        strongest_key = min(adaptive, key=lambda k: int(adaptive[k].sum()))
+        levels = {"oblivious": worst_case(oblivious), "adaptive": worst_case([adaptive[strongest_key]]),
+                  "worst_case": worst_case({**oblivious, **adaptive})}
+        diff = paired_difference_ci(levels["worst_case"]["survives"], worst_case(bare)["survives"])
+        record = {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
+                  "strongest_adaptive": f"{strongest_key[1]} {strongest_key[0]} EOT {strongest_key[2]}"}
+        for name, level in levels.items():
+            record.update({name: _pct(level["accuracy"]), f"{name}_low": _pct(level["ci_low"]),
+                           f"{name}_high": _pct(level["ci_high"])})
+        record.update({"bare_oblivious": _pct(worst_case(bare)["accuracy"]), "difference": _pct(diff["difference"]),
+                       "low": _pct(diff["low"]), "high": _pct(diff["high"]), "claim_survives": bool(diff["low"] > 0),
+                       "attacks": levels["worst_case"]["attacks"], "n": n})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def robustness_statement(frame: pd.DataFrame) -> str:
+    """One plain sentence per attacked defense, computed from `robustness_levels`' numbers."""
+    if not len(frame):
+        return "No defense was attacked adaptively (no `robustness:` section)."
+    lines = []
+    for r in frame.to_dict("records"):
+        verdict = ("survives: the defense keeps more points than the bare model under every attack"
+                   if r["claim_survives"] else "does not survive at this scale: the worst case is not above the bare "
+                   "model's oblivious level")
+        lines.append(f"- {r['regime']} + {r['defense']} ({r['setting']}): oblivious {r['oblivious']:.1f}% "
+                     f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest adaptive {r['adaptive']:.1f}% "
+                     f"[{r['adaptive_low']:.1f}, {r['adaptive_high']:.1f}] ({r['strongest_adaptive']}), worst case "
+                     f"{r['worst_case']:.1f}% [{r['worst_case_low']:.1f}, {r['worst_case_high']:.1f}] on {r['n']} points; "
+                     f"minus the bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]: the claim {verdict}.")
+    return "\n".join(lines)
+
+
+FINDINGS = ("gains", "matched", "detection", "adaptive", "robustness")
+_TITLES = {
+    "gains": "1-2. Each defense minus its bare model, same attacked points (Table 2 rows)",
+    "matched": "3. MI-OL minus each baseline at the nearest clean accuracy (Fig. 3b grids)",
+    "detection": "4. Detection: AUC of MI-PL minus AUC of plain confidence on the clean-correct points (Fig. 3a); "
+                 "*_all: on every point",
+    "adaptive": "5. Adaptive attacks: MI under the adaptive attack minus the bare model under the oblivious one "
+                "(Fig. 4); gain_left = (adaptive MI - no-MI) / (oblivious MI - no-MI)",
+    "robustness": "6. Every randomized defense against an adaptive attacker (AutoAttack rand, EOT PGD): oblivious, "
+                  "strongest adaptive and worst case per point, and the worst case minus the bare model",
+}
+_INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs: in [0, 1]); `low`/`high` bound "
+          "it with 95% confidence: Newcombe's paired score interval for accuracies, a bootstrap over points for AUCs "
+          "(each point's clean and adversarial scores, and both detectors, resampled together).")
+
+
+def write_findings(frames: dict[str, pd.DataFrame], stem: str | Path) -> list[Path]:
+    """The four tables (keys :data:`FINDINGS`) as ``stem.md`` and ``stem.html`` (one page, a section each)
+    and ``stem_<name>.csv`` (one per table), each written atomically."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    md = ["# The paper's findings on this run: paired differences with 95% intervals", _INTRO]
+    page = [f"<p>{html.escape(_INTRO)}</p>"]
+    texts = {}
+    for name in FINDINGS:
+        frame = frames[name]
+        md += [f"## {_TITLES[name]}", frame.to_markdown(index=False) if len(frame) else "(no rows)"]
+        page += [f"<h3>{html.escape(_TITLES[name])}</h3>", frame.to_html(index=False) if len(frame) else "<p>(no rows)</p>"]
+        if name == "robustness":  # the plain statement, computed from the numbers above
+            md.append(robustness_statement(frame))
+            page.append(f"<pre>{html.escape(robustness_statement(frame))}</pre>")
+        texts[stem.with_name(f"{stem.name}_{name}.csv")] = frame.to_csv(index=False)
+    texts[stem.with_name(stem.name + ".md")] = "\n\n".join(md) + "\n"
+    texts[stem.with_name(stem.name + ".html")] = "\n".join(page) + "\n"
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+    return list(texts)

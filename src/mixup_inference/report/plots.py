@@ -1,0 +1,395 @@
+"""The paper's figures from the aggregated tables (results.csv, detection.csv, components.csv).
+
+* :func:`plot_components` -- Fig. 2: MI-PL / MI-OL output components F_y, F_yhat vs lambda, with the
+  ideal-linearity predictions of Table 1 dashed.
+* :func:`plot_detection_auc` -- Fig. 3a: detection AUC, MI-PL score vs plain confidence.
+* :func:`plot_tradeoff` -- Fig. 3b: adversarial vs clean accuracy over each defense's settings.
+* :func:`plot_adaptive` -- Fig. 4: accuracy vs number of adaptive samples N_A.
+
+Each function takes DataFrames in the formats of :mod:`mixup_inference.report.aggregate` and an output
+stem, writes ``stem.png`` (150 dpi) and ``stem.svg`` (text kept as text) and returns both paths.
+An empty input gives a figure that says "no data". Figures are built with the object-oriented API
+(``matplotlib.figure.Figure``, rendered by Agg), so no pyplot state or backend switch is involved.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .aggregate import ideal_linearity
+from ..core.settings import parse_attack
+from .tables import attack_display_name
+
+__all__ = [
+    "DEFENSE_LABELS",
+    "REGIME_LABELS",
+    "plot_adaptive",
+    "plot_components",
+    "plot_detection_auc",
+    "plot_tradeoff",
+]
+
+DPI = 150
+REGIME_LABELS = {"erm": "ERM", "mixup": "Mixup", "at": "AT", "interpolated_at": "Interpolated AT"}
+DEFENSE_LABELS = {
+    "none": "no defense",
+    "mi_pl": "MI-PL",
+    "mi_ol": "MI-OL",
+    "mi_combined": "MI-Combined",
+    "gaussian": "Gaussian noise",
+    "rotation": "Random rotation",
+    "xie": "Xie et al.",
+    "xie_resize": "Xie et al. (resize)",
+    "guo": "Guo et al.",
+}
+_DEFENSE_COLORS = dict(zip(DEFENSE_LABELS, ["0.3", "C0", "C3", "C4", "C1", "C2", "C5", "C8", "C6"]))
+_ADAPTIVE_LABELS = {"paper": "adaptive PGD (paper, Eq. 24)", "eot": "EOT PGD"}
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "mixup-inference", "font.size": 9, "axes.titlesize": 9}
+
+
+# ---------------------------------------------------------------- shared helpers
+def _styled(plot):
+    """Run a plot function under this module's rcParams (fonts are fixed when artists are created)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(_RC):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+def _regime(name: str) -> str:
+    return REGIME_LABELS.get(name, name)
+
+
+def _regime_rank(name: str) -> tuple[int, str]:
+    order = list(REGIME_LABELS)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _save(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write fig as stem.png and stem.svg (each to a temporary file, then renamed); deterministic bytes."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        # not mkstemp: its files are mode 0600, a report's figures should get the usual umask mode
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata, bbox_inches="tight")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        paths.append(path)
+    return paths
+
+
+def _figure(n_panels: int, *, ncols: int | None = None, panel_size=(3.6, 2.9)) -> tuple[Figure, list]:
+    ncols = min(n_panels, ncols or 3) if n_panels else 1
+    nrows = max(1, math.ceil(n_panels / ncols))
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _no_data(stem: str | Path, title: str, reason: str = "no data") -> list[Path]:
+    fig = Figure(figsize=(4.5, 2.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=12, color="0.4", transform=ax.transAxes)
+    return _save(fig, stem)
+
+
+def _require(df: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = sorted(set(columns) - set(df.columns))
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; pass the frame written by the aggregate step")
+
+
+def _require_unique(df: pd.DataFrame, key: list[str], name: str) -> None:
+    duplicated = df[df.duplicated(key, keep=False)]
+    if len(duplicated):
+        raise ValueError(f"{name} has several rows for {dict(duplicated.iloc[0][key])}; deduplicate it")
+
+
+def _attack_order(name: str) -> tuple[bool, int]:
+    return parse_attack(name)
+
+
+# ---------------------------------------------------------------- Fig. 2
+def _component_attack(df: pd.DataFrame) -> str | None:
+    """The adversarial attack to draw: the one with the most lambda values; "pgd10" (the paper's) on ties."""
+    adversarial = df[df["input"] == "adversarial"]
+    if adversarial.empty:
+        return None
+    counts = adversarial.groupby("attack")["lam"].nunique()
+    best = counts.max()
+    candidates = sorted(counts[counts == best].index, key=lambda a: (a != "pgd10", _attack_order(a)))
+    return candidates[0]
+
+
+@_styled
+def plot_components(components_df: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Fig. 2: mean F_y and F_yhat of the MI output vs lambda, one panel per (dataset, regime, mode).
+
+    Solid lines with markers: measured means (``components.csv``) on clean inputs and on their
+    adversarial counterparts; dashed lines: Table 1 under ideal global linearity
+    (:func:`aggregate.ideal_linearity`). If several adversarial attacks are present, the one with the
+    most lambda values is drawn (PGD-10 on ties) and named in the title.
+    """
+    title = "Fig. 2: MI output components vs λ"
+    if components_df.empty:
+        return _no_data(stem, title)
+    _require(components_df, ["dataset", "regime", "mode", "lam", "attack", "input", "component", "value",
+                             "num_classes"], "components_df")
+    attack = _component_attack(components_df)
+    df = components_df[(components_df["input"] == "clean") | (components_df["attack"] == attack)]
+    panels = sorted(
+        df.groupby(["dataset", "regime", "mode"]).groups, key=lambda p: (p[0], _regime_rank(p[1]), p[2] != "pl")
+    )
+    # MI-PL and MI-OL of a regime side by side, two regimes per row: a wide figure, so the report
+    # viewer (which fits the height to the window) shows it whole and legible
+    fig, axes = _figure(len(panels), ncols=4 if len(panels) > 2 else 2)
+    lam_grid = np.linspace(0.0, 1.0, 101)
+    # F_yhat drawn with open markers over F_y: on clean inputs the two mostly coincide (yhat = y)
+    styles = {
+        ("clean", "y"): ("C0", "o", 6, "clean, $F_y$"),
+        ("clean", "yhat"): ("C9", "s", 4, r"clean, $F_{\hat y}$"),
+        ("adversarial", "y"): ("C3", "^", 6, "adversarial, $F_y$"),
+        ("adversarial", "yhat"): ("C1", "v", 4, r"adversarial, $F_{\hat y}$"),
+    }
+    multi_dataset = df["dataset"].nunique() > 1
+    for ax, (dataset, regime, mode) in zip(axes, panels):
+        panel = df[(df["dataset"] == dataset) & (df["regime"] == regime) & (df["mode"] == mode)]
+        num_classes = int(panel["num_classes"].iloc[0])
+        for (inp, component), (color, marker, size, label) in styles.items():
+            points = panel[(panel["input"] == inp) & (panel["component"] == component)].sort_values("lam")
+            if not points.empty:
+                ax.plot(points["lam"], points["value"], color=color, marker=marker, ms=size, lw=1.3, label=label,
+                        mfc="none" if component == "yhat" else color)
+            ideal = ideal_linearity(mode, inp, component, lam_grid, num_classes)
+            ax.plot(lam_grid, ideal, color=color, ls="--", lw=0.9, alpha=0.8)
+        prefix = f"{dataset} · " if multi_dataset else ""
+        ax.set_title(f"{prefix}{_regime(regime)} + MI-{mode.upper()}")
+        ax.set_xlabel("mixup ratio λ")
+        ax.set_ylabel("mean output probability")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", ls="--", lw=0.9))
+    labels.append("ideal linearity (Table 1)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(5, len(labels)), frameon=False)
+    inputs = "clean" + (f" and {attack_display_name(attack)} inputs" if attack else " inputs")
+    fig.suptitle(f"{title} ({inputs})")
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------- Fig. 3a
+@_styled
+def plot_detection_auc(detection_df: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Fig. 3a: grouped bars of detection AUC per (regime, attack), MI-PL score vs plain confidence,
+    one panel per dataset, with the 0.5 chance level dashed and, where `detection_df` has the
+    columns auc_low / auc_high, their 95% (paired bootstrap) interval as error bars. With a
+    ``points`` column, the bars are the paper's clean-correct points and the all-points AUC is a
+    black tick on each bar."""
+    title = "Fig. 3a: detecting adversarial inputs"
+    if detection_df.empty:
+        return _no_data(stem, title)
+    _require(detection_df, ["dataset", "regime", "attack", "detector", "setting", "auc"], "detection_df")
+    all_points = None
+    if "points" in detection_df.columns:
+        all_points = detection_df[detection_df["points"] == "all"]
+        detection_df = detection_df[detection_df["points"] == "clean_correct"]
+        if detection_df.empty:
+            return _no_data(stem, title, "no clean-correct rows")
+    datasets = sorted(detection_df["dataset"].unique())
+    fig, axes = _figure(len(datasets), ncols=1, panel_size=(max(4.0, 1.2 * detection_df.groupby(
+        ["regime", "attack", "setting"]).ngroups + 1.5), 3.2))
+    detectors = [("mi_pl", "MI-PL: drop of $F_{\\hat y}$", "C0"), ("confidence", "plain confidence", "0.6")]
+    width = 0.38
+    for ax, dataset in zip(axes, datasets):
+        df = detection_df[detection_df["dataset"] == dataset]
+        several_settings = df["setting"].nunique() > 1
+        groups = sorted(
+            df.groupby(["regime", "attack", "setting"]).groups,
+            key=lambda g: (_regime_rank(g[0]), _attack_order(g[1]), g[2]),
+        )
+        x = np.arange(len(groups))
+        has_ci = {"auc_low", "auc_high"} <= set(df.columns)
+        for offset, (detector, label, color) in zip((-width / 2, width / 2), detectors):
+            values, low, high = [], [], []
+            for regime, attack, setting in groups:
+                hit = df[(df["regime"] == regime) & (df["attack"] == attack) & (df["setting"] == setting)
+                         & (df["detector"] == detector)]
+                row = hit.iloc[0] if len(hit) else None
+                values.append(float(row["auc"]) if row is not None else np.nan)
+                low.append(float(row["auc_low"]) if row is not None and has_ci else np.nan)
+                high.append(float(row["auc_high"]) if row is not None and has_ci else np.nan)
+            # 95% interval as an error bar, when the table has one
+            yerr = np.abs(np.array([low, high]) - np.array(values)) if has_ci else None
+            ax.bar(x + offset, values, width, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2},
+                   label=label, color=color)
+            for xi, value, top in zip(x + offset, values, np.fmax(values, high)):  # above the error bar
+                if not np.isnan(value):
+                    ax.text(xi, top + 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
+            if all_points is not None and len(all_points):
+                everyone = []
+                for regime, attack, setting in groups:
+                    hit = all_points[(all_points["dataset"] == dataset) & (all_points["regime"] == regime)
+                                     & (all_points["attack"] == attack) & (all_points["setting"] == setting)
+                                     & (all_points["detector"] == detector)]
+                    everyone.append(float(hit.iloc[0]["auc"]) if len(hit) else np.nan)
+                ax.scatter(x + offset, everyone, marker="_", s=120, color="k", linewidths=1.2, zorder=3,
+                           label="all points" if detector == "mi_pl" else None)
+        ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance (0.5)")
+        ax.set_xticks(x, [
+            f"{_regime(r)}\n{attack_display_name(a)}" + (f"\nMI-PL {s}" if several_settings else "")
+            for r, a, s in groups
+        ])
+        ax.set_ylim(0.0, 1.22)  # head room for the legend above AUC = 1 bars
+        ax.set_yticks(np.linspace(0.0, 1.0, 6))
+        ax.set_ylabel("AUC, clean-correct points" if all_points is not None else "AUC (clean vs adversarial)")
+        settings = "" if several_settings else f", MI-PL {df['setting'].iloc[0]}"
+        ax.set_title(f"{dataset}{settings}")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper right", fontsize=7, ncols=3, frameon=False)
+    fig.suptitle(title)
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------- Fig. 3b
+def _param_label(defense: str, param: float) -> str:
+    if defense == "none" or pd.isna(param):
+        return ""
+    return format(float(param), "g")
+
+
+@_styled
+def plot_tradeoff(results_df: pd.DataFrame, stem: str | Path, attack: str = "pgd10") -> list[Path]:
+    """Fig. 3b: adversarial accuracy (under oblivious ``attack``) vs clean accuracy, one point per
+    setting of each defense, joined in order of the defense's main parameter (annotated next to each
+    point: lambda, sigma, degrees, lower size, lambda_OL); one panel per (dataset, regime).
+    Error bars are the 95% Wilson intervals."""
+    title = f"Fig. 3b: {attack_display_name(attack)} accuracy vs clean accuracy"
+    if results_df.empty:
+        return _no_data(stem, title)
+    _require(results_df, ["dataset", "regime", "defense", "setting", "param", "attack", "adaptive", "accuracy",
+                          "ci_low", "ci_high"], "results_df")
+    parse_attack(attack)
+    oblivious = results_df[results_df["adaptive"] == "none"]
+    key = ["dataset", "regime", "defense", "setting"]
+    clean = oblivious[oblivious["attack"] == "clean"]
+    adv = oblivious[oblivious["attack"] == attack]
+    for part in (clean, adv):
+        _require_unique(part, key + ["attack"], "results_df (oblivious rows)")
+    pairs = clean.merge(adv, on=key, suffixes=("_clean", "_adv"))
+    if pairs.empty:
+        return _no_data(stem, title, f"no setting evaluated on both clean and {attack} inputs")
+    panels = sorted(pairs.groupby(["dataset", "regime"]).groups, key=lambda p: (p[0], _regime_rank(p[1])))
+    fig, axes = _figure(len(panels), ncols=2, panel_size=(4.4, 3.6))
+    multi_dataset = pairs["dataset"].nunique() > 1
+    for ax, (dataset, regime) in zip(axes, panels):
+        panel = pairs[(pairs["dataset"] == dataset) & (pairs["regime"] == regime)]
+        for defense in [d for d in DEFENSE_LABELS if d in set(panel["defense"])]:
+            points = panel[panel["defense"] == defense].sort_values(["param_clean", "setting"])
+            xs, ys = 100 * points["accuracy_clean"], 100 * points["accuracy_adv"]
+            xerr = 100 * np.vstack([points["accuracy_clean"] - points["ci_low_clean"],
+                                    points["ci_high_clean"] - points["accuracy_clean"]])
+            yerr = 100 * np.vstack([points["accuracy_adv"] - points["ci_low_adv"],
+                                    points["ci_high_adv"] - points["accuracy_adv"]])
+            color = _DEFENSE_COLORS[defense]
+            marker = "*" if defense == "none" else "o"
+            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=color, marker=marker, ms=7 if defense == "none" else 4,
+                        lw=1.2, elinewidth=0.5, alpha=0.9, capsize=0, label=DEFENSE_LABELS[defense])
+            for x, y, param in zip(xs, ys, points["param_clean"]):
+                text = _param_label(defense, param)
+                if text:
+                    ax.annotate(text, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6, color=color)
+        prefix = f"{dataset} · " if multi_dataset else ""
+        ax.set_title(f"{prefix}{_regime(regime)}")
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(f"{attack_display_name(attack)} accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(title)
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------- Fig. 4
+def _points(rows: pd.DataFrame) -> str:
+    """", n points" for a legend label: Fig. 4's lines are measured on different prefixes of the test
+    subset (oblivious: all of it, adaptive: adaptive.n_test, worst case: robustness.n_test), so each
+    says how many points it is on; nothing where the rows have no "n" column or several sizes."""
+    sizes = rows["n"].unique() if "n" in rows else []
+    return f", {int(sizes[0])} points" if len(sizes) == 1 else ""
+
+
+@_styled
+def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Fig. 4: accuracy vs number of adaptive samples N_A, one panel per attack (adaptive PGD-10/50/200,
+    one row of panels per attacked (dataset, regime, defense, setting)), one line per adaptive kind
+    ("paper": App. B.2, Eq. 24; "eot"), 95% Wilson error bars. Dashed: the model without MI under
+    the same oblivious attack (defense none, same dataset and regime), as in the paper."""
+    title = "Fig. 4: adaptive attacks"
+    if results_df.empty:
+        return _no_data(stem, title)
+    _require(results_df, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive",
+                          "accuracy", "ci_low", "ci_high"], "results_df")
+    worst = results_df[results_df["adaptive"] == "worst_case"]  # aggregate.worst_case_rows
+    adaptive = results_df[results_df["adaptive"].isin(tuple(_ADAPTIVE_LABELS))]
+    if adaptive.empty:
+        return _no_data(stem, title, "no adaptive attacks evaluated")
+    targets = sorted(adaptive.groupby(["dataset", "regime", "defense", "setting"]).groups)
+    attacks = sorted(adaptive["attack"].unique(), key=_attack_order)
+    fig, axes = _figure(len(targets) * len(attacks), ncols=len(attacks), panel_size=(3.4, 2.9))
+    _require_unique(adaptive, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"],
+                    "results_df (adaptive rows)")
+    plain = results_df[(results_df["adaptive"] == "none") & (results_df["defense"] == "none")]
+    _require_unique(plain, ["dataset", "regime", "setting", "attack"], "results_df (undefended rows)")
+    panels = [(t, a) for t in targets for a in attacks]
+    for ax, ((dataset, regime, defense, setting), attack) in zip(axes, panels):
+        rows = adaptive[(adaptive["dataset"] == dataset) & (adaptive["regime"] == regime)
+                        & (adaptive["defense"] == defense) & (adaptive["setting"] == setting)
+                        & (adaptive["attack"] == attack)]
+        for i, kind in enumerate(sorted(rows["adaptive"].unique(), key=lambda k: (k != "paper", k))):
+            line = rows[rows["adaptive"] == kind].sort_values("n_adaptive")
+            acc = 100 * line["accuracy"]
+            err = 100 * np.vstack([line["accuracy"] - line["ci_low"], line["ci_high"] - line["accuracy"]])
+            ax.errorbar(line["n_adaptive"], acc, yerr=err, marker="os^v"[i % 4], ms=4, lw=1.3, capsize=2,
+                        color=f"C{i}", label=_ADAPTIVE_LABELS.get(kind, kind) + _points(line))
+        level = plain[(plain["dataset"] == dataset) & (plain["regime"] == regime) & (plain["attack"] == attack)]
+        if len(level):
+            ax.axhline(100 * float(level["accuracy"].iloc[0]), color="k", ls="--", lw=1.0,
+                       label=f"no MI, oblivious {attack_display_name(attack)}{_points(level)}")
+        level = worst[(worst["dataset"] == dataset) & (worst["regime"] == regime) & (worst["defense"] == defense)
+                      & (worst["setting"] == setting)]
+        if len(level):  # the share of points surviving every attack, oblivious and adaptive
+            ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
+                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks){_points(level)}")
+        ax.set_title(f"{_regime(regime)} + {DEFENSE_LABELS.get(defense, defense)} ({setting})\n"
+                     f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
+        ax.set_xlabel("adaptive samples $N_A$")
+        ax.set_ylabel("accuracy (%)")
+        if len(rows):
+            ax.set_xticks(sorted(rows["n_adaptive"].unique()))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(title)
+    return _save(fig, stem)

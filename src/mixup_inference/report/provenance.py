@@ -1,0 +1,264 @@
+"""Provenance of a workflow run: config, data sets and their sources, models, hardware, package
+versions, git commit, the wall time of every rule (from Snakemake's benchmark files), and every
+setting in which the run differs from the paper's (config/paper.yaml)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from .aggregate import DETECTION_POINTS
+from ..core.data import load_dataset
+from ..jobs.stages import robust_runs
+from ..core.settings import parse_attack
+from ..core.training import ADVERSARIAL_REGIMES
+from ..core.utils import atomic_write_text
+
+
+
+def environment_summary() -> dict:
+    """Hardware and package versions for provenance."""
+    import importlib.metadata as md
+
+    packages = {}
+    for name in ("torch", "torchvision", "numpy", "pandas", "matplotlib", "scikit-learn", "snakemake",
+                 "snakemake-executor-plugin-slurm", "mixup-inference"):
+        try:
+            packages[name] = md.version(name)
+        except md.PackageNotFoundError:
+            packages[name] = None
+    cuda = torch.cuda.is_available()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "packages": packages,
+    }
+
+def git_commit(path: str | Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the repository holding this package (or `path`). Dirty means
+    uncommitted changes to tracked files outside reports/: a run rewrites its own committed
+    reports (reports/<run>/), which says nothing about the code that made them."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)reports"], cwd=where,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown (not a git checkout)", "dirty": None}
+
+
+#: Benchmark folders below benchmarks/<run>/<dataset>/<regime>/ and the rules they belong to.
+_JOB_FOLDERS = {"eval": "evaluate", "attack": "attack", "adaptive": "adaptive", "robust": "robust"}
+
+
+def rule_of(benchmark: Path, root: Path) -> str:
+    """The rule a benchmark file belongs to, from the workflow's benchmark path layout (the rules'
+    `benchmark:` paths): <rule>.tsv at the top or per data set / model, a rule's folder at the top
+    (tables/, download_model/) or right below <dataset>/<regime>/ (eval/, attack/, adaptive/, robust/).
+    By position, so that a setting's name (robust/<defense>/<setting>.tsv) is never taken for a rule."""
+    parts = benchmark.relative_to(root).parts
+    if len(parts) > 1 and parts[0] in ("tables", "download_model"):
+        return parts[0]
+    if len(parts) > 3 and parts[2] in _JOB_FOLDERS:
+        return _JOB_FOLDERS[parts[2]]
+    return benchmark.stem
+
+
+def rule_timings(benchmarks_dir: str | Path) -> pd.DataFrame:
+    """Jobs, total and max wall time (s) per rule, from Snakemake's benchmark TSV files."""
+    root = Path(benchmarks_dir)
+    rows = []
+    for tsv in sorted(root.rglob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t")
+        if len(frame):
+            rows.append({"rule": rule_of(tsv, root), "seconds": float(frame["s"].iloc[-1])})
+    if not rows:
+        return pd.DataFrame(columns=["rule", "jobs", "total_s", "max_s"])
+    frame = pd.DataFrame(rows)
+    return (frame.groupby("rule")["seconds"].agg(jobs="count", total_s="sum", max_s="max")
+            .reset_index().sort_values("total_s", ascending=False).round(1))
+
+
+# Keys that decide where and how fast a run goes, not what it computes (memory bounds, batch sizes
+# for attacks and defenses, devices, fast paths, job resources, output names): left out of the comparison.
+_NOT_COMPARED = ("run", "device", "speed", "resources", "attacks.batch_size", "defenses.chunk_size")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _comparable(config: dict) -> dict[str, Any]:
+    """The config as dotted keys, with every regime's training settings resolved (shared keys
+    merged with the regime's overrides: training.at.epochs, ...; the training attack only for the
+    regimes that use it)."""
+    config = dict(config)
+    training = dict(config.pop("training", {}))
+    regimes = training.pop("regimes", {}) or {}
+    flat = _flatten(config)
+    for regime, overrides in regimes.items():
+        resolved = {**training, **(overrides or {})}
+        if regime not in ADVERSARIAL_REGIMES:
+            resolved.pop("at", None)  # the training attack applies to AT and interpolated AT only
+        flat.update(_flatten(resolved, f"training.{regime}"))
+    return {key: value for key, value in flat.items()
+            if not any(key == skip or key.startswith(skip + ".") for skip in _NOT_COMPARED)}
+
+
+def differences_from_paper(config: dict, paper: dict) -> list[dict[str, Any]]:
+    """Every setting that both `config` and the paper preset define and that differs, as rows
+    {"setting", "this run", "paper"}: the cuts a reader must know before comparing numbers.
+    Data sets, regimes and tables the run does not have are not listed (nothing to compare)."""
+    ours, theirs = _comparable(config), _comparable(paper)
+    return [{"setting": key, "this run": ours[key], "paper": theirs[key]}
+            for key in ours if key in theirs and ours[key] != theirs[key]]
+
+
+def protocol(config: dict) -> dict[str, Any]:
+    """The measurement protocol a reader needs to compare this run's numbers with the paper's:
+    the choices fixed in code since the fidelity fixes (where the old protocol differed), the
+    switches of the config, and the budget of every attack the run made (training, oblivious,
+    Fig. 4's adaptive, the robustness section's), each with its threat model."""
+    attacks = config.get("attacks", {})
+    # what untargeted attacks push away from: it changes every attacked accuracy of weak models
+    labels = str(attacks.get("labels", "prediction")).lower()  # YAML true -> "true"
+    away = {"prediction": "the bare model's clean prediction (the paper's)", "true": "the true label"}[labels]
+    threat = {"norm": "Linf", "eps": attacks.get("eps"), "pixels": "[0, 1]", "random_start": "uniform in the eps-ball"}
+    oblivious = {}
+    for name in attacks.get("names", []):
+        if name == "clean":
+            continue
+        targeted, steps = parse_attack(name)
+        oblivious[name] = {**threat, "steps": steps, "step_size": attacks.get("step_size"), "restarts": 1,
+                           "crafted_on": "the bare model",
+                           "objective": "toward a seeded random label != true label" if targeted else f"away from {away}"}
+    training = config.get("training", {})
+    at_training = {}
+    for regime, overrides in (training.get("regimes") or {}).items():
+        if regime in ADVERSARIAL_REGIMES:
+            at = {**training.get("at", {}), **(overrides or {}).get("at", {})}
+            at_training[regime] = {**threat, "eps": at.get("eps"), "steps": at.get("steps"), "step_size": at.get("step_size"),
+                                   "objective": "away from the model's own prediction, model in eval mode (the authors')"}
+    budgets: dict[str, Any] = {"training": at_training, "oblivious": oblivious}
+    if config.get("adaptive"):
+        ada = config["adaptive"]
+        budgets["fig4_adaptive"] = {**threat, "against": f"{ada['regime']} + {ada['defense']} {ada['setting']}",
+                                    "kinds": ada["kinds"], "attacks": ada["attacks"], "n_adaptive": ada["n_adaptive"],
+                                    "step_size": attacks.get("step_size"), "points": ada["n_test"]}
+    if config.get("robustness"):
+        rob = config["robustness"]
+        budgets["robustness"] = {
+            **threat, "targets": [" ".join(t) for t in rob["targets"]], "points": rob["n_test"],
+            "executions_inside_defense": rob["n_samples"],
+            "evaluated_with": f"the defense at N = {config.get('defenses', {}).get('n_samples')}",
+            "runs": [{k: v for k, v in run.items() if k != "file"}
+                     | ({"step_size": attacks.get("step_size")} if run["kind"] == "eot_pgd"
+                        else {"version": "rand", "package": "pyautoattack (APGD-CE, APGD-DLR with EOT)"})
+                     for run in robust_runs(rob)],
+        }
+    return {
+        "attack_labels": labels,
+        "gaussian_noise": "Table 4's sigma is a std on the [-1, 1] scale: noise of std sigma/2 on [0, 1] pixels, "
+                          "not clamped (the authors'; before the fidelity fix: std sigma, clamped)",
+        "xie": "xie = random crop of size s, zero-padded back (the paper's); xie_resize = Xie et al.'s resize-and-pad "
+               "(before the fidelity fix, 'xie' meant resize-and-pad)",
+        "mixup": "one lambda ~ Beta(alpha, alpha) per example (the authors'; before: one per batch)",
+        "detection_points": f"{DETECTION_POINTS[0]} (the paper's Fig. 3a: points whose clean prediction is right, "
+                            f"each with its adversarial counterpart; paired bootstrap) reported, "
+                            f"{DETECTION_POINTS[1]} beside it",
+        "attack_budgets": budgets,
+    }
+
+
+def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
+                       benchmarks_dir: str | Path, paper_config: dict | None = None) -> dict[str, Any]:
+    datasets = {}
+    for path in data_paths:
+        dataset = load_dataset(path)
+        datasets[Path(path).parent.name] = {**dataset.provenance, "classes": list(dataset.classes)}
+    models = {}
+    for path in metrics_paths:
+        metrics = json.loads(Path(path).read_text())
+        key = "/".join(Path(path).parts[-3:-1])
+        models[key] = {
+            "model": metrics["model"], "parameters": metrics["parameters"], "device": metrics["device"],
+            "test_accuracy": metrics["test"]["accuracy"], "test_n": metrics["test"]["n"],
+            "epochs": metrics["train"].get("epochs"), "seconds_per_epoch": metrics["train"].get("seconds_per_epoch"),
+            "speed": metrics.get("speed"),  # the fast paths training used (speed.resolve_speed)
+            # a model loaded from a file instead of trained (jobs.run_import): where from, and its sha256
+            **{k: metrics[k] for k in ("source", "format", "sha256") if k in metrics},
+        }
+    timings = rule_timings(benchmarks_dir)
+    return {
+        "run": config.get("run"),
+        "protocol": protocol(config),
+        "git": git_commit(),
+        "environment": environment_summary(),
+        "datasets": datasets,
+        "models": models,
+        "wall_time_per_rule_s": timings.to_dict(orient="records"),
+        "differences_from_paper": differences_from_paper(config, paper_config) if paper_config else [],
+        "config": config,
+    }
+
+
+def _html_page(prov: dict[str, Any]) -> str:
+    def table(records: list[dict] | dict) -> str:
+        frame = pd.DataFrame(records) if isinstance(records, list) else pd.DataFrame(records).T
+        return frame.to_html(border=0, classes="prov") if len(frame) else "<p>none</p>"
+
+    env = prov["environment"]
+    sections = [
+        f"<h2>Run {html.escape(str(prov['run']))}</h2>",
+        f"<p>git commit <code>{html.escape(str(prov['git']['commit']))}</code>"
+        f"{' (with uncommitted changes)' if prov['git']['dirty'] else ''}</p>",
+        f"<p>Untargeted attacks push away from: <b>{html.escape(str(prov['protocol']['attack_labels']))}</b> "
+        "(attacks.labels: prediction = the clean prediction, the paper's; true = the true label)</p>",
+        f"<p>Hardware: {html.escape(env['processor'])}, {env['cpu_count']} CPUs, "
+        f"GPUs: {html.escape(', '.join(env['gpus']) or 'none')}; Python {env['python']} on {html.escape(env['platform'])}</p>",
+        "<h3>Protocol and attack budgets</h3>",
+        f"<pre>{html.escape(yaml.safe_dump(prov.get('protocol', {}), sort_keys=False))}</pre>",
+        "<h3>Where this run differs from the paper (config/paper.yaml)</h3>",
+        table([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+               for row in prov["differences_from_paper"]]),
+        "<h3>Packages</h3>", table([{"package": k, "version": v} for k, v in env["packages"].items()]),
+        "<h3>Data sets</h3>", table(prov["datasets"]),
+        "<h3>Models</h3>", table(prov["models"]),
+        "<h3>Wall time per rule (seconds)</h3>", table(prov["wall_time_per_rule_s"]),
+        "<h3>Config</h3>", f"<pre>{html.escape(yaml.safe_dump(prov['config'], sort_keys=False))}</pre>",
+    ]
+    style = "<style>body{font-family:sans-serif;margin:1em} table.prov{border-collapse:collapse} " \
+            "table.prov td,table.prov th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}</style>"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Provenance</title>{style}</head><body>" \
+           + "\n".join(sections) + "</body></html>\n"
+
+
+def write_provenance(yaml_path: str | Path, html_path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Collect the run's provenance and write it as YAML (machine-readable) and HTML (for the report)."""
+    prov = collect_provenance(**kwargs)
+    atomic_write_text(yaml_path, yaml.safe_dump(json.loads(json.dumps(prov, default=str)), sort_keys=False))
+    atomic_write_text(html_path, _html_page(prov))
+    return prov

@@ -1,0 +1,245 @@
+"""Our numbers from ``results.csv`` laid out as the paper's Tables 2 and 3 (whose rows and published
+numbers are in paper_tables.py).
+
+* :func:`build_table` lays our accuracies (with 95% Wilson intervals) next to the paper's;
+  :func:`write_table` writes it as Markdown, CSV (numeric, long form), LaTeX (booktabs) and HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .aggregate import WORST_CASE
+from ..jobs.paper_tables import AT_MOST_1, RowSpec
+from ..core.settings import ATTACKS, parse_attack
+from ..core.utils import atomic_write_text
+
+__all__ = ["COLUMNS", "COLUMN_NAMES", "LONG_COLUMNS", "MISSING", "attack_display_name", "build_table", "write_table"]
+
+#: The paper's attack columns (Tables 2 and 3), in order.
+COLUMNS: list[str] = list(ATTACKS)
+COLUMN_NAMES: dict[str, str] = {
+    "clean": "Clean",
+    "pgd10": "PGD10",
+    "pgd50": "PGD50",
+    "pgd200": "PGD200",
+    "tpgd10": "tPGD10",
+    "tpgd50": "tPGD50",
+    "tpgd200": "tPGD200",
+}
+#: Shown for an evaluation that is not in the results (or a number the paper does not report).
+MISSING = "–"
+
+#: Columns of the long, numeric form of a table (``stem.csv``); accuracies in %.
+LONG_COLUMNS = [
+    "method", "regime", "defense", "setting", "attack",
+    "ours", "ci_low", "ci_high", "n", "paper", "paper_upper_bound",
+]  # fmt: skip
+
+
+def attack_display_name(attack: str) -> str:
+    """Column header of an attack: "Clean", "PGD10", "tPGD50", also for steps the paper lacks; "Worst
+    case" for the worst case per point over every attack (aggregate.worst_case_rows)."""
+    if attack == WORST_CASE:
+        return "Worst case"
+    targeted, steps = parse_attack(attack)
+    if steps == 0:
+        return "Clean"
+    return f"{'t' if targeted else ''}PGD{steps}"
+
+
+def _paper_value(paper: dict[str, tuple], label: str, attack: str) -> tuple[float, bool]:
+    """(value in %, is an upper bound) of the paper's number, (NaN, False) if it has none."""
+    values = paper.get(label)
+    if values is None or attack not in COLUMNS:
+        return math.nan, False
+    value = values[COLUMNS.index(attack)]
+    if value == AT_MOST_1:
+        return 1.0, True
+    return float(value), False
+
+
+def _table_long(
+    results_df: pd.DataFrame, rows: Sequence[RowSpec], paper: dict[str, tuple], dataset: str, attacks: Sequence[str]
+) -> pd.DataFrame:
+    required = {"dataset", "regime", "defense", "setting", "attack", "adaptive", "accuracy", "ci_low", "ci_high", "n"}
+    missing = required - set(results_df.columns)
+    if missing:
+        raise ValueError(f"results_df lacks columns {sorted(missing)}; pass the frame of results.csv")
+    unknown = [row.label for row in rows if paper and row.label not in paper]
+    if unknown:
+        raise ValueError(f"row labels {unknown} are not in the paper table; use the paper's labels exactly")
+    for attack in attacks:
+        parse_attack(attack)
+    oblivious = results_df[(results_df["dataset"] == dataset) & (results_df["adaptive"] == "none")]
+    index = {}
+    for record in oblivious.to_dict("records"):
+        key = (record["regime"], record["defense"], record["setting"], record["attack"])
+        if key in index:
+            raise ValueError(f"results_df has two oblivious rows for {dataset} {key}; deduplicate it")
+        index[key] = record
+    worst = results_df[(results_df["dataset"] == dataset) & (results_df["adaptive"] == WORST_CASE)]
+    for record in worst.to_dict("records"):
+        index[(record["regime"], record["defense"], record["setting"], WORST_CASE)] = record
+    if len(worst):  # the worst case over every attack, oblivious and adaptive, beside the paper's columns
+        attacks = [*attacks, WORST_CASE]
+    out = []
+    for row in rows:
+        for attack in attacks:
+            record = index.get((row.regime, row.defense, row.setting, attack))
+            paper_value, upper = _paper_value(paper, row.label, attack)
+            out.append(
+                {
+                    "method": row.label,
+                    "regime": row.regime,
+                    "defense": row.defense,
+                    "setting": row.setting,
+                    "attack": attack,
+                    "ours": 100 * record["accuracy"] if record else math.nan,
+                    "ci_low": 100 * record["ci_low"] if record else math.nan,
+                    "ci_high": 100 * record["ci_high"] if record else math.nan,
+                    "n": int(record["n"]) if record else 0,
+                    "paper": paper_value,
+                    "paper_upper_bound": upper,
+                }
+            )
+    return pd.DataFrame(out, columns=LONG_COLUMNS)
+
+
+def _format_ours(record: dict) -> str:
+    if math.isnan(record["ours"]):
+        return MISSING
+    return f"{record['ours']:.1f} [{record['ci_low']:.1f}, {record['ci_high']:.1f}]"
+
+
+def _format_paper(record: dict) -> str:
+    if record["paper_upper_bound"]:
+        return AT_MOST_1
+    if math.isnan(record["paper"]):
+        return MISSING
+    return f"{record['paper']:.1f}"
+
+
+def build_table(
+    results_df: pd.DataFrame,
+    rows: Sequence[RowSpec],
+    paper: dict[str, tuple],
+    dataset: str,
+    attacks: Sequence[str] = COLUMNS,
+) -> pd.DataFrame:
+    """Our accuracies next to the paper's, laid out like the paper's table.
+
+    One row per ``RowSpec`` (index "Method", the paper's labels, in ``rows`` order) and one column
+    per attack (headers "Clean", "PGD10", ...). Each cell reads ``"ours [ci_low, ci_high] / paper"``
+    in % with one decimal (95% Wilson interval); our number is looked up in the oblivious rows
+    (``adaptive == "none"``) of ``results_df`` for ``dataset`` and the row's (regime, defense,
+    setting); the paper's by the row's label. A missing evaluation or paper number is shown as "–"
+    (a cell missing both is just "–"), so a preset that skips PGD-200 keeps the paper's layout.
+
+    The numeric long form (columns :data:`LONG_COLUMNS`, accuracies in %) is kept in
+    ``table.attrs["long"]`` for :func:`write_table`, with ``attrs["dataset"]``.
+    """
+    long = _table_long(results_df, rows, paper, dataset, attacks)
+    headers = [attack_display_name(attack) for attack in dict.fromkeys(long["attack"])] or \
+        [attack_display_name(attack) for attack in attacks]
+    cells: dict[str, list[str]] = {header: [] for header in headers}
+    for record in long.to_dict("records"):
+        ours, theirs = _format_ours(record), _format_paper(record)
+        text = MISSING if ours == MISSING and theirs == MISSING else f"{ours} / {theirs}"
+        cells[attack_display_name(record["attack"])].append(text)
+    table = pd.DataFrame(cells, index=pd.Index([row.label for row in rows], name="Method"), columns=headers)
+    table.attrs["long"] = long
+    table.attrs["dataset"] = dataset
+    return table
+
+
+_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}  # fmt: skip
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(char, char) for char in text)
+
+
+def _tex_cell(value: float, low: float = math.nan, high: float = math.nan, upper: bool = False) -> str:
+    if upper:
+        return r"$\leq$1"
+    if math.isnan(value):
+        return "--"
+    if math.isnan(low):
+        return f"{value:.1f}"
+    return f"{value:.1f}\\,{{\\scriptsize[{low:.1f}, {high:.1f}]}}"
+
+
+def _to_latex(table: pd.DataFrame, long: pd.DataFrame, dataset: str) -> str:
+    """A booktabs table, ASCII only: per attack an "ours [95% CI]" and a "paper" column."""
+    caption = (
+        f"Accuracy (\\%) on {_tex_escape(dataset)}, oblivious attacks: ours with its 95\\% Wilson interval, and the "
+        "paper's number. -- = not evaluated or not reported; $\\leq$1 = below 1\\% (paper)."
+    )
+    attacks = list(dict.fromkeys(long["attack"]))
+    lines = [
+        r"% requires \usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        f"\\caption{{{caption}}}",
+        r"\begin{tabular}{l" + "rr" * len(attacks) + "}",
+        r"\toprule",
+        "Method & "
+        + " & ".join(f"\\multicolumn{{2}}{{c}}{{{attack_display_name(a)}}}" for a in attacks)
+        + r" \\",
+        "".join(f"\\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(attacks))),
+        " & " + " & ".join(["ours [95\\% CI] & paper"] * len(attacks)) + r" \\",
+        r"\midrule",
+    ]
+    by_method = {method: group for method, group in long.groupby("method", sort=False)}
+    for method in table.index:
+        group = by_method[method].set_index("attack")
+        cells = []
+        for attack in attacks:
+            r = group.loc[attack]
+            cells.append(_tex_cell(r["ours"], r["ci_low"], r["ci_high"]))
+            cells.append(_tex_cell(r["paper"], upper=bool(r["paper_upper_bound"])))
+        lines.append(_tex_escape(method) + " & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def write_table(df: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Write a :func:`build_table` result as ``stem.md``, ``stem.csv``, ``stem.tex`` and ``stem.html``.
+
+    * ``.md``: a one-line caption then the display table (``DataFrame.to_markdown``, needs tabulate);
+    * ``.csv``: the numeric long form, columns :data:`LONG_COLUMNS` (accuracies in %, NaN when
+      missing; the paper's "≤1" is ``paper = 1.0`` with ``paper_upper_bound = True``);
+    * ``.tex``: a hand-written booktabs table (two columns per attack: ours [95% CI], paper);
+    * ``.html``: the display table (``DataFrame.to_html``).
+
+    Returns the four paths (each written atomically with :func:`utils.atomic_write_text`).
+    """
+    long = df.attrs.get("long")
+    if long is None:
+        raise ValueError("df has no attrs['long']; pass the DataFrame returned by build_table")
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    dataset = df.attrs.get("dataset", "")
+    caption = (
+        f"Accuracy (%) on {dataset}, oblivious attacks: ours [95% Wilson CI] / paper. "
+        f"{MISSING} = not evaluated or not reported; {AT_MOST_1} = below 1% (paper)."
+    )
+    texts = {
+        ".md": f"{caption}\n\n{df.to_markdown()}\n",
+        ".csv": long.to_csv(index=False),
+        ".tex": _to_latex(df, long, dataset),
+        ".html": f"<p>{html.escape(caption)}</p>\n{df.to_html()}\n",
+    }
+    paths = []
+    for suffix, text in texts.items():
+        path = stem.with_name(stem.name + suffix)
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
