@@ -13,7 +13,7 @@ from torch import nn
 from mixup_inference.core.defended import DefendedModel, autoattack_rand, eot_pgd_defense
 from mixup_inference.core.attacks import pgd
 from mixup_inference.core.averaging import averaged_softmax
-from mixup_inference.core.defenses import RANDOMIZED_DEFENSES, apply_defense
+from mixup_inference.core.defense_specs import DEFENSES, apply_defense
 from mixup_inference.core.utils import make_generator
 from test_attacks import assert_in_ball, make_data, problem  # noqa: F401 (problem is a fixture)
 
@@ -40,7 +40,7 @@ def defended_accuracy(problem, x_adv, defense, *, seeds=(101, 102)) -> float:  #
 
 
 def test_settings_cover_every_randomized_defense():
-    assert set(SETTINGS) == set(RANDOMIZED_DEFENSES) and "none" not in RANDOMIZED_DEFENSES
+    assert set(SETTINGS) == {name for name, spec in DEFENSES.items() if spec.randomized} and "none" not in SETTINGS
 
 
 @pytest.mark.parametrize("defense", sorted(SETTINGS))

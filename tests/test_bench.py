@@ -15,6 +15,7 @@ from torch import nn
 from mixup_inference.perf import bench
 from mixup_inference.core.attacks import pgd
 from mixup_inference.core.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
+from mixup_inference.core.defense_specs import DEFENSES
 from mixup_inference.core.defenses import mi_combined, mixup_inference
 from mixup_inference.core.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
 from mixup_inference.core.models import build_model
@@ -38,7 +39,8 @@ def quick(tmp_path_factory):
 
 def expected_rows(config: dict) -> set[str]:
     pgd_rows = {f"{prefix}pgd{k}" for k in config["pgd_steps"] for prefix in ("", "t")}
-    return {"mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "guo", *pgd_rows, "adaptive_pgd",
+    defenses = {name for name, spec in DEFENSES.items() if spec.randomized}  # every MI variant and every baseline
+    return {*defenses, *pgd_rows, "adaptive_pgd",
             "eot_pgd", "robust_eot_pgd_mi_ol", "robust_eot_pgd_mi_ol_chunked", "robust_eot_pgd_gaussian",
             "robust_autoattack_gaussian", "train_erm", "train_mixup", "train_at", "train_interpolated_at", "mi_ol_speedup_vs_loop"}
 

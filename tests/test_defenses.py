@@ -9,7 +9,8 @@ from torch import nn
 from mixup_inference.core.averaging import predict_probs
 from mixup_inference.core.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
                                        random_rotation)
-from mixup_inference.core.defenses import DEFENSES, POOL_DEFENSES, mi_combined, mixup_inference
+from mixup_inference.core.defense_specs import DEFENSES
+from mixup_inference.core.defenses import mi_combined, mixup_inference
 from mixup_inference.core.pool import sample_pool_indices
 from mixup_inference.core.utils import make_generator
 
@@ -302,8 +303,8 @@ def test_resize_pad_sizes_cover_the_range():
 def test_registry_names():
     assert set(DEFENSES) == {"none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "xie_resize",
                              "guo"}
-    assert DEFENSES["xie"] is random_crop_pad and DEFENSES["xie_resize"] is random_resize_pad
-    assert POOL_DEFENSES <= set(DEFENSES)
+    assert DEFENSES["xie"].function is random_crop_pad and DEFENSES["xie_resize"].function is random_resize_pad
+    assert {name for name, spec in DEFENSES.items() if spec.needs_pool} == {"mi_pl", "mi_ol", "mi_combined"}
     pool_x, pool_y = one_hot_pool()
     x = one_hot_images([0, 3])
     out = DEFENSES["mi_ol"](SoftmaxIsInput(), x, pool_x, pool_y, lam=0.7, n_samples=4, generator=make_generator(0))

@@ -10,9 +10,9 @@ from torch.overrides import TorchFunctionMode
 
 from mixup_inference.core.defended import eot_pgd_defense
 from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
-from mixup_inference.core.defenses import DEFENSES, POOL_DEFENSES
+from mixup_inference.core.defense_specs import DEFENSES
 from mixup_inference.core.models import build_model
-from mixup_inference.core.settings import parse_setting
+from mixup_inference.core.defense_specs import parse_setting
 
 HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
               torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
@@ -74,7 +74,7 @@ def test_defense_chunks_read_nothing_back_to_the_host():
         kwargs = parse_setting(defense, setting)
         if defense not in ("none", "mi_combined"):
             kwargs["n_samples"] = 6
-        args = (model, x, pool_x, pool_y) if defense in POOL_DEFENSES else (model, x)
+        args = (model, x, pool_x, pool_y) if DEFENSES[defense].needs_pool else (model, x)
 
         def run(chunk_size: int) -> None:
             DEFENSES[defense](*args, **kwargs, generator=torch.Generator().manual_seed(2), chunk_size=chunk_size)

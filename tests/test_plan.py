@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from mixup_inference.jobs import plan
-from mixup_inference.core.settings import parse_setting
+from mixup_inference.core.defense_specs import parse_setting
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 

@@ -9,7 +9,8 @@ from PIL import Image
 from mixup_inference.report.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMNS, RESULT_COLUMNS, ideal_linearity
 from mixup_inference.core.metrics import wilson_interval
 from mixup_inference.report.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
-from mixup_inference.core.settings import format_setting, parse_attack, setting_param
+from mixup_inference.core.attack_specs import parse_attack
+from mixup_inference.core.defense_specs import format_setting, setting_param
 
 
 def components_df():
@@ -41,7 +42,8 @@ def detection_df():
 
 
 def row(regime, defense, setting, attack, accuracy, *, n=1000, adaptive="none", n_adaptive=0, dataset="cifar10"):
-    targeted, steps = parse_attack(attack)
+    parsed = parse_attack(attack)
+    targeted, steps = parsed.targeted, parsed.steps
     correct = round(accuracy * n)
     low, high = wilson_interval(correct, n)
     return {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,

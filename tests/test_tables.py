@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mixup_inference.report.aggregate import RESULT_COLUMNS
-from mixup_inference.core.settings import parse_attack, parse_setting, setting_param
+from mixup_inference.core.attack_specs import parse_attack
+from mixup_inference.core.defense_specs import parse_setting, setting_param
 from mixup_inference.jobs.paper_tables import (AT_MOST_1, PAPER_TABLE2, PAPER_TABLE3, TABLE2_ROWS, TABLE3_ROWS, TABLE_SPECS,
                                           RowSpec, required_evaluations)
 from mixup_inference.report.tables import LONG_COLUMNS, MISSING, build_table, write_table
@@ -16,7 +17,8 @@ DISPLAY = ["Clean", "PGD10", "PGD50", "PGD200", "tPGD10", "tPGD50", "tPGD200"]
 
 def result(regime, defense, setting, attack, correct, n=1000, dataset="cifar10", adaptive="none", n_adaptive=0):
     """A results.csv row; the CI is a fixed +-2 points so the cells are easy to predict."""
-    targeted, steps = parse_attack(attack)
+    parsed = parse_attack(attack)
+    targeted, steps = parsed.targeted, parsed.steps
     acc = correct / n
     return {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
             "param": setting_param(defense, setting), "attack": attack, "targeted": targeted, "steps": steps,

@@ -28,7 +28,8 @@ from .core.baselines import (
     random_resize_pad,
     random_rotation,
 )
-from .core.defenses import DEFENSES, mi_combined, mi_ol, mi_pl, mixup_inference
+from .core.defense_specs import DEFENSES
+from .core.defenses import mi_combined, mi_ol, mi_pl, mixup_inference
 from .core.metrics import (
     accuracy_with_ci,
     auc_difference_ci,

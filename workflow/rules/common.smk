@@ -21,7 +21,8 @@ try:
     from mixup_inference.jobs import plan
     from mixup_inference.report.findings import FINDINGS
     from mixup_inference.jobs.stages import robust_runs
-    from mixup_inference.core.settings import DEFENSE_NAMES, parse_attack, parse_setting
+    from mixup_inference.core.attack_specs import attack_pattern, parse_attack
+    from mixup_inference.core.defense_specs import DEFENSES
     from mixup_inference.core.speed import DEFAULT_SPEED
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
     raise WorkflowError(
@@ -50,11 +51,11 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     # a training regime (erm, mixup, at, interpolated_at) or a model from a file (config models:)
     regime=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    attack=r"clean|t?pgd[0-9]+",
-    defense="|".join(DEFENSE_NAMES),
+    attack=attack_pattern(oblivious_only=True),
+    defense="|".join(DEFENSES),
     setting=r"[a-z]+=[^/]+|plain",
     kind=r"paper|eot",
-    robust_defense="|".join(name for name in DEFENSE_NAMES if name != "none"),
+    robust_defense="|".join(name for name, spec in DEFENSES.items() if spec.randomized),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
 
@@ -237,8 +238,8 @@ def threat_model():
 
 
 def attack_params(wildcards):
-    targeted, steps = parse_attack(wildcards.attack)
-    return {"targeted": targeted, "steps": steps, **threat_model()}
+    attack = parse_attack(wildcards.attack)
+    return {"targeted": attack.targeted, "steps": attack.steps, **threat_model()}
 
 
 # The fast paths of the train, attack, evaluate and adaptive jobs (speed.py): the config's `speed:`

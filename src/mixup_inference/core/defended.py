@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .attacks import check_labels, check_pgd_args, project_to_ball, uniform_start
 from .averaging import predict_probs
 from .checks import check_positive_int
-from .defenses import DEFENSES, POOL_DEFENSES, apply_defense
+from .defense_specs import apply_defense, defense_spec
 from .pool import class_groups
 from .utils import eval_mode
 
@@ -51,7 +51,7 @@ class DefendedModel(nn.Module):
 
     Args:
         model: logits classifier on [0, 1] images (kept as a submodule; run in eval mode).
-        defense: a name of defenses.DEFENSES.  setting: its canonical setting (settings.py).
+        defense: a name of defense_specs.DEFENSES.  setting: its canonical setting (defense_specs).
         pool: (pool_x, pool_y), the MI sample pool (needed by MI-PL, MI-OL, MI-Combined).
         n_samples: executions N inside the defense (MI-Combined's 5 + 15 are its own).
         generator: the only source of the defense's randomness.  chunk_size: as the defenses'.
@@ -60,9 +60,7 @@ class DefendedModel(nn.Module):
     def __init__(self, model: nn.Module, defense: str, setting: str, *, pool: tuple[Tensor, Tensor] | None = None,
                  n_samples: int, generator: torch.Generator | None, chunk_size: int | None = None) -> None:
         super().__init__()
-        if defense not in DEFENSES:
-            raise ValueError(f"defense={defense!r} is unknown; use one of {', '.join(DEFENSES)}")
-        if defense in POOL_DEFENSES and pool is None:
+        if defense_spec(defense).needs_pool and pool is None:
             raise ValueError(f"defense {defense!r} needs the MI sample pool; pass pool=(pool_x, pool_y)")
         check_positive_int(n_samples, "n_samples")
         self.model = model
@@ -127,7 +125,7 @@ def eot_pgd_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str, settin
     plain = groups = None
     with eval_mode(model):
         for _ in range(int(steps)):
-            if defense in POOL_DEFENSES:
+            if defense_spec(defense).needs_pool:
                 # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
                 # copies of a point: computed once on the B points, not eot times on the B x eot copies.
                 # The pool's class groups are checked once (first step), so the steps read nothing back.

@@ -1,6 +1,6 @@
-"""Inference-time defenses: Mixup Inference (Pang, Xu, Zhu, ICLR 2020, Algorithm 1), MI-Combined,
-and the registry of every defense the workflow evaluates (the randomised baselines of the
-paper's Tables 4/5 live in baselines.py).
+"""Mixup Inference (Pang, Xu, Zhu, ICLR 2020, Algorithm 1) and MI-Combined. The randomised
+baselines of the paper's Tables 4/5 live in baselines.py, and every defense's spec (its name,
+parameters, setting grammar, labels) in defense_specs.py.
 
 Every defense returns the softmax probabilities [B, C] averaged over its random executions and
 runs through one engine, `averaging.averaged_softmax` (chunked, memory bounded independently of
@@ -12,22 +12,16 @@ every class; uint8 pools are converted to float / 255 one chunk at a time.
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from .averaging import averaged_softmax, copy_owners, predict_probs
-from .baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
-                        random_rotation)
 from .checks import check_images, check_lam, check_mode, check_positive_int
 from .pool import check_pool, pool_images, sample_pool_indices
-from .settings import parse_setting
 
-__all__ = ["DEFENSES", "mi_given_labels", "POOL_DEFENSES", "RANDOMIZED_DEFENSES", "apply_defense", "mi_combined", "mi_ol", "mi_pl",
-           "mixup_inference"]
+__all__ = ["mi_combined", "mi_given_labels", "mi_ol", "mi_pl", "mixup_inference"]
 
 
 def mi_given_labels(model: nn.Module, x: Tensor, yhat: Tensor, pool_x: Tensor, pool_y: Tensor, *,
@@ -117,7 +111,9 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
     This follows the authors' code; the paper's text says unflagged inputs keep "the prediction
     on the original input" instead of the MI-PL one.
 
-    `threshold` may be any float (a negative one flags inputs whose confidence MI-PL raises).
+    `threshold` may be any finite float here (a negative one flags every input whose confidence MI-PL
+    does not raise by more than it; tests use that to reach the MI-OL branch); a config's setting
+    keeps it in [0, 1] (its spec in defense_specs).
     Draw order on `generator`: MI-PL samples for all inputs, then MI-OL samples for the flagged.
     `grad=True`: differentiable in x through whichever branch each input takes; the switch itself
     (the flag) is a hard selection and carries no gradient. Returns [B, C] probabilities.
@@ -142,57 +138,3 @@ def mi_combined(model: nn.Module, x: Tensor, pool_x: Tensor, pool_y: Tensor, *, 
         out[flagged] = mi_given_labels(model, x[flagged], yhat[flagged], pool_x, pool_y, lam=lam_ol,
                                                      n_samples=n_ol, mode="ol", **common)
     return out
-
-
-
-def _no_defense(model: nn.Module, x: Tensor, *, generator: torch.Generator | None = None,
-                chunk_size: int | None = None, grad: bool = False) -> Tensor:
-    """`predict_probs` with the common keyword interface of DEFENSES (generator is unused)."""
-    return predict_probs(model, x, chunk_size=chunk_size, grad=grad)
-
-
-DEFENSES: dict[str, Callable[..., Tensor]] = {
-    "none": _no_defense,
-    "mi_pl": mi_pl,
-    "mi_ol": mi_ol,
-    "mi_combined": mi_combined,
-    "gaussian": gaussian_noise,
-    "rotation": random_rotation,
-    "xie": random_crop_pad,
-    "xie_resize": random_resize_pad,
-    "guo": random_crop_resize,
-}
-"""Name -> defense. All take (model, x[, pool_x, pool_y], *, <own parameters>, generator=None,
-chunk_size=None, grad=False) and return [B, C] probabilities (differentiable in x with grad=True). The names in POOL_DEFENSES take the pool as
-the 3rd and 4th positional arguments; their parameters: mi_pl/mi_ol (lam, n_samples),
-mi_combined (lam_pl, lam_ol, threshold, n_pl, n_ol), gaussian (sigma, n_samples; sigma on the
-authors' [-1, 1] scale, clamp off), rotation (max_degrees, n_samples), xie/xie_resize/guo
-(min_size, max_size, n_samples), none (nothing)."""
-
-POOL_DEFENSES = frozenset({"mi_pl", "mi_ol", "mi_combined"})
-
-#: Every defense with a random forward pass (all but "none"): the targets of the adaptive attacks.
-RANDOMIZED_DEFENSES: tuple[str, ...] = tuple(name for name in DEFENSES if name != "none")
-
-
-def apply_defense(model: nn.Module, x: Tensor, defense: str, setting: str, *, pool: tuple[Tensor, Tensor],
-                  n_samples: int, chunk_size: int | None, generator: torch.Generator | None,
-                  grad: bool = False, plain: Tensor | None = None,
-                  groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
-    """Averaged softmax of `defense` with its canonical `setting` (see settings.py) on inputs x.
-
-    The defense comes from the DEFENSES registry; pool defenses get the MI pool, and every defense
-    that takes `n_samples` gets N = n_samples (MI-Combined's 5 + 15 executions are its own).
-    `grad=True`: differentiable in x (see averaging.averaged_softmax). `plain`: the model's plain
-    softmax on x when the caller has it (MI's predicted label and MI-Combined's switch use it, never
-    differentiated); `groups`: the pool's class groups (see mixup_inference); other defenses
-    ignore both."""
-    kwargs = parse_setting(defense, setting)
-    function = DEFENSES[defense]
-    args = (model, x, *pool) if defense in POOL_DEFENSES else (model, x)
-    if "n_samples" in inspect.signature(function).parameters:
-        kwargs["n_samples"] = n_samples
-    if defense in POOL_DEFENSES:
-        kwargs.update(plain=plain, groups=groups)
-    return function(*args, **kwargs, generator=generator, chunk_size=chunk_size, grad=grad)
-

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..core.settings import parse_attack, parse_setting
+from ..core.attack_specs import attack_pattern, parse_attack
+from ..core.defense_specs import DEFENSES, SETTING_PATTERN, parse_setting
 from ..core.sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
 
 
@@ -116,13 +117,28 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> N
     import jsonschema  # a Snakemake dependency
     import yaml
 
-    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    schema = schema_with_registries(yaml.safe_load(Path(schema_path).read_text(encoding="utf-8")))
     validator = jsonschema.Draft202012Validator(schema)
     lines: list[str] = []
     for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
         lines += [line for line in _schema_problems(error) if line not in lines]
     if lines:
         raise ValueError("\n".join(lines))
+
+
+def schema_with_registries(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its defense enums and attack/setting patterns taken from the registries
+    (core.defense_specs, core.attack_specs), so a defense or attack registered at run time is a valid
+    config value. The schema file lists the built-in ones for its readers; a test keeps them equal."""
+    randomized = [name for name, spec in DEFENSES.items() if spec.randomized]
+    oblivious = attack_pattern(oblivious_only=True)
+    defs = schema["$defs"]
+    defs["robust_defense"]["enum"] = randomized
+    defs["attack"]["pattern"] = f"^({oblivious})$"
+    defs["adversarial_attack"]["pattern"] = "^(" + "|".join(p for p in oblivious.split("|") if p != "clean") + ")$"
+    defs["setting"]["pattern"] = SETTING_PATTERN
+    schema["properties"]["grids"]["properties"]["settings"]["propertyNames"]["enum"] = randomized
+    return schema
 
 
 def _image_size(dataset: dict) -> int:
@@ -132,24 +148,12 @@ def _image_size(dataset: dict) -> int:
 
 
 def check_setting(defense: str, setting: str, *, image_size: int, key: str) -> None:
-    """Raise ValueError if a defense setting is malformed or out of its valid range."""
+    """Raise ValueError (prefixed with the config `key`) if a defense setting is malformed or out of
+    the valid range its spec declares (defense_specs), window sizes included (<= `image_size`)."""
     try:
-        params = parse_setting(defense, setting)
+        parse_setting(defense, setting, image_size=image_size)
     except ValueError as error:
         raise ValueError(f"{key}: {error}") from None
-    for name in ("lam", "lam_pl", "lam_ol"):
-        if name in params and not 0 < params[name] <= 1:
-            raise ValueError(f"{key}: {setting} has {name}={params[name]:g} outside (0, 1]; use a mixup ratio in (0, 1]")
-    if "threshold" in params and params["threshold"] < 0:
-        raise ValueError(f"{key}: {setting} has a negative detection threshold; use a value >= 0")
-    if "sigma" in params and params["sigma"] < 0:
-        raise ValueError(f"{key}: {setting} has a negative noise std; use sigma >= 0")
-    if "max_degrees" in params and not 0 <= params["max_degrees"] <= 180:
-        raise ValueError(f"{key}: {setting} rotation range must be within [0, 180] degrees")
-    if "min_size" in params:
-        lo, hi = params["min_size"], params["max_size"]
-        if not 1 <= lo <= hi <= image_size:
-            raise ValueError(f"{key}: {setting} needs 1 <= min size <= max size <= image size ({image_size})")
 
 
 def _folder_test_size(source: str) -> int | None:

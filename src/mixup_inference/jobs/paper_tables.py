@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.settings import PLAIN_SETTING, parse_setting
+from ..core.defense_specs import PLAIN_SETTING, parse_setting
 
 __all__ = ["AT_MOST_1", "PAPER_TABLE2", "PAPER_TABLE3", "RowSpec", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE_SPECS",
            "model_rows", "required_evaluations"]
@@ -31,7 +31,7 @@ class RowSpec:
 
     label: str
     regime: str  # erm | mixup | at | interpolated_at
-    defense: str  # a name of settings.DEFENSE_NAMES
+    defense: str  # a name of defense_specs.DEFENSES
     setting: str  # canonical setting string, e.g. "lam=0.5"
 
     def __post_init__(self) -> None:

@@ -10,14 +10,14 @@ tests and the workflow benchmark all derive the same job lists from one place:
   file (config ``models:``, the import_model rule) and which the train rule makes;
 - :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model.
 
-Settings are canonical strings (settings.py), so a config's lambda 0.70 and 0.7 name one job.
+Settings are canonical strings (core.defense_specs), so a config's lambda 0.70 and 0.7 name one job.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.settings import PLAIN_SETTING, format_setting
+from ..core.defense_specs import PLAIN_SETTING, format_setting
 from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from ..core.training import REGIMES
 

@@ -21,17 +21,17 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from ..core.attack_specs import parse_attack
 from ..core.attacks import adaptive_pgd, eot_pgd, pgd
 from ..core.data import load_dataset, prepare_dataset, select_test_points, to_float
 from ..core.averaging import predict_probs
-from ..core.defenses import apply_defense
+from ..core.defense_specs import apply_defense, parse_setting
 from ..core.metrics import accuracy_with_ci
 from ..core.checkpoints import AUTHORS_ARCH
 from ..core.downloads import check_sha256
 from ..core.modelfiles import detect_format, load_model, load_model_file, save_model, save_program_model
 from ..core.models import build_model
 from ..core.pool import run_pool
-from ..core.settings import parse_setting
 from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from ..core.training import TrainConfig, train
 from ..core.utils import (atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, randint,
@@ -209,13 +209,15 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
     clean_pred = _predict(model, x, batch_size)
     labels = attack_labels(attack, clean_pred, y, target)
     attack = {**attack, "labels": attack.get("labels", "prediction")}
+    # the name's spec (core.attack_specs) crafts it; callers without a name (library use) get PGD
+    craft = parse_attack(name).spec.craft if name else pgd
     if attack["steps"] == 0:
         x_adv = x
     else:
         generator = make_generator(derive_seed(seed, "attack", name), device)
         x_adv = torch.cat([
-            pgd(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
-                targeted=attack["targeted"], generator=generator)
+            craft(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
+                  targeted=attack["targeted"], generator=generator)
             for s in _batches(len(x), batch_size)
         ])
     adv_pred = _predict(model, x_adv, batch_size).cpu()

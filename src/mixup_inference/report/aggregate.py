@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 
 from ..core.metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, worst_case
-from ..core.settings import DEFENSE_NAMES, ROBUST_KINDS, parse_attack, parse_setting, setting_param
+from ..core.attack_specs import ROBUST_KINDS, parse_attack
+from ..core.defense_specs import DEFENSES, parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
 
 __all__ = [
@@ -95,8 +96,8 @@ def _check_artifact(artifact: dict, where: str = "artifact") -> None:
             f"{where}: probs {tuple(probs.shape)}, plain_probs {tuple(plain.shape)} and y {tuple(y.shape)} "
             "must be [n, C], [n, C] and [n]"
         )
-    if meta["defense"] not in DEFENSE_NAMES:
-        raise ValueError(f"{where}: meta defense={meta['defense']!r} is not one of {DEFENSE_NAMES}")
+    if meta["defense"] not in DEFENSES:
+        raise ValueError(f"{where}: meta defense={meta['defense']!r} is not one of {tuple(DEFENSES)}")
     if meta.get("adaptive", "none") not in _ADAPTIVE_KINDS:
         raise ValueError(f"{where}: meta adaptive={meta['adaptive']!r} is not one of {_ADAPTIVE_KINDS}")
 
@@ -115,7 +116,8 @@ def result_row(artifact: dict) -> dict:
     (targeted, steps) and the accuracy of ``argmax(probs)`` against ``y`` with its 95% Wilson CI."""
     _check_artifact(artifact)
     meta = artifact["meta"]
-    targeted, steps = parse_attack(meta["attack"])
+    parsed = parse_attack(meta["attack"])
+    targeted, steps = parsed.targeted, parsed.steps
     adaptive, n_adaptive = _adaptive(meta)
     acc = accuracy_with_ci(artifact["probs"], artifact["y"])
     return {
@@ -284,14 +286,14 @@ def component_rows(artifacts: Iterable[dict], attack: str | None = None) -> list
     single point), ``n`` the number of points, ``num_classes`` C (for :func:`ideal_linearity`).
     """
     if attack is not None:
-        targeted, steps = parse_attack(attack)
-        if steps == 0 or targeted:
+        parsed = parse_attack(attack)
+        if parsed.steps == 0 or parsed.targeted:
             raise ValueError(f"attack={attack!r} must be an untargeted attack such as 'pgd10' (or None for all)")
 
     def wanted(name: str) -> bool:
         if name == "clean" or name == attack:
             return True
-        return attack is None and not parse_attack(name)[0]
+        return attack is None and not parse_attack(name).targeted
 
     rows = []
     for artifact in artifacts:

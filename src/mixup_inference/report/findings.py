@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .aggregate import adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores
 from ..core.metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
-from ..core.settings import PLAIN_SETTING
+from ..core.defense_specs import DEFENSES, PLAIN_SETTING
 from ..jobs.paper_tables import RowSpec
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 Key = tuple[str, str, str, str, str, str, int]  # dataset, regime, attack, defense, setting, adaptive, n_adaptive
-BASELINES = ("gaussian", "rotation", "xie", "xie_resize", "guo")
 
 
 def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
@@ -117,7 +116,7 @@ def matched_baselines(index: dict[Key, dict], dataset: str, regimes: Sequence[st
             mi[setting] = _rate(_correct(clean["probs"], clean["y"]))
         if not mi:
             continue
-        for baseline in BASELINES:
+        for baseline in [name for name, spec in DEFENSES.items() if spec.baseline]:
             for setting in settings.get(baseline, ()):
                 clean = _get(index, dataset, regime, "clean", baseline, setting)
                 clean_acc = _rate(_correct(clean["probs"], clean["y"]))

@@ -26,11 +26,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import ideal_linearity
-from ..core.settings import parse_attack
+from ..core.attack_specs import ADAPTIVE_KINDS, parse_attack
+from ..core.defense_specs import DEFENSES
 from .tables import attack_display_name
 
 __all__ = [
-    "DEFENSE_LABELS",
     "REGIME_LABELS",
     "plot_adaptive",
     "plot_components",
@@ -40,19 +40,8 @@ __all__ = [
 
 DPI = 150
 REGIME_LABELS = {"erm": "ERM", "mixup": "Mixup", "at": "AT", "interpolated_at": "Interpolated AT"}
-DEFENSE_LABELS = {
-    "none": "no defense",
-    "mi_pl": "MI-PL",
-    "mi_ol": "MI-OL",
-    "mi_combined": "MI-Combined",
-    "gaussian": "Gaussian noise",
-    "rotation": "Random rotation",
-    "xie": "Xie et al.",
-    "xie_resize": "Xie et al. (resize)",
-    "guo": "Guo et al.",
-}
-_DEFENSE_COLORS = dict(zip(DEFENSE_LABELS, ["0.3", "C0", "C3", "C4", "C1", "C2", "C5", "C8", "C6"]))
-_ADAPTIVE_LABELS = {"paper": "adaptive PGD (paper, Eq. 24)", "eot": "EOT PGD"}
+# Fig. 4 draws the attacks on MI's mixing (rule attack_mi); labels and colours come from the specs.
+_FIG4_KINDS = tuple(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "attack_mi")
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "mixup-inference", "font.size": 9, "axes.titlesize": 9}
 
 
@@ -128,7 +117,10 @@ def _require_unique(df: pd.DataFrame, key: list[str], name: str) -> None:
 
 
 def _attack_order(name: str) -> tuple[bool, int]:
-    return parse_attack(name)
+    """Untargeted before targeted, then by steps (the kind is not part of the order: a results.csv
+    that mixes kinds at equal steps sorts them by name)."""
+    parsed = parse_attack(name)
+    return parsed.targeted, parsed.steps
 
 
 # ---------------------------------------------------------------- Fig. 2
@@ -306,17 +298,17 @@ def plot_tradeoff(results_df: pd.DataFrame, stem: str | Path, attack: str = "pgd
     multi_dataset = pairs["dataset"].nunique() > 1
     for ax, (dataset, regime) in zip(axes, panels):
         panel = pairs[(pairs["dataset"] == dataset) & (pairs["regime"] == regime)]
-        for defense in [d for d in DEFENSE_LABELS if d in set(panel["defense"])]:
+        for defense in [d for d in DEFENSES if d in set(panel["defense"])]:
             points = panel[panel["defense"] == defense].sort_values(["param_clean", "setting"])
             xs, ys = 100 * points["accuracy_clean"], 100 * points["accuracy_adv"]
             xerr = 100 * np.vstack([points["accuracy_clean"] - points["ci_low_clean"],
                                     points["ci_high_clean"] - points["accuracy_clean"]])
             yerr = 100 * np.vstack([points["accuracy_adv"] - points["ci_low_adv"],
                                     points["ci_high_adv"] - points["accuracy_adv"]])
-            color = _DEFENSE_COLORS[defense]
+            color = DEFENSES[defense].color
             marker = "*" if defense == "none" else "o"
             ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=color, marker=marker, ms=7 if defense == "none" else 4,
-                        lw=1.2, elinewidth=0.5, alpha=0.9, capsize=0, label=DEFENSE_LABELS[defense])
+                        lw=1.2, elinewidth=0.5, alpha=0.9, capsize=0, label=DEFENSES[defense].label)
             for x, y, param in zip(xs, ys, points["param_clean"]):
                 text = _param_label(defense, param)
                 if text:
@@ -352,7 +344,7 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     _require(results_df, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive",
                           "accuracy", "ci_low", "ci_high"], "results_df")
     worst = results_df[results_df["adaptive"] == "worst_case"]  # aggregate.worst_case_rows
-    adaptive = results_df[results_df["adaptive"].isin(tuple(_ADAPTIVE_LABELS))]
+    adaptive = results_df[results_df["adaptive"].isin(_FIG4_KINDS)]
     if adaptive.empty:
         return _no_data(stem, title, "no adaptive attacks evaluated")
     targets = sorted(adaptive.groupby(["dataset", "regime", "defense", "setting"]).groups)
@@ -372,7 +364,7 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
             acc = 100 * line["accuracy"]
             err = 100 * np.vstack([line["accuracy"] - line["ci_low"], line["ci_high"] - line["accuracy"]])
             ax.errorbar(line["n_adaptive"], acc, yerr=err, marker="os^v"[i % 4], ms=4, lw=1.3, capsize=2,
-                        color=f"C{i}", label=_ADAPTIVE_LABELS.get(kind, kind) + _points(line))
+                        color=f"C{i}", label=ADAPTIVE_KINDS[kind].label + _points(line))
         level = plain[(plain["dataset"] == dataset) & (plain["regime"] == regime) & (plain["attack"] == attack)]
         if len(level):
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="k", ls="--", lw=1.0,
@@ -382,7 +374,7 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         if len(level):  # the share of points surviving every attack, oblivious and adaptive
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
                        label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks){_points(level)}")
-        ax.set_title(f"{_regime(regime)} + {DEFENSE_LABELS.get(defense, defense)} ({setting})\n"
+        ax.set_title(f"{_regime(regime)} + {DEFENSES[defense].label if defense in DEFENSES else defense} ({setting})\n"
                      f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
         ax.set_xlabel("adaptive samples $N_A$")
         ax.set_ylabel("accuracy (%)")

@@ -20,7 +20,7 @@ import yaml
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
 from ..jobs.stages import robust_runs
-from ..core.settings import parse_attack
+from ..core.attack_specs import parse_attack
 from ..core.training import ADVERSARIAL_REGIMES
 from ..core.utils import atomic_write_text
 
@@ -151,7 +151,8 @@ def protocol(config: dict) -> dict[str, Any]:
     for name in attacks.get("names", []):
         if name == "clean":
             continue
-        targeted, steps = parse_attack(name)
+        parsed = parse_attack(name)
+        targeted, steps = parsed.targeted, parsed.steps
         oblivious[name] = {**threat, "steps": steps, "step_size": attacks.get("step_size"), "restarts": 1,
                            "crafted_on": "the bare model",
                            "objective": "toward a seeded random label != true label" if targeted else f"away from {away}"}

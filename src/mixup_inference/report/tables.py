@@ -16,13 +16,13 @@ import pandas as pd
 
 from .aggregate import WORST_CASE
 from ..jobs.paper_tables import AT_MOST_1, RowSpec
-from ..core.settings import ATTACKS, parse_attack
+from ..core.attack_specs import PAPER_ATTACKS, parse_attack
 from ..core.utils import atomic_write_text
 
 __all__ = ["COLUMNS", "COLUMN_NAMES", "LONG_COLUMNS", "MISSING", "attack_display_name", "build_table", "write_table"]
 
 #: The paper's attack columns (Tables 2 and 3), in order.
-COLUMNS: list[str] = list(ATTACKS)
+COLUMNS: list[str] = list(PAPER_ATTACKS)
 COLUMN_NAMES: dict[str, str] = {
     "clean": "Clean",
     "pgd10": "PGD10",
@@ -47,10 +47,7 @@ def attack_display_name(attack: str) -> str:
     case" for the worst case per point over every attack (aggregate.worst_case_rows)."""
     if attack == WORST_CASE:
         return "Worst case"
-    targeted, steps = parse_attack(attack)
-    if steps == 0:
-        return "Clean"
-    return f"{'t' if targeted else ''}PGD{steps}"
+    return parse_attack(attack).display
 
 
 def _paper_value(paper: dict[str, tuple], label: str, attack: str) -> tuple[float, bool]:

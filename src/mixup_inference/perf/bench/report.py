@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...core.defense_specs import DEFENSES
+
 
 def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
     """Two panels: time per input vs N (workload and limit), time per model image vs batch size."""
@@ -52,11 +54,9 @@ def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
     os.replace(tmp, path)
 
 
-_LABELS = {"mi_pl": "MI-PL evaluation", "mi_ol": "MI-OL evaluation", "mi_combined": "MI-Combined evaluation",
-           "gaussian": "Gaussian noise baseline", "rotation": "Random rotation baseline",
-           "xie": "Xie et al. (crop + pad)", "guo": "Guo et al. (crop + resize)",
+_LABELS = {**{name: f"{spec.label} {'baseline' if spec.baseline else 'evaluation'}" for name, spec in DEFENSES.items()},
            "adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
-           "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (adaptive.py), one chunk",
+           "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (core.defended), one chunk",
            "robust_eot_pgd_mi_ol_chunked": "EOT PGD through MI-OL, 2 checkpointed chunks",
            "robust_eot_pgd_gaussian": "EOT PGD through Gaussian noise",
            "robust_autoattack_gaussian": "AutoAttack rand through Gaussian noise",

@@ -13,7 +13,7 @@ from torch import Tensor
 from ...core.defended import autoattack_rand, eot_pgd_defense
 from ...core.attacks import adaptive_pgd, eot_pgd, pgd
 from ...core.averaging import predict_probs
-from ...core.baselines import gaussian_noise, random_crop_pad, random_crop_resize, random_rotation
+from ...core.defense_specs import DEFENSES, parse_setting
 from ...core.defenses import mi_given_labels, mi_combined, mixup_inference
 from ...core.training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, train
 from ...core.utils import make_generator
@@ -75,13 +75,13 @@ def baseline_rows(s: Setup) -> None:
     b, n, chunk = cfg.baseline_batch, cfg.n_samples, s.chunk
     x = random_images(cfg, b, dev, 5)
     copies = random_images(cfg, b * n, dev, 6)
-    size = cfg.image_size
-    baselines = {
-        "gaussian": (gaussian_noise, {"sigma": 0.04}),
-        "rotation": (random_rotation, {"max_degrees": 40.0}),
-        "xie": (random_crop_pad, {"min_size": size // 2, "max_size": size * 3 // 4}),
-        "guo": (random_crop_resize, {"min_size": size * 11 // 16, "max_size": size * 15 // 16}),
-    }
+    baselines = {}
+    for name, spec in DEFENSES.items():  # every baseline at its spec's example setting
+        if spec.baseline:
+            kwargs = parse_setting(name, spec.example)
+            if spec.size_range:  # the examples' window sizes are for 32-pixel images
+                kwargs = {k: v * cfg.image_size // 32 for k, v in kwargs.items()}
+            baselines[name] = (spec.function, kwargs)
     for name, (fn, kwargs) in baselines.items():
         def workload(fn: Callable = fn, kwargs: dict = kwargs) -> Tensor:
             return fn(model, x, n_samples=n, generator=make_generator(cfg.seed), chunk_size=cfg.chunk_size, **kwargs)

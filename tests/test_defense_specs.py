@@ -1,18 +1,11 @@
-"""Canonical setting and attack names: exact round trips and rejection of every other spelling."""
+"""Defense specs and their setting grammar: exact round trips, rejection of every other spelling,
+and a defense registered at run time accepted by every place that reads the registry."""
 
 import math
 
 import pytest
 
-from mixup_inference.core.settings import (
-    ATTACKS,
-    DEFENSE_NAMES,
-    attack_name,
-    format_setting,
-    parse_attack,
-    parse_setting,
-    setting_param,
-)
+from mixup_inference.core.defense_specs import DEFENSES, format_setting, parse_setting, setting_param
 
 CANONICAL = [
     ("none", "plain", {}),
@@ -55,7 +48,7 @@ def test_format_accepts_ints_and_normalises_them():
 
 
 def test_every_defense_has_a_round_trip_case():
-    assert {defense for defense, _, _ in CANONICAL} == set(DEFENSE_NAMES)
+    assert {defense for defense, _, _ in CANONICAL} == set(DEFENSES)
 
 
 @pytest.mark.parametrize("defense,setting,params", CANONICAL)
@@ -90,7 +83,7 @@ def test_setting_survives_snakemake_remote_job_arguments(defense, setting, param
         ("mi_pl", "plain"),
         ("mi_combined", "ol=0.4_pl=0.5_th=0.2"),  # order is part of the spelling
         ("mi_combined", "pl=0.5,ol=0.4"),
-        ("mi_combined", "pl=0.5,ol=0.4,th=0.2"),  # commas break cluster jobs (settings.PART_SEPARATOR)
+        ("mi_combined", "pl=0.5,ol=0.4,th=0.2"),  # commas break cluster jobs (defense_specs.PART_SEPARATOR)
         ("mi_combined", "pl=0.5_ol=0.4_th=1.2"),
         ("mi_combined", "pl=0.5_ ol=0.4_ th=0.2"),
         ("gaussian", "sigma=-0.1"),
@@ -147,37 +140,7 @@ def test_setting_param_main_scalar():
     assert setting_param("guo", "size=22-30") == 22.0
 
 
-@pytest.mark.parametrize(
-    "name,parsed",
-    [("clean", (False, 0)), ("pgd10", (False, 10)), ("pgd5", (False, 5)), ("tpgd200", (True, 200)), ("tpgd1", (True, 1))],
-)
-def test_attack_round_trip(name, parsed):
-    assert parse_attack(name) == parsed
-    assert attack_name(*parsed) == name
-
-
-def test_paper_attacks_parse():
-    assert [parse_attack(a) for a in ATTACKS] == [
-        (False, 0), (False, 10), (False, 50), (False, 200), (True, 10), (True, 50), (True, 200)
-    ]
-
-
-@pytest.mark.parametrize("name", ["", "pgd", "pgd0", "pgd010", "tpgd", "PGD10", "pgd-5", "fgsm", "tclean", "pgd10 "])
-def test_parse_attack_rejects_malformed(name):
-    with pytest.raises(ValueError, match="attack"):
-        parse_attack(name)
-
-
-def test_attack_name_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="targeted"):
-        attack_name(True, 0)
-    with pytest.raises(ValueError, match="steps"):
-        attack_name(False, -1)
-    with pytest.raises(ValueError, match="steps"):
-        attack_name(False, 2.0)
-
-
-# ---------------------------------------------------------------- one grammar: settings.py and the schema
+# ---------------------------------------------------------------- one grammar: defense_specs and the schema
 def _schema():
     import yaml
     from pathlib import Path
@@ -185,8 +148,8 @@ def _schema():
     return yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
-def test_schema_setting_pattern_is_the_settings_module_grammar():
-    from mixup_inference.core.settings import SETTING_PATTERN
+def test_schema_setting_pattern_is_the_specs_grammar():
+    from mixup_inference.core.defense_specs import SETTING_PATTERN
 
     assert _schema()["$defs"]["setting"]["pattern"] == SETTING_PATTERN
 
@@ -197,16 +160,14 @@ def test_every_formatted_setting_passes_the_schema_and_a_comma_does_not():
 
     import jsonschema
 
-    from mixup_inference.core.settings import _kwarg_names
-
     validator = jsonschema.Draft202012Validator({**_schema()["$defs"]["setting"], "$defs": _schema()["$defs"]})
     values = {"lam": [0.05, 0.5, 1], "lam_pl": [0.5, 1], "lam_ol": [0.4, 1e-05], "threshold": [0, 0.2, 1],
               "sigma": [0, 0.04, 1e-05, 12.5], "max_degrees": [0, 40, 12.5, 180], "min_size": [1, 16], "max_size": [24, 320]}
     produced = 0
-    for defense in DEFENSE_NAMES:
+    for defense in DEFENSES:
         if defense == "none":
             continue
-        names = _kwarg_names(defense)
+        names = DEFENSES[defense].kwargs
         for combo in itertools.product(*(values[name] for name in names)):
             setting = format_setting(defense, dict(zip(names, combo)))
             assert validator.is_valid(setting), (defense, setting)
