@@ -214,7 +214,7 @@ def test_adaptive_attacks_invalid_arguments(problem, attack, overrides, message)
 
 
 def test_auto_attack_batch_and_chunk_sizes_resolve_per_device():
-    from mixup_inference.jobs.stages import AUTO_ATTACK_BATCH, resolve_batch_size, resolve_chunk_size
+    from mixup_inference.jobs.batching import AUTO_ATTACK_BATCH, resolve_batch_size, resolve_chunk_size
 
     assert resolve_batch_size("auto", torch.device("cpu")) == AUTO_ATTACK_BATCH["cpu"]
     assert resolve_batch_size("auto", torch.device("cuda", 1)) == AUTO_ATTACK_BATCH["cuda"]

@@ -15,7 +15,7 @@ from torch import nn
 from mixup_inference.report.aggregate import result_row
 from mixup_inference.jobs.configcheck import check_config, validate_config
 from mixup_inference.core.models import INITS, build_model, init_weights
-from mixup_inference.jobs.stages import ATTACK_LABELS, attack_labels
+from mixup_inference.jobs.points import ATTACK_LABELS, attack_labels
 from mixup_inference.core.training import TrainConfig
 from workflow_helpers import REPO
 

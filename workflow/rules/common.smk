@@ -20,7 +20,6 @@ try:
     from mixup_inference.core.downloads import is_url, url_filename
     from mixup_inference.jobs import plan
     from mixup_inference.report.findings import FINDINGS
-    from mixup_inference.jobs.stages import robust_runs
     from mixup_inference.core.attack_specs import attack_pattern, parse_attack
     from mixup_inference.core.defense_specs import DEFENSES
     from mixup_inference.core.speed import DEFAULT_SPEED
@@ -103,7 +102,7 @@ def robust_dirs():
 
 def robust_paths():
     """Every artifact inside the robust jobs' directories (one per attack run)."""
-    runs = robust_runs(config["robustness"]) if config.get("robustness") else []
+    runs = plan.robust_runs(config["robustness"]) if config.get("robustness") else []
     return [f"{directory}/{run['file']}" for directory in robust_dirs() for run in runs]
 
 

@@ -8,10 +8,9 @@ import torch
 from torch import Tensor
 
 from .checks import check_mode, check_positive_int
-from .data import to_float
-from .utils import derive_seed, make_generator, rand, randint
+from .utils import rand, randint
 
-__all__ = ["build_pool", "check_pool", "class_groups", "pool_images", "run_pool", "sample_pool_indices"]
+__all__ = ["build_pool", "check_pool", "class_groups", "pool_images", "sample_pool_indices"]
 
 
 def build_pool(train_x: torch.Tensor, train_y: torch.Tensor, *, per_class: int, num_classes: int,
@@ -113,9 +112,3 @@ def pool_images(pool_x: Tensor, index: Tensor, *, dtype: torch.dtype, device: to
         return images.to(dtype) / 255.0
     return images.to(dtype)
 
-
-def run_pool(data, per_class: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MI sample pool (from the train split, per class, seeded by the config seed only)."""
-    pool_x, pool_y = build_pool(data.train_x, data.train_y, per_class=per_class, num_classes=data.num_classes,
-                                generator=make_generator(derive_seed(seed, "pool")))
-    return to_float(pool_x).to(device), pool_y.to(device)

@@ -2,9 +2,11 @@
 
 `stages` holds the jobs (`run_prepare`, `run_train`, `run_import`, `run_attack`, `run_evaluate_group`,
 `run_adaptive`, `run_robust`), each reading its input files, calling `core`, and writing its artifact
-atomically; `plan` expands a config into the jobs it asks for (with the paper's tables as data in
-`paper_tables`); `configcheck` validates a config before any job runs; `joblog` turns a failing
-job into one `ERROR:` line. The Snakemake scripts in workflow/scripts/ only call these.
+atomically; `artifacts` is the evaluation artifact the evaluate, adaptive and robust jobs write and
+the report reads; `points` the run's attacked test points, MI pool and attack labels; `batching`
+the batch and chunk sizes; `plan` expands a config into the jobs it asks for (with the paper's
+tables as data in `paper_tables`); `configcheck` validates a config before any job runs; `joblog`
+turns a failing job into one `ERROR:` line. The Snakemake scripts in workflow/scripts/ only call these.
 
 May import: `core` and `jobs`.
 """

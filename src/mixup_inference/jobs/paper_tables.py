@@ -3,7 +3,7 @@ numbers the paper reports.
 
 * :data:`TABLE2_ROWS` / :data:`TABLE3_ROWS`: one :class:`RowSpec` per row of Table 2 (CIFAR-10) /
   Table 3 (CIFAR-100), in the paper's order, with the training regime, the defense and its
-  canonical setting (:mod:`mixup_inference.core.settings`) from Table 4 / Table 5.
+  canonical setting (:mod:`mixup_inference.core.defense_specs`) from Table 4 / Table 5.
 * :data:`PAPER_TABLE2` / :data:`PAPER_TABLE3`: the reported accuracies (%), label -> 7 values in
   :data:`tables.COLUMNS` order; the paper's "≤ 1" is the string :data:`AT_MOST_1`.
 * :func:`model_rows`: the same rows for a user's own model; :func:`required_evaluations`: what a

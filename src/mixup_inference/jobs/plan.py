@@ -5,7 +5,8 @@ tests and the workflow benchmark all derive the same job lists from one place:
 
 - :func:`evaluations`: every oblivious evaluation (dataset, regime, attack, defense, setting);
 - :func:`evaluation_groups`: the same, grouped per (dataset, regime, attack): one evaluate job each;
-- :func:`adaptive_runs`, :func:`trained_models` (every model the run needs), :func:`used_datasets`;
+- :func:`adaptive_runs`; :func:`robust_targets` and :func:`robust_runs` (the `robustness:` section);
+  :func:`trained_models` (every model the run needs), :func:`used_datasets`;
 - :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
   file (config ``models:``, the import_model rule) and which the train rule makes;
 - :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model.
@@ -22,7 +23,7 @@ from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from ..core.training import REGIMES
 
 __all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+           "models_to_train", "robust_runs", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -140,6 +141,29 @@ def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if not rob:
         return []
     return sorted({robust_target(rob, target) for target in rob["targets"]})
+
+
+def robust_runs(robustness: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
+    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: pgd<n_iter>), "targeted", "steps", "eot",
+    "file"} (file: the run's artifact name inside the robust job's directory), AutoAttack's with
+    "n_restarts" too. The robust job runs them (jobs.stages.run_robust); the workflow lists their files
+    and the provenance their budgets."""
+    runs = []
+    if "autoattack_rand" in robustness["kinds"]:
+        aa = robustness["autoattack"]
+        runs.append({"kind": "autoattack_rand", "attack": f"pgd{aa['n_iter']}", "targeted": False,
+                     "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
+    if "eot_pgd" in robustness["kinds"]:
+        eot = robustness["eot_pgd"]
+        for targeted in eot["targeted"]:
+            for steps in eot["steps"]:
+                for draws in eot["eot"]:
+                    runs.append({"kind": "eot_pgd", "attack": f"{'t' if targeted else ''}pgd{steps}",
+                                 "targeted": bool(targeted), "steps": int(steps), "eot": int(draws)})
+    for run in runs:
+        run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
+    return runs
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:

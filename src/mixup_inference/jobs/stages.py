@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 from torch import nn
 
 from ..core.attack_specs import parse_attack
 from ..core.attacks import adaptive_pgd, eot_pgd, pgd
-from ..core.data import load_dataset, prepare_dataset, select_test_points, to_float
+from ..core.data import load_dataset, prepare_dataset, to_float
 from ..core.averaging import predict_probs
 from ..core.defense_specs import apply_defense, parse_setting
 from ..core.metrics import accuracy_with_ci
@@ -31,20 +32,17 @@ from ..core.checkpoints import AUTHORS_ARCH
 from ..core.downloads import check_sha256
 from ..core.modelfiles import detect_format, load_model, load_model_file, save_model, save_program_model
 from ..core.models import build_model
-from ..core.pool import run_pool
 from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from ..core.training import TrainConfig, train
-from ..core.utils import (atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, randint,
-                          resolve_device)
+from ..core.utils import atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, resolve_device
+from . import artifacts
+from .artifacts import Evaluation, EvaluationMeta, RobustBudget
+from .batching import batches, resolve_batch_size, resolve_chunk_size
+from .plan import robust_runs
+from .points import attack_labels, attacked_points, run_pool
 
-__all__ = ["ATTACK_LABELS", "AUTO_ATTACK_BATCH", "attack_labels", "attacked_points", "robust_runs", "run_robust",
-           "resolve_batch_size", "resolve_chunk_size", "run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group",
-           "run_import", "run_prepare", "run_train"]
-
-
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+__all__ = ["run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group", "run_import", "run_prepare",
+           "run_robust", "run_train"]
 
 
 # ---------------------------------------------------------------- stages
@@ -88,7 +86,7 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
                     log_path=log_path, device=device)
     model.eval()
     probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
-                       for s in _batches(len(data.test_y), 1000)])
+                       for s in batches(len(data.test_y), 1000)])
     test = accuracy_with_ci(probs, data.test_y)
     metrics = {"model": model_name, "parameters": sum(p.numel() for p in model.parameters()),
                "regime": config.regime, "device": str(device), "speed": resolved, "test": test, "train": history}
@@ -128,7 +126,7 @@ def run_import(data_path: str, source_path: str, model_path: str, metrics_path: 
     device = resolve_device(device)
     model = load_model(model_path, device, num_classes=data.num_classes)  # what the jobs downstream get
     probs = torch.cat([predict_probs(model, to_float(data.test_x[s]).to(device)).cpu()
-                       for s in _batches(len(data.test_y), 500)])
+                       for s in batches(len(data.test_y), 500)])
     test = accuracy_with_ci(probs, data.test_y)
     metrics = {"model": architecture or format, "parameters": sum(p.numel() for p in model.parameters()),
                "device": str(device), "test": test, "train": {}, **info}
@@ -138,59 +136,8 @@ def run_import(data_path: str, source_path: str, model_path: str, metrics_path: 
     return metrics
 
 
-def attacked_points(data, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The run's fixed attacked test points: (indices, x in [0,1], true labels, targeted-attack targets).
-    Same for every regime, attack and defense of a run (seeded by the config seed only)."""
-    indices = select_test_points(len(data.test_y), n_test, generator=make_generator(derive_seed(seed, "test-points")))
-    x = to_float(data.test_x[indices])
-    y = data.test_y[indices]
-    # A random target different from the true label (uniform over the other classes).
-    offset = randint(data.num_classes - 1, (len(y),), generator=make_generator(derive_seed(seed, "targets")),
-                     device=y.device)
-    target = (y + 1 + offset) % data.num_classes
-    return indices, x, y, target
-
-
-# Images per attack batch for batch_size "auto". On a CPU a forward+backward costs least per image at
-# 16-64 images (activations stay in cache; 1.7x more per image at 256: reports/bench/bench.md, "Bare
-# model cost vs images per pass"); a GPU wants large batches: the CUDA value is an unmeasured
-# guess for a large GPU (forward+backward activations of 1024 images of a 32x32 ResNet-50 are
-# ~25 GiB), to be measured by the GPU issue; lower attacks.batch_size on a small GPU.
-AUTO_ATTACK_BATCH = {"cpu": 32, "cuda": 1024}
-
-
-def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
-    """`batch_size` itself, or the per-device default (AUTO_ATTACK_BATCH) for "auto"."""
-    if batch_size == "auto":
-        return AUTO_ATTACK_BATCH.get(device.type, AUTO_ATTACK_BATCH["cuda"])
-    return int(batch_size)
-
-
-def resolve_chunk_size(chunk_size: int | str | None) -> int | None:
-    """`chunk_size` itself, or None for "auto": the defenses then pick their per-device default."""
-    return None if chunk_size in (None, "auto") else int(chunk_size)
-
-
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([predict_probs(model, x[s]) for s in _batches(len(x), batch_size)]).argmax(1)
-
-
-#: What an untargeted attack pushes away from (config attacks.labels): "prediction", the model's
-#: clean prediction (the authors' code, cleverhans y=None), or "true", the true label (robustness
-#: benchmarks since, and Tramer et al. 2020 on MI). They differ on points the model gets wrong,
-#: where pushing away from the wrong prediction can make the model right.
-ATTACK_LABELS = ("prediction", "true")
-
-
-def attack_labels(attack: dict, clean_pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The labels PGD is given: `target` for a targeted attack; for an untargeted one the clean
-    prediction or the true label `y`, as `attack["labels"]` says (default "prediction")."""
-    labels = attack.get("labels", "prediction")
-    if labels not in ATTACK_LABELS:
-        raise ValueError(f"attacks.labels={labels!r} is unknown; use one of {', '.join(ATTACK_LABELS)}")
-    if attack["targeted"]:
-        return target.to(clean_pred.device)
-    return clean_pred if labels == "prediction" else y.to(clean_pred.device)
+    return torch.cat([predict_probs(model, x[s]) for s in batches(len(x), batch_size)]).argmax(1)
 
 
 def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, n_test: int,
@@ -218,7 +165,7 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
         x_adv = torch.cat([
             craft(model, x[s], labels[s], eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"],
                   targeted=attack["targeted"], generator=generator)
-            for s in _batches(len(x), batch_size)
+            for s in batches(len(x), batch_size)
         ])
     adv_pred = _predict(model, x_adv, batch_size).cpu()
     atomic_save({"x": x_adv.cpu(), "y": y, "target": target if attack["targeted"] else torch.full_like(y, -1),
@@ -236,6 +183,74 @@ def run_evaluate(data_path: str, model_path: str, examples_path: str, out_path: 
                        speed=speed)
 
 
+# ------------------------------------------------- evaluation artifacts (evaluate, adaptive, robust)
+def _defend(model: nn.Module, x: torch.Tensor, defense: str, setting: str, *, pool: tuple[torch.Tensor, torch.Tensor],
+            n_samples: int, chunk_size: int | None, seed: int, device: torch.device) -> torch.Tensor:
+    """The defense as the evaluation runs it (float32 probabilities on the CPU): N = `n_samples`
+    executions drawn from its evaluation generator, `derive_seed(seed, "defense", defense, setting)`,
+    the same for every job that evaluates this setting (oblivious, adaptive or robust)."""
+    generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
+    return apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                         generator=generator).float().cpu()
+
+
+def _write_evaluation(evaluation: Evaluation, out_path: str | os.PathLike, title: str) -> None:
+    """Save one evaluation artifact and print its accuracy with the 95% interval, for the job log."""
+    artifacts.save(evaluation, out_path)
+    acc = accuracy_with_ci(evaluation.probs, evaluation.y)
+    print(f"{title}: accuracy {acc['accuracy']:.4f} [{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+
+
+@dataclass(frozen=True)
+class _AttackedPoints:
+    """What an adaptive or robust job attacks and defends: the eval model on `device`, the first
+    n_test points of the run's test subset (x on the device, y and target on the CPU), the bare
+    model's clean prediction on them, the MI pool, and the resolved batch and chunk sizes."""
+
+    model: nn.Module
+    device: torch.device
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+    clean_pred: torch.Tensor
+    pool: tuple[torch.Tensor, torch.Tensor]
+    batch_size: int
+    chunk_size: int | None
+    seed: int
+
+    def labels(self, attack: dict) -> torch.Tensor:
+        """The labels the attack is given (points.attack_labels)."""
+        return attack_labels(attack, self.clean_pred, self.y, self.target)
+
+    def evaluate(self, x_adv: torch.Tensor, meta: EvaluationMeta, out_path: str | os.PathLike, *, targeted: bool,
+                 title: str, plain_chunk_size: int | None) -> None:
+        """The defense of `meta` (N = meta.n_samples, its evaluation generator) and the bare model
+        (in chunks of `plain_chunk_size`) on the adversarial `x_adv`, written as an evaluation artifact."""
+        probs = _defend(self.model, x_adv, meta.defense, meta.setting, pool=self.pool, n_samples=meta.n_samples,
+                        chunk_size=self.chunk_size, seed=self.seed, device=self.device)
+        plain = predict_probs(self.model, x_adv, chunk_size=plain_chunk_size).float().cpu()
+        target = self.target if targeted else torch.full_like(self.y, -1)
+        _write_evaluation(Evaluation(probs, plain, self.y, target, meta), out_path, title)
+
+
+def _attacked_points(data_path: str, model_path: str, *, n_test: int, n_subset: int, pool_per_class: int,
+                     batch_size: int | str, chunk_size: int | str | None, seed: int, device: str,
+                     speed: dict | None) -> _AttackedPoints:
+    """Load the data and the model, and take the first `n_test` points of the run's test subset (of
+    size `n_subset`, the dataset's n_test, so they are among the oblivious evaluation's points) and
+    the run's MI pool: the start of every adaptive and robust job."""
+    device = resolve_device(device)
+    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
+    data = load_dataset(data_path)
+    model = _eval_model(model_path, device, data.num_classes, speed)
+    _, x, y, target = attacked_points(data, n_subset, seed)
+    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
+    pool = run_pool(data, pool_per_class, seed, device)
+    return _AttackedPoints(model=model, device=device, x=x, y=y, target=target,
+                           clean_pred=_predict(model, x, batch_size), pool=pool, batch_size=batch_size,
+                           chunk_size=chunk_size, seed=seed)
+
+
 def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
                        out_paths: Mapping[tuple[str, str], str | os.PathLike], *, n_samples: int,
                        chunk_size: int | str | None = "auto", pool_per_class: int, seed: int = 0,
@@ -246,7 +261,7 @@ def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
     undefended probabilities computed once, for all settings. Each setting draws from its own
     generator, seeded by `derive_seed(seed, "defense", defense, setting)`, so its artifact is the
     same whichever other settings share the job (the workflow's one job per (dataset, regime, attack)
-    gives the same numbers as one job per setting)."""
+    gives the same numbers as one job per setting). `meta`: {"dataset", "regime"} of the artifacts."""
     device = resolve_device(device)
     chunk_size = resolve_chunk_size(chunk_size)
     data = load_dataset(data_path)
@@ -256,17 +271,23 @@ def run_evaluate_group(data_path: str, model_path: str, examples_path: str,
     pool = run_pool(data, pool_per_class, seed, device)
     plain = predict_probs(model, x, chunk_size=chunk_size).float().cpu()
     for (defense, setting), out_path in out_paths.items():
-        generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
-        probs = apply_defense(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
-                              generator=generator).float().cpu()
-        info = {"defense": defense, "setting": setting, "adaptive": "none", "n_adaptive": 0,
-                "n_samples": n_samples, "attack": examples["meta"]["attack"],
-                "labels": examples["meta"].get("labels", "prediction"), **(meta or {})}
-        atomic_save({"probs": probs, "plain_probs": plain, "y": examples["y"], "target": examples["target"],
-                     "meta": info}, out_path)
-        acc = accuracy_with_ci(probs, examples["y"])
-        print(f"{info['attack']} / {defense} {setting}: accuracy {acc['accuracy']:.4f} "
-              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+        probs = _defend(model, x, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size, seed=seed,
+                        device=device)
+        info = EvaluationMeta(defense=defense, setting=setting, n_samples=n_samples, attack=examples["meta"]["attack"],
+                              labels=examples["meta"].get("labels", "prediction"), **(meta or {}))
+        _write_evaluation(Evaluation(probs, plain, examples["y"], examples["target"], info), out_path,
+                          f"{info.attack} / {defense} {setting}")
+
+
+#: The MI mode each defense Fig. 4's adaptive attacks can see uses inside the attack.
+_ADAPTIVE_MODES = {"mi_pl": "pl", "mi_ol": "ol"}
+
+
+def _adaptive_mode(defense: str) -> str:
+    if defense not in _ADAPTIVE_MODES:
+        raise ValueError(f"adaptive attacks (paper, eot) attack MI-PL or MI-OL: defense={defense!r} must be one of "
+                         f"{', '.join(_ADAPTIVE_MODES)}; attack other defenses with the robustness: section")
+    return _ADAPTIVE_MODES[defense]
 
 
 def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict, attack_name: str, kind: str,
@@ -275,111 +296,69 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
                  seed: int = 0, device: str = "auto", meta: dict | None = None, speed: dict | None = None) -> None:
     """An adaptive attack that sees the MI defense ("paper": App. B.2 adaptive PGD; "eot": EOT PGD),
     then the same MI defense on its examples. Untargeted attacks push away from the labels
-    `attack["labels"]` names (`attack_labels`), as the oblivious ones. Uses the first `n_test` points
-    of the run's test subset (of size `n_subset`, the dataset's n_test), so they are among the
-    oblivious evaluation's points."""
-    device = resolve_device(device)
-    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
-    data = load_dataset(data_path)
-    model = _eval_model(model_path, device, data.num_classes, speed)
-    _, x, y, target = attacked_points(data, n_subset, seed)
-    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
-    pool = run_pool(data, pool_per_class, seed, device)
-    labels = attack_labels(attack, _predict(model, x, batch_size), y, target)
-    mode = defense[3:]
+    `attack["labels"]` names (`points.attack_labels`), as the oblivious ones. Uses the first `n_test`
+    points of the run's test subset (of size `n_subset`, the dataset's n_test), so they are among the
+    oblivious evaluation's points. `defense` is mi_pl or mi_ol; `meta`: {"dataset", "regime"}."""
+    mode = _adaptive_mode(defense)
+    job = _attacked_points(data_path, model_path, n_test=n_test, n_subset=n_subset, pool_per_class=pool_per_class,
+                           batch_size=batch_size, chunk_size=chunk_size, seed=seed, device=device, speed=speed)
+    x, labels = job.x, job.labels(attack)
     lam = parse_setting(defense, setting)["lam"]
     craft = {"paper": adaptive_pgd, "eot": eot_pgd}[kind]
-    generator = make_generator(derive_seed(seed, "adaptive", kind, attack_name, n_adaptive, defense, setting), device)
-    per_batch = max(1, batch_size // n_adaptive)  # bounds the B x N_A mixed copies held for backward
+    generator = make_generator(derive_seed(seed, "adaptive", kind, attack_name, n_adaptive, defense, setting),
+                               job.device)
+    per_batch = max(1, job.batch_size // n_adaptive)  # bounds the B x N_A mixed copies held for backward
     x_adv = torch.cat([
-        craft(model, x[s], labels[s], *pool, lam=lam, mode=mode, n_adaptive=n_adaptive, eps=attack["eps"],
+        craft(job.model, x[s], labels[s], *job.pool, lam=lam, mode=mode, n_adaptive=n_adaptive, eps=attack["eps"],
               step_size=attack["step_size"], steps=attack["steps"], targeted=attack["targeted"], generator=generator)
-        for s in _batches(len(x), per_batch)
+        for s in batches(len(x), per_batch)
     ])
-    eval_generator = make_generator(derive_seed(seed, "defense", defense, setting), device)
-    probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
-                          generator=eval_generator)
-    plain = predict_probs(model, x_adv, chunk_size=chunk_size)
-    meta = {"defense": defense, "setting": setting, "adaptive": kind, "n_adaptive": n_adaptive,
-            "n_samples": n_samples, "attack": attack_name, "labels": attack.get("labels", "prediction"),
-            **(meta or {})}
-    atomic_save({"probs": probs.float().cpu(), "plain_probs": plain.float().cpu(), "y": y,
-                 "target": target if attack["targeted"] else torch.full_like(y, -1), "meta": meta}, out_path)
-    acc = accuracy_with_ci(probs.cpu(), y)
-    print(f"adaptive {kind} {attack_name} N_A={n_adaptive} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
-          f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
-
-
-def robust_runs(robustness: dict) -> list[dict]:
-    """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
-    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: pgd<n_iter>), "targeted", "steps", "eot",
-    "file"} (file: the run's artifact name inside the robust job's directory)."""
-    runs = []
-    if "autoattack_rand" in robustness["kinds"]:
-        aa = robustness["autoattack"]
-        runs.append({"kind": "autoattack_rand", "attack": f"pgd{aa['n_iter']}", "targeted": False,
-                     "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
-    if "eot_pgd" in robustness["kinds"]:
-        eot = robustness["eot_pgd"]
-        for targeted in eot["targeted"]:
-            for steps in eot["steps"]:
-                for draws in eot["eot"]:
-                    runs.append({"kind": "eot_pgd", "attack": f"{'t' if targeted else ''}pgd{steps}",
-                                 "targeted": bool(targeted), "steps": int(steps), "eot": int(draws)})
-    for run in runs:
-        run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
-    return runs
+    info = EvaluationMeta(defense=defense, setting=setting, adaptive=kind, n_adaptive=n_adaptive, n_samples=n_samples,
+                          attack=attack_name, labels=attack.get("labels", "prediction"), **(meta or {}))
+    job.evaluate(x_adv, info, out_path, targeted=attack["targeted"], plain_chunk_size=job.chunk_size,
+                 title=f"adaptive {kind} {attack_name} N_A={n_adaptive} vs {defense} {setting}")
 
 
 def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, defense: str, setting: str,
                robustness: dict, attack: dict, n_subset: int, n_samples: int, chunk_size: int | str | None = "auto",
                pool_per_class: int, batch_size: int | str = "auto", seed: int = 0, device: str = "auto",
                meta: dict | None = None, speed: dict | None = None) -> None:
-    """Every adaptive attack run of `robustness` (robust_runs) against one defense setting, each
+    """Every adaptive attack run of `robustness` (plan.robust_runs) against one defense setting, each
     written as an evaluation artifact `out_dir/<file>`: the defense (its evaluation generator, N =
     n_samples, as the oblivious evaluation) on the attack's examples. The attacks see the defense with
     `robustness["n_samples"]` executions inside it. Points: the first robustness["n_test"] of the
     run's test subset (so they are among the oblivious evaluation's points); untargeted runs push away
-    from attack["labels"], targeted ones toward the run's targets."""
+    from attack["labels"], targeted ones toward the run's targets. `meta`: {"dataset", "regime"}."""
     from ..core.defended import autoattack_rand, eot_pgd_defense
 
-    device = resolve_device(device)
-    batch_size, chunk_size = resolve_batch_size(batch_size, device), resolve_chunk_size(chunk_size)
-    data = load_dataset(data_path)
-    model = _eval_model(model_path, device, data.num_classes, speed)
-    n_test = int(robustness["n_test"])
-    _, x, y, target = attacked_points(data, n_subset, seed)
-    x, y, target = x[:n_test].to(device), y[:n_test], target[:n_test]
-    pool = run_pool(data, pool_per_class, seed, device)
-    clean_pred = _predict(model, x, batch_size)
+    job = _attacked_points(data_path, model_path, n_test=int(robustness["n_test"]), n_subset=n_subset,
+                           pool_per_class=pool_per_class, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
+                           device=device, speed=speed)
+    x = job.x
     inner = int(robustness["n_samples"])
-    per_batch = max(1, batch_size // inner)  # bounds the copies held for one gradient
+    per_batch = max(1, job.batch_size // inner)  # bounds the copies held for one gradient
     os.makedirs(out_dir, exist_ok=True)
     for run in robust_runs(robustness):
-        labels = attack_labels({**attack, "targeted": run["targeted"]}, clean_pred, y, target)
+        labels = job.labels({**attack, "targeted": run["targeted"]})
         name = (run["kind"], run["attack"], run["eot"], defense, setting)
-        generator = make_generator(derive_seed(seed, "robust", *name), device)
-        common = dict(pool=pool, n_samples=inner, generator=generator, chunk_size=chunk_size)
+        generator = make_generator(derive_seed(seed, "robust", *name), job.device)
+        common = dict(pool=job.pool, n_samples=inner, generator=generator, chunk_size=job.chunk_size)
         if run["kind"] == "autoattack_rand":
-            x_adv = autoattack_rand(model, x, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
+            x_adv = autoattack_rand(job.model, x, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
                                     eot_iter=run["eot"], n_restarts=run["n_restarts"], seed=derive_seed(seed, "robust-aa"),
                                     batch_size=per_batch, **common)
         else:
             x_adv = torch.cat([
-                eot_pgd_defense(model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
+                eot_pgd_defense(job.model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
                                 step_size=attack["step_size"], steps=run["steps"], targeted=run["targeted"], **common)
-                for s in _batches(len(x), max(1, per_batch // run["eot"]))
+                for s in batches(len(x), max(1, per_batch // run["eot"]))
             ])
-        probs = apply_defense(model, x_adv, defense, setting, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
-                              generator=make_generator(derive_seed(seed, "defense", defense, setting), device))
-        info = {"defense": defense, "setting": setting, "adaptive": run["kind"], "n_adaptive": run["eot"],
-                "n_samples": n_samples, "n_samples_attack": inner, "attack": run["attack"],
-                "labels": attack.get("labels", "prediction"), "eps": attack["eps"],
-                "step_size": attack["step_size"] if run["kind"] == "eot_pgd" else None,
-                "n_restarts": run.get("n_restarts", 1), **(meta or {})}
-        atomic_save({"probs": probs.float().cpu(), "plain_probs": predict_probs(model, x_adv).float().cpu(), "y": y,
-                     "target": target if run["targeted"] else torch.full_like(y, -1), "meta": info},
-                    os.path.join(out_dir, run["file"]))
-        acc = accuracy_with_ci(probs.cpu(), y)
-        print(f"{run['kind']} {run['attack']} EOT {run['eot']} vs {defense} {setting}: accuracy {acc['accuracy']:.4f} "
-              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}] (n={acc['n']})")
+        budget = RobustBudget(n_samples_attack=inner, eps=attack["eps"],
+                              step_size=attack["step_size"] if run["kind"] == "eot_pgd" else None,
+                              n_restarts=run.get("n_restarts", 1))
+        info = EvaluationMeta(defense=defense, setting=setting, adaptive=run["kind"], n_adaptive=run["eot"],
+                              n_samples=n_samples, attack=run["attack"], labels=attack.get("labels", "prediction"),
+                              robust=budget, **(meta or {}))
+        # The bare model in the defenses' default chunks, as this job always has (the adaptive job uses chunk_size).
+        job.evaluate(x_adv, info, os.path.join(out_dir, run["file"]), targeted=run["targeted"], plain_chunk_size=None,
+                     title=f"{run['kind']} {run['attack']} EOT {run['eot']} vs {defense} {setting}")

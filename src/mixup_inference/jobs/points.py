@@ -1,0 +1,55 @@
+"""What every attack job attacks and with which labels: the run's test points, its MI sample pool,
+and the labels untargeted and targeted attacks are given.
+
+All seeded by the config seed only (`derive_seed(seed, <name>)`, drawn on the CPU), so every
+regime, attack and defense of a run sees the same points and the same pool, on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.data import select_test_points, to_float
+from ..core.pool import build_pool
+from ..core.utils import derive_seed, make_generator, randint
+
+__all__ = ["ATTACK_LABELS", "attack_labels", "attacked_points", "run_pool"]
+
+
+def attacked_points(data, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The run's fixed attacked test points: (indices, x in [0,1], true labels, targeted-attack targets).
+    Same for every regime, attack and defense of a run (seeded by the config seed only)."""
+    indices = select_test_points(len(data.test_y), n_test, generator=make_generator(derive_seed(seed, "test-points")))
+    x = to_float(data.test_x[indices])
+    y = data.test_y[indices]
+    # A random target different from the true label (uniform over the other classes).
+    offset = randint(data.num_classes - 1, (len(y),), generator=make_generator(derive_seed(seed, "targets")),
+                     device=y.device)
+    target = (y + 1 + offset) % data.num_classes
+    return indices, x, y, target
+
+
+def run_pool(data, per_class: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's MI sample pool (pool.build_pool from the train split, `per_class` images per class,
+    seeded by the config seed only) as float images and labels on `device`."""
+    pool_x, pool_y = build_pool(data.train_x, data.train_y, per_class=per_class, num_classes=data.num_classes,
+                                generator=make_generator(derive_seed(seed, "pool")))
+    return to_float(pool_x).to(device), pool_y.to(device)
+
+
+#: What an untargeted attack pushes away from (config attacks.labels): "prediction", the model's
+#: clean prediction (the authors' code, cleverhans y=None), or "true", the true label (robustness
+#: benchmarks since, and Tramer et al. 2020 on MI). They differ on points the model gets wrong,
+#: where pushing away from the wrong prediction can make the model right.
+ATTACK_LABELS = ("prediction", "true")
+
+
+def attack_labels(attack: dict, clean_pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The labels PGD is given: `target` for a targeted attack; for an untargeted one the clean
+    prediction or the true label `y`, as `attack["labels"]` says (default "prediction")."""
+    labels = attack.get("labels", "prediction")
+    if labels not in ATTACK_LABELS:
+        raise ValueError(f"attacks.labels={labels!r} is unknown; use one of {', '.join(ATTACK_LABELS)}")
+    if attack["targeted"]:
+        return target.to(clean_pred.device)
+    return clean_pred if labels == "prediction" else y.to(clean_pred.device)
