@@ -1,19 +1,16 @@
 """Evaluation artifacts -> tidy tables (results.csv, detection.csv, components.csv).
 
-An *evaluation artifact* is what the workflow's ``evaluate``/``adaptive`` rules write with
-``torch.save`` (read back with ``torch.load(weights_only=True)``): a dict
-
-* ``probs``: float32 [n, C], the defended output (softmax averaged over the defense's executions);
-* ``plain_probs``: float32 [n, C], the undefended model on the same inputs;
-* ``y``: int64 [n], true labels; ``target``: int64 [n], targets of targeted attacks, -1 otherwise;
-* ``meta``: ``{"dataset", "regime", "attack", "defense", "setting", "adaptive" ("none" | "paper" |
-  "eot"), "n_adaptive", "n_samples", "labels" ("prediction" | "true": what untargeted attacks
-  pushed away from), ...}``.
+The artifacts are what the evaluate, adaptive and robust jobs write: per-point defended and
+undefended probabilities, labels, targets and a meta naming the evaluation; their layout, defaults
+and validation are in :mod:`jobs.artifacts` (``load``, ``check``), whose on-disk dicts the functions
+below take.
 
 Three tables come out of a set of artifacts:
 
-* :func:`result_row` -- one row of ``results.csv`` per artifact (columns :data:`RESULT_COLUMNS`,
-  defined in CONTRACT.md): accuracy = mean of ``argmax(probs) == y`` with a 95% Wilson interval.
+* :func:`result_row` -- one row of ``results.csv`` per artifact (columns :data:`RESULT_COLUMNS`):
+  accuracy = mean of ``argmax(probs) == y`` with a 95% Wilson interval; :func:`worst_case_rows` adds
+  one row per defense setting the adaptive evaluation attacked (the points that survive all of its
+  evaluations).
 * :func:`detection_rows` -- Fig. 3a: AUC of the MI-PL detection score and of the plain-confidence
   baseline, clean inputs vs oblivious adversarial inputs, on the clean-correct points (the paper's)
   and on all points, with paired bootstrap intervals (columns :data:`DETECTION_COLUMNS`).
@@ -34,8 +31,9 @@ import torch
 
 from ..core.metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, worst_case
 from ..core.attack_specs import ROBUST_KINDS, parse_attack
-from ..core.defense_specs import DEFENSES, parse_setting, setting_param
+from ..core.defense_specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
+from ..jobs.artifacts import check, load
 
 __all__ = [
     "COMPONENT_COLUMNS",
@@ -47,7 +45,6 @@ __all__ = [
     "component_rows",
     "detection_rows",
     "ideal_linearity",
-    "load_evaluation",
     "result_row",
     "worst_case_rows",
 ]
@@ -68,38 +65,8 @@ COMPONENT_COLUMNS = [
 ]  # fmt: skip
 
 _META_KEYS = ("dataset", "regime", "attack", "defense", "setting")
-_ADAPTIVE_KINDS = ("none", "paper", "eot", "autoattack_rand", "eot_pgd")
 #: The attack and adaptive names of a worst-case row of results.csv.
 WORST_CASE = "worst_case"
-
-
-def load_evaluation(path: str | Path) -> dict:
-    """Read one evaluation artifact (``torch.load(weights_only=True)`` on CPU) and check its fields."""
-    artifact = torch.load(Path(path), weights_only=True, map_location="cpu")
-    _check_artifact(artifact, where=str(path))
-    return artifact
-
-
-def _check_artifact(artifact: dict, where: str = "artifact") -> None:
-    if not isinstance(artifact, dict):
-        raise ValueError(f"{where}: an evaluation artifact must be a dict, got {type(artifact).__name__}")
-    missing = [key for key in ("probs", "plain_probs", "y", "meta") if key not in artifact]
-    if missing:
-        raise ValueError(f"{where}: evaluation artifact lacks {missing}; rerun the evaluate rule that wrote it")
-    meta = artifact["meta"]
-    missing = [key for key in _META_KEYS if key not in meta]
-    if missing:
-        raise ValueError(f"{where}: artifact meta lacks {missing}")
-    probs, plain, y = artifact["probs"], artifact["plain_probs"], artifact["y"]
-    if probs.ndim != 2 or plain.shape != probs.shape or y.shape != (probs.shape[0],):
-        raise ValueError(
-            f"{where}: probs {tuple(probs.shape)}, plain_probs {tuple(plain.shape)} and y {tuple(y.shape)} "
-            "must be [n, C], [n, C] and [n]"
-        )
-    if meta["defense"] not in DEFENSES:
-        raise ValueError(f"{where}: meta defense={meta['defense']!r} is not one of {tuple(DEFENSES)}")
-    if meta.get("adaptive", "none") not in _ADAPTIVE_KINDS:
-        raise ValueError(f"{where}: meta adaptive={meta['adaptive']!r} is not one of {_ADAPTIVE_KINDS}")
 
 
 def _adaptive(meta: dict) -> tuple[str, int]:
@@ -114,7 +81,7 @@ def artifact_key(meta: dict) -> tuple[str, str, str, str, str, str, int]:
 def result_row(artifact: dict) -> dict:
     """The ``results.csv`` row of one artifact: its meta, the defense's main scalar, the attack's
     (targeted, steps) and the accuracy of ``argmax(probs)`` against ``y`` with its 95% Wilson CI."""
-    _check_artifact(artifact)
+    check(artifact)
     meta = artifact["meta"]
     parsed = parse_attack(meta["attack"])
     targeted, steps = parsed.targeted, parsed.steps
@@ -240,7 +207,7 @@ def detection_rows(artifacts: Iterable[dict], *, seed: int = 0, n_resamples: int
     """
     groups: dict[tuple[str, str, str], dict[str, dict]] = defaultdict(dict)
     for artifact in artifacts:
-        _check_artifact(artifact)
+        check(artifact)
         meta = artifact["meta"]
         if meta["defense"] != "mi_pl" or _adaptive(meta)[0] != "none":
             continue
@@ -297,7 +264,7 @@ def component_rows(artifacts: Iterable[dict], attack: str | None = None) -> list
 
     rows = []
     for artifact in artifacts:
-        _check_artifact(artifact)
+        check(artifact)
         meta = artifact["meta"]
         if meta["defense"] not in ("mi_pl", "mi_ol") or _adaptive(meta)[0] != "none":
             continue
@@ -377,7 +344,7 @@ def aggregate(
     Two artifacts with the same (dataset, regime, defense, setting, attack, adaptive, n_adaptive)
     raise ValueError: every evaluation must be counted once.
     """
-    artifacts = [load_evaluation(path) for path in artifact_paths]
+    artifacts = [load(path) for path in artifact_paths]
     rows = [result_row(a) for a in artifacts] + worst_case_rows(artifacts)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     key = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"]

@@ -17,7 +17,7 @@ The four tables follow the paper's findings, in the order the README states them
 * :func:`adaptive_levels`: MI under the adaptive attacks minus the bare model under the oblivious
   attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4).
 
-Inputs are evaluation artifacts (:func:`aggregate.load_evaluation`), indexed by :func:`index_artifacts`;
+Inputs are evaluation artifacts (:func:`jobs.artifacts.load`), indexed by :func:`index_artifacts`;
 :func:`write_findings` writes the four tables as one Markdown/HTML page and one CSV each.
 """
 
