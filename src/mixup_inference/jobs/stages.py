@@ -1,6 +1,7 @@
-"""The workflow's jobs as plain functions: prepare -> train -> attack -> evaluate / adaptive.
+"""The workflow's jobs as plain functions: prepare -> train -> attack -> evaluate / adaptive / robust.
 
-Each `run_*` function reads its input files, calls the library, and writes its output atomically.
+Each `run_*` function reads its input files, calls the library, and writes its output atomically;
+the evaluate, adaptive and robust jobs write evaluation artifacts (artifacts.py).
 The Snakemake scripts in workflow/scripts/ only unpack the `snakemake` object and call these, so
 every job is importable and testable without Snakemake.
 
