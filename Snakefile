@@ -1,8 +1,11 @@
-# Mixup Inference (Pang, Xu, Zhu, ICLR 2020): reproduction workflow.
+# Mixup Inference (Pang, Xu, Zhu, ICLR 2020): reproduction workflow, run in place from a clone.
 #   snakemake --cores all                                  # default preset (config/config.yaml)
 #   snakemake --cores all --configfile config/smoke.yaml   # two-minute smoke run
 #   snakemake --report reports/<run>/report.html           # then open the report
-# The stages: prepare data -> train per regime -> attack -> evaluate defenses -> aggregate -> report.
+# The workflow itself is workflow/Snakefile, in the catalogue's layout. This file uses it as a module,
+# the way a deployment into a user's own project does (README "Deploy into your own project"), so a
+# run in place and a deployed run take the same paths. (An `include:` would not do: Snakemake keeps
+# the including file's default target, so `all` would not run by default.)
 
 from snakemake.utils import min_version
 
@@ -16,21 +19,11 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+module mixup_inference:
+    snakefile:
+        "workflow/Snakefile"
+    config:
+        config
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/attack.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/robust.smk"
-include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/bench.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        all_outputs(),
+use rule * from mixup_inference
