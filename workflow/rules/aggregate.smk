@@ -2,14 +2,6 @@
 # Cheap and I/O-bound: run where Snakemake runs, not as cluster jobs.
 
 
-localrules:
-    aggregate,
-    findings,
-    tables,
-    figures,
-    provenance,
-
-
 rule aggregate:
     input:
         evaluations=evaluation_dirs(),
@@ -27,6 +19,7 @@ rule aggregate:
         f"{LOGS}/aggregate.log",
     benchmark:
         f"{BENCHMARKS}/aggregate.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -58,6 +51,7 @@ rule tables:
         f"{LOGS}/tables/{{table}}.log",
     benchmark:
         f"{BENCHMARKS}/tables/{{table}}.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -83,6 +77,7 @@ rule findings:
         f"{LOGS}/findings.log",
     benchmark:
         f"{BENCHMARKS}/findings.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -139,6 +134,7 @@ rule figures:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCHMARKS}/figures.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -156,7 +152,7 @@ rule provenance:
         metrics=[TRAIN_METRICS.format(dataset=d, regime=r) for d, r in trained_models()],
         results=f"{REPORTS}/results.csv",
         # compared with this run's config: the provenance lists every cut relative to the paper
-        paper_preset=os.path.join(workflow.basedir, "config", "paper.yaml"),
+        paper_preset=workflow_file("../../config/paper.yaml"),
     output:
         yaml=f"{REPORTS}/provenance.yaml",
         html=report(
@@ -168,6 +164,7 @@ rule provenance:
         f"{LOGS}/provenance.log",
     benchmark:
         f"{BENCHMARKS}/provenance.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -7,12 +7,39 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-# The library lives in src/ next to this workflow. Putting it on the path here and in the jobs'
-# environment makes the workflow run from a clone without `pip install -e .`, and inside the
-# per-rule conda environment (workflow/envs/), which holds only third-party packages.
-SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, SRC)
-os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+# The workflow's own files (schema, library, presets) are found from this file, never from
+# workflow.basedir: used as a module (snakedeploy, README "Deploy into your own project"), basedir is
+# the user's project, while current_basedir is this file's folder (workflow/rules/ of the clone, or
+# of a github() source). Outputs stay relative to the working directory. `conda:`, `script:` and
+# report captions are relative to the file that declares them, so they need nothing here.
+RULES_DIR = workflow.current_basedir
+
+
+def workflow_file(path):
+    """A local path to a file of this workflow, from its path relative to workflow/rules/: in the
+    clone, or Snakemake's cached copy when the workflow is a remote (github()) module."""
+    if RULES_DIR.is_local:
+        return os.path.normpath(os.path.join(RULES_DIR.get_path_or_uri(secret_free=False), path))
+    return str(workflow.source_path(path))
+
+
+# The library lives in src/ of the clone. Putting it on the path here and in the jobs' environment
+# makes the workflow run from a clone, in place or as a module, without `pip install -e .`, and inside
+# the per-rule conda environment (workflow/envs/, only third-party packages; Snakemake passes
+# PYTHONPATH to conda jobs with --conda-not-block-search-path-envvars, which profiles/ set). A remote
+# (github()) module has no src/ on disk: there the library must be installed (README).
+if RULES_DIR.is_local:
+    CLONE = workflow_file("../..")
+    SRC = os.path.join(CLONE, "src")
+    sys.path.insert(0, SRC)
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    # Run from outside the clone (a module deployment, or --directory), the workflow writes nothing
+    # inside it: no bytecode caches in its src/ (here and in the jobs).
+    if os.path.commonpath([CLONE, os.path.abspath(".")]) != CLONE:
+        os.environ.update(PYTHONDONTWRITEBYTECODE="1")
+        sys.dont_write_bytecode = True
+# The provenance reads the clone's commit with `git status`, which may otherwise rewrite its index.
+os.environ.setdefault("GIT_OPTIONAL_LOCKS", "0")
 ENV = "../envs/mixup-inference.yaml"
 
 try:
@@ -34,7 +61,7 @@ except ImportError as error:  # the library is the workflow's only dependency be
 # in (0, 1], step <= eps, attacks referenced but not crafted, n_test vs the test split, ...): one
 # clear message before any job runs.
 try:
-    validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    validate_config(config, workflow_file("../schemas/config.schema.yaml"))
     check_config(config)
 except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None

@@ -1,8 +1,6 @@
-# Stage 1: data. Local (compute nodes of many clusters have no internet for the download).
-
-
-localrules:
-    prepare_data,
+# Stage 1: data. Local (compute nodes of many clusters have no internet for the download). Local rules
+# say so with `localrule: True` (here, models.smk, aggregate.smk), not a `localrules:` list: a list
+# names rules without the prefix of `use rule * from ... as mi_*` and misses them in a module.
 
 
 rule prepare_data:
@@ -12,6 +10,7 @@ rule prepare_data:
         f"{LOGS}/{{dataset}}/prepare_data.log",
     benchmark:
         f"{BENCHMARKS}/{{dataset}}/prepare_data.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1

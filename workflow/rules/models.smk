@@ -2,10 +2,6 @@
 # clusters have no internet), then import into this project's model format, in place of training.
 
 
-localrules:
-    download_model,
-
-
 rule download_model:
     output:
         model_file=MODEL_DOWNLOAD,
@@ -17,6 +13,7 @@ rule download_model:
         # only the data folders of this config's downloads (a never-matching pattern when there are none)
         root="|".join(re.escape(root) for root in DOWNLOAD_ROOTS) or r"(?!)",
         filename=r"[^/]+",
+    localrule: True
     conda:
         ENV
     threads: 1
