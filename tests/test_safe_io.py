@@ -49,7 +49,7 @@ def test_nothing_unpickles_untrusted_data():
                 flag = keywords.get("allow_pickle")
                 if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
                     unsafe.append(f"{path}:{node.lineno} np.load(allow_pickle=...)")
-    for path in [REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk")]:
+    for path in [REPO / "Snakefile", REPO / "workflow" / "Snakefile", *(REPO / "workflow").rglob("*.smk")]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"torch\.load|pickle\.|read_pickle|yaml\.load\(", line):
                 unsafe.append(f"{path}:{number} {line.strip()}")

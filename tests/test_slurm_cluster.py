@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ import pytest
 
 from slurm_cluster import (SlurmCluster, profile_flags, skip_unless_cluster_possible,
                            slurm_cluster_or_skip)
-from workflow_helpers import dry_run_jobs, workdir_copy
+from workflow_helpers import clone_copy, deploy_module, dry_run_jobs, workdir_copy
 
 pytestmark = pytest.mark.slurm
 
@@ -195,7 +196,7 @@ def test_teardown_cancels_jobs_and_stops_every_process(tmp_path):
     assert not workdir.exists()
 
 
-# Rules the workflow runs where Snakemake runs (workflow/rules/*.smk `localrules`); every other
+# Rules the workflow runs where Snakemake runs (workflow/rules/*.smk `localrule: True`); every other
 # rule must run as a SLURM job.
 LOCAL_RULES = {"prepare_data", "aggregate", "findings", "tables", "figures", "provenance"}
 GPU_RULES = ("train", "import_model", "attack", "evaluate", "adaptive", "robust", "bench")  # rules with **GPU_RESOURCES
@@ -268,3 +269,30 @@ def test_smoke_preset_through_the_slurm_profile_matches_the_local_run(cluster, s
 
     local = (smoke_run.reports / "results.csv").read_bytes()
     assert (workdir / "reports" / "smoke" / "results.csv").read_bytes() == local
+
+
+def test_deployed_module_trains_through_its_copy_of_the_slurm_profile(cluster, tmp_path):
+    """A deployment into a user's project (tests/test_deploy.py's layout, rules renamed mi_*) run
+    through the profile the deployment copied: one smoke model trained as a SLURM job (the job's
+    Snakemake finds the clone's library again), its data prepared here (a local rule stays local
+    under the prefix)."""
+    clone = clone_copy(tmp_path / "clone")
+    project = deploy_module(clone, tmp_path / "project", prefix="mi_")
+    shutil.copy2(project / "config" / "smoke.yaml", project / "config" / "config.yaml")
+    profile = project / "profiles" / "slurm"
+    cmd = [
+        *snakemake_cmd(), "--profile", str(profile), "--workflow-profile", "none",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        *profile_flags(profile, default_resources={"slurm_partition": PARTITION},
+                       set_resources={f"mi_{rule}": {"gpu": 0} for rule in GPU_RULES}),
+        "results/smoke/synth/erm/model.pt",
+    ]
+    proc = subprocess.run(cmd, cwd=project, env=cluster.env, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-6000:]}\n{cluster.logs()}"
+    ids = job_ids_in_logs(project / "logs" / "smoke")
+    assert set(ids) == {Path("synth/prepare_data.log"), Path("synth/erm/train.log")}, ids
+    assert ids[Path("synth/prepare_data.log")] == "none"
+    train = ids[Path("synth/erm/train.log")]
+    assert train.isdigit() and cluster.job_info(train)["JobState"] == "COMPLETED", train
+    assert cluster.job_info(train)["Comment"].startswith("rule_mi_train"), cluster.job_info(train)

@@ -32,6 +32,44 @@ def workdir_copy(dest: Path) -> Path:
     return dest
 
 
+def clone_copy(dest: Path) -> Path:
+    """A git clone of the project as a user has it: what workdir_copy copies plus the library (src/)
+    and packaging files, committed in a fresh repository (the working tree's state, not HEAD's)."""
+    workdir_copy(dest)
+    shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "LICENSE", "README.md", ".snakemake-workflow-catalog.yml"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, dest / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
+        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def deploy_module(clone: Path, dest: Path, prefix: str | None = None) -> Path:
+    """What `snakedeploy deploy-workflow <clone> <dest>` makes, with the clone's path in place of
+    github(...): config/ and profiles/ copied, and workflow/Snakefile using the clone's
+    workflow/Snakefile as a module (`use rule * from mixup_inference`, `as <prefix>*` with a prefix)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config", "profiles"):
+        shutil.copytree(clone / name, dest / name)
+    (dest / "workflow").mkdir()
+    (dest / "workflow" / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n\n\n'
+        "module mixup_inference:\n"
+        f'    snakefile:\n        "{clone / "workflow" / "Snakefile"}"\n'
+        "    config:\n        config\n\n\n"
+        f"use rule * from mixup_inference{f' as {prefix}*' if prefix else ''}\n")
+    return dest
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """(mtime in ns, size) of every file and folder below `root`, .git included: equal before and
+    after a run when the run wrote nothing there."""
+    return {str(path.relative_to(root)): (path.lstat().st_mtime_ns, path.lstat().st_size)
+            for path in [root, *root.rglob("*")]}
+
+
 def write_config(workdir: Path, preset: str, name: str, **changes) -> Path:
     """A copy of config/<preset>.yaml with top-level keys replaced, as config/<name>.yaml."""
     config = yaml.safe_load((workdir / "config" / f"{preset}.yaml").read_text())
