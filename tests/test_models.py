@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixup_inference.core.models import MODEL_NAMES, Normalize, NormalizedClassifier, build_model
+from mixup_inference.core.models import (AIRBENCH_WIDTHS, MODEL_NAMES, Normalize, NormalizedClassifier, PatchWhitening,
+                                    build_model, whitening_layers)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -73,11 +74,91 @@ def test_normalize_maps_unit_interval_to_symmetric_interval() -> None:
     assert torch.equal(norm(x), torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3).expand(1, 2, 1, 3))
 
 
-def test_models_are_differentiable_wrt_input() -> None:
-    model = build_model("tiny_cnn", num_classes=3).eval()
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_are_differentiable_wrt_input(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=3).eval()
     x = torch.rand(2, 3, 8, 8, requires_grad=True)
     (grad,) = torch.autograd.grad(model(x).sum(), x)
     assert grad.shape == x.shape and grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- the airbench94 networks
+
+
+@pytest.mark.parametrize("name", sorted(AIRBENCH_WIDTHS))
+@pytest.mark.parametrize("size", [8, 9, 13, 16, 31, 32, 40])
+def test_airbench_models_accept_any_image_size_from_8(name: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=4, in_channels=1).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, size, size))
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(AIRBENCH_WIDTHS))
+def test_airbench_parameter_count_and_frozen_parts(name: str) -> None:
+    """airbench94's layout, counted layer by layer: a 2x2 whitening conv with bias (24 channels for
+    RGB), per group two bias-free 3x3 convs and two BatchNorms, a bias-free linear head. The
+    whitening weight and the BatchNorm scales do not train."""
+    w1, w2, w3 = AIRBENCH_WIDTHS[name]
+    model = build_model(name, 10)
+    whiten = 24 * 3 * 2 * 2 + 24
+    groups = sum(9 * cin * cout + 9 * cout * cout + 4 * cout for cin, cout in ((24, w1), (w1, w2), (w2, w3)))
+    assert n_params(model) == whiten + groups + w3 * 10
+    frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"net.whiten.weight"} | {k for k in dict(model.named_parameters())
+                                              if "norm" in k and k.endswith("weight")}
+    if name == "airbench94":
+        assert round(n_params(model) / 1e6, 2) == 1.97  # the paper's count
+
+
+def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """Images with strongly correlated neighbouring pixels and channels (upsampled coarse noise
+    plus a shared grey level): their 2x2 patch covariance is far from the identity."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, size // 4, size // 4, generator=g)
+    grey = torch.rand(n, 1, size // 4, size // 4, generator=g)
+    x = torch.nn.functional.interpolate(0.3 * coarse + 0.7 * grey, size=(size, size), mode="bilinear")
+    return x + 0.01 * torch.randn(n, 3, size, size, generator=g)
+
+
+def patch_output_covariance(layer: PatchWhitening, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance over all positions and images of the layer's output channels."""
+    with torch.no_grad():
+        out = layer(x).double()
+    flat = out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])
+    return flat.mean(0), torch.cov(flat.T)
+
+
+def test_whitening_layer_whitens_the_patches_it_was_fitted_on() -> None:
+    x = smooth_images(200, 16, seed=0)
+    layer = PatchWhitening(3)
+    _, before = patch_output_covariance(layer, x)
+    half = layer.out_channels // 2
+    assert (before[:half, :half] - torch.eye(half, dtype=torch.float64)).abs().max() > 0.5  # not white unfitted
+    layer.fit(x, eps=1e-9)
+    mean, cov = patch_output_covariance(layer, x)
+    # The first half of the channels: zero mean, identity covariance; the second half is their negative.
+    assert mean.abs().max() < 1e-4
+    assert (cov[:half, :half] - torch.eye(half, dtype=torch.float64)).abs().max() < 1e-3
+    assert torch.allclose(cov[half:, :half], -cov[:half, :half], atol=1e-6)
+    # With airbench's eps the variances are eigenvalue / (eigenvalue + eps), in closed form.
+    record = layer.fit(x, eps=5e-4)
+    _, cov = patch_output_covariance(layer, x)
+    patches = x.double().unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    eig = torch.linalg.eigvalsh(torch.cov(patches.T))
+    assert torch.allclose(cov[:half, :half], torch.diag(eig / (eig + 5e-4)), atol=1e-3)
+    assert record["eigenvalue_min"] == pytest.approx(float(eig.min()), rel=1e-6)
+    # On other data it is no longer white: the fit is a function of the data.
+    _, other = patch_output_covariance(layer, torch.rand(50, 3, 16, 16))
+    assert (other[:half, :half] - torch.eye(half, dtype=torch.float64)).abs().max() > 0.5
+
+
+def test_only_the_airbench_models_have_a_whitening_layer() -> None:
+    for name in MODEL_NAMES:
+        layers = whitening_layers(build_model(name, 10))
+        assert len(layers) == (1 if name in AIRBENCH_WIDTHS else 0), name
 
 
 def test_unknown_name_lists_valid_names() -> None:

@@ -17,6 +17,12 @@ Architectures (names in :data:`MODEL_NAMES`):
 - ``"compact_resnet"``: the CPU default, a 3-stage pre-activation ResNet with widths
   32/64/128 and one block per stage. ~0.3M.
 - ``"tiny_cnn"``: a 3-layer conv net for tests and smoke runs. ~20k.
+- ``"airbench94"``: the network of Jordan's airbench94 (2024, https://arxiv.org/abs/2404.00498;
+  :class:`WhitenedConvNet`): a fixed 2x2 patch-whitening convolution, then three
+  conv-pool-BatchNorm-GELU groups of widths 64/256/256. ~1.97M. Its whitening layer is fitted to
+  training-image patches by the train job (``training.fit_whitening``), not by its constructor.
+- ``"airbench94_narrow"``: the same at widths 32/128/128. ~0.5M; about 1/3.5 of the training
+  FLOPs of ``airbench94``.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["INITS", "MODEL_NAMES", "Normalize", "NormalizedClassifier", "PaperResNet", "PreActResNet",
-           "TinyCNN", "build_model", "init_weights"]
+__all__ = ["INITS", "MODEL_NAMES", "Normalize", "NormalizedClassifier", "PaperResNet", "PatchWhitening",
+           "PreActResNet", "TinyCNN", "WhitenedConvNet", "build_model", "init_weights", "whitening_layers"]
 
-MODEL_NAMES: tuple[str, ...] = ("resnet50_paper", "preact_resnet18", "compact_resnet", "tiny_cnn")
+MODEL_NAMES: tuple[str, ...] = ("resnet50_paper", "preact_resnet18", "compact_resnet", "tiny_cnn", "airbench94",
+                                "airbench94_narrow")
+#: The group widths of the airbench-shaped registry models (:class:`WhitenedConvNet`).
+AIRBENCH_WIDTHS: dict[str, tuple[int, int, int]] = {"airbench94": (64, 256, 256), "airbench94_narrow": (32, 128, 128)}
 #: Weight initialisations: "pytorch" (each layer's default) and "kaiming_fan_out" (the authors'
 #: resnet_3layer.py: convolutions Kaiming-normal, fan_out, relu gain; BatchNorm weight 1, bias 0).
 INITS: tuple[str, ...] = ("pytorch", "kaiming_fan_out")
@@ -225,6 +235,125 @@ class TinyCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 
+# ----------------------------------------------------------------------------------------------
+# The airbench94 network: patch whitening, then conv-pool-BN-GELU groups
+
+
+class PatchWhitening(nn.Conv2d):
+    """A k x k convolution (no padding, with bias) whose weights whiten k x k image patches.
+
+    After :meth:`fit` on images x, the first ``C k^2`` output channels are the patches' coordinates
+    in the eigenbasis of their covariance, each divided by sqrt(eigenvalue + eps), and the other
+    ``C k^2`` their negatives (so a following GELU sees both signs of every direction; airbench94
+    stacks them the same way). The weight is frozen (``requires_grad=False``: it is a function of
+    the training data, not a learned parameter) and lives in the state dict, so a checkpoint carries
+    it. Unlike airbench94, which takes the uncentred second moment of the patches, the covariance is
+    centred and the bias set to -W mean, so on the data it was fitted on every output channel has
+    mean 0 and variance eigenvalue / (eigenvalue + eps), i.e. ~1: the layer whitens.
+    Before :meth:`fit` it is an ordinary random convolution.
+    """
+
+    def __init__(self, in_channels: int, kernel_size: int = 2) -> None:
+        super().__init__(in_channels, 2 * in_channels * kernel_size**2, kernel_size, padding=0, bias=True)
+        self.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def fit(self, x: Tensor, eps: float = 5e-4) -> dict[str, float]:
+        """Set weight and bias from the k x k patches of images ``x`` [N, C, H, W] (as this layer
+        sees them, i.e. already normalised), in float64; returns the smallest and largest patch
+        eigenvalue, for the train log. Deterministic: no random draw."""
+        c, (kh, kw) = self.in_channels, self.kernel_size
+        if x.dim() != 4 or x.shape[1] != c:
+            raise ValueError(f"PatchWhitening.fit expects images [N, {c}, H, W], got {tuple(x.shape)}")
+        # [N, C, H', W', kh, kw] -> one row per patch, flattened in the conv weight's (C, kh, kw) order.
+        patches = x.double().unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)
+        mean = patches.mean(0)
+        centred = patches - mean
+        covariance = centred.T @ centred / (patches.shape[0] - 1)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending; columns are eigenvectors
+        scaled = eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]  # [C k^2, C k^2]
+        weight = torch.cat([scaled, -scaled])
+        self.weight.copy_(weight.reshape(self.weight.shape).to(self.weight.dtype))
+        self.bias.copy_((-(weight @ mean)).to(self.bias.dtype))
+        return {"eigenvalue_min": float(eigenvalues.min()), "eigenvalue_max": float(eigenvalues.max())}
+
+
+def whitening_layers(model: nn.Module) -> list[PatchWhitening]:
+    """Every :class:`PatchWhitening` in ``model`` (empty for the other architectures)."""
+    return [m for m in model.modules() if isinstance(m, PatchWhitening)]
+
+
+class _DiracConv(nn.Conv2d):
+    """3x3 'same' convolution without bias, initialised as airbench94's: PyTorch's default, then the
+    first ``in_channels`` filters set to the identity (dirac), so each group starts close to passing
+    its input through."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.dirac_(self.weight.data[: min(self.in_channels, self.out_channels)])
+
+
+def _frozen_scale_batchnorm(channels: int) -> nn.BatchNorm2d:
+    """airbench94's BatchNorm: eps 1e-12, running statistics with momentum 0.4 (0.6 in the
+    'keep' convention of its paper), scale fixed at 1 (not trained), shift trained."""
+    bn = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def _pool2(x: Tensor) -> Tensor:
+    """2x2 max pooling; a map already 1 pixel high or wide stays as it is, so images down to 8x8
+    pass all three groups (at 32x32 it never triggers: the maps are 31 -> 15 -> 7 -> 3)."""
+    return F.max_pool2d(x, 2) if min(x.shape[-2:]) >= 2 else x
+
+
+class _ConvGroup(nn.Module):
+    """conv3x3 -> maxpool 2 -> BatchNorm -> GELU -> conv3x3 -> BatchNorm -> GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = _DiracConv(in_channels, out_channels)
+        self.norm1 = _frozen_scale_batchnorm(out_channels)
+        self.conv2 = _DiracConv(out_channels, out_channels)
+        self.norm2 = _frozen_scale_batchnorm(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.gelu(self.norm1(_pool2(self.conv1(x))))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class WhitenedConvNet(nn.Module):
+    """The network of airbench94 (Jordan 2024, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU",
+    https://arxiv.org/abs/2404.00498; github.com/KellerJordan/cifar10-airbench, airbench94.py):
+    :class:`PatchWhitening` (2x2, 2 C 4 channels) -> GELU -> three :class:`_ConvGroup` of
+    ``widths`` -> global max pool -> linear without bias -> logits x ``logit_scale`` (1/9).
+
+    Two changes make it a registry model: the final 3x3 max pool is a global max pool (the same
+    at 32x32, where the map is 3x3) and pooling leaves 1-pixel maps alone, so any image size >= 8
+    works. No test-time augmentation: the model is this forward pass.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256),
+                 logit_scale: float = 1 / 9) -> None:
+        super().__init__()
+        if len(widths) != 3 or not all(int(w) == w and w >= 1 for w in widths):
+            raise ValueError(f"widths must be three integers >= 1 (got {widths!r}); airbench94: (64, 256, 256)")
+        self.whiten = PatchWhitening(in_channels, kernel_size=2)
+        groups, width = [], self.whiten.out_channels
+        for out in widths:
+            groups.append(_ConvGroup(width, int(out)))
+            width = int(out)
+        self.groups = nn.Sequential(*groups)
+        self.head = nn.Linear(width, num_classes, bias=False)
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.groups(F.gelu(self.whiten(x)))
+        return self.head(torch.amax(x, dim=(-2, -1))) * self.logit_scale
+
 
 # ----------------------------------------------------------------------------------------------
 
@@ -238,6 +367,8 @@ def _architecture(name: str, num_classes: int, in_channels: int) -> nn.Module:
         return PreActResNet(num_classes, in_channels, widths=(32, 64, 128), blocks_per_stage=(1, 1, 1))
     if name == "tiny_cnn":
         return TinyCNN(num_classes, in_channels)
+    if name in AIRBENCH_WIDTHS:
+        return WhitenedConvNet(num_classes, in_channels, widths=AIRBENCH_WIDTHS[name])
     raise ValueError(f"unknown model name {name!r}; use one of {', '.join(MODEL_NAMES)}")
 
 
