@@ -374,3 +374,31 @@ def test_random_crop_flip_is_seeded_and_padding_zero_only_flips():
     b = data.random_crop_flip(x, padding=0, generator=utils.make_generator(5))
     same, flipped = (b == x).flatten(1).all(1), (b == x.flip(-1)).flatten(1).all(1)
     assert (same | flipped).all() and same.any() and flipped.any()
+
+
+def test_flip_translate_outputs_are_reflected_shifts_of_the_flipped_input():
+    """Every output image is its input, mirrored where asked, shifted by some (dy, dx) in
+    {-2..2}^2 with the border filled by reflection; over a large batch all 25 shifts occur."""
+    x = torch.rand(400, 3, 10, 10)
+    flip = torch.arange(400) % 3 == 0
+    out = data.flip_translate(x, flip, translate=2, generator=utils.make_generator(3))
+    source = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = torch.nn.functional.pad(source, (2, 2, 2, 2), mode="reflect")
+    windows = torch.stack([padded[:, :, dy:dy + 10, dx:dx + 10] for dy in range(5) for dx in range(5)], 1)
+    match = (windows == out[:, None]).flatten(2).all(2)  # [400, 25]: which shifts reproduce each output
+    assert match.any(1).all()
+    assert match.any(0).all()
+    # translate 0 is the flip alone; the same generator seed gives the same batch
+    assert torch.equal(data.flip_translate(x, flip, translate=0), source)
+    assert torch.equal(out, data.flip_translate(x, flip, translate=2, generator=utils.make_generator(3)))
+
+
+def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
+    first = torch.rand(1000, generator=utils.make_generator(0)) < 0.5
+    for epoch in range(4):
+        now, following = data.alternating_flips(first, epoch), data.alternating_flips(first, epoch + 1)
+        assert torch.equal(now, ~following)
+    assert torch.equal(data.alternating_flips(first, 0), first)
+    assert 400 < int(first.sum()) < 600
+    with pytest.raises(ValueError, match="bool"):
+        data.alternating_flips(first.long(), 0)

@@ -355,3 +355,32 @@ def random_crop_flip(x: torch.Tensor, *, padding: int = 4, generator: torch.Gene
     flip = utils.rand((b,), generator=generator, device=x.device) < 0.5
     padded = F.pad(x, (padding, padding, padding, padding)) if padding else x
     return _crop(padded, top, left, h, w, flip)
+
+
+def alternating_flips(first: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench94's alternating flip (Jordan 2024, https://arxiv.org/abs/2404.00498, Sec. 3.6): each
+    training image is mirrored at random once (``first``, bool [N], drawn once per run), and the
+    whole set is mirrored every other epoch, so an image is seen in both orientations in every
+    two consecutive epochs instead of by chance. Returns the flags of ``epoch`` (0-based)."""
+    if first.dtype != torch.bool:
+        raise ValueError(f"alternating_flips expects bool flags, got dtype {first.dtype}")
+    return first ^ bool(epoch % 2)
+
+
+def flip_translate(x: torch.Tensor, flip: torch.Tensor, *, translate: int = 2,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """airbench94's augmentation of a float batch [B, C, H, W]: mirror left-right where ``flip``
+    (bool [B], e.g. from :func:`alternating_flips`), then shift each image by a random (dy, dx),
+    each uniform in {-translate..translate}, filling the border by reflection (no black margin).
+    Draws (dy, dx) from ``generator``; one advanced-indexing op, no Python loop over images."""
+    if x.dim() != 4:
+        raise ValueError(f"flip_translate expects images [B, C, H, W], got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    if flip.shape != (b,) or flip.dtype != torch.bool:
+        raise ValueError(f"flip must be a bool tensor [{b}] (got {flip.dtype} {tuple(flip.shape)})")
+    if not 0 <= translate < min(h, w):
+        raise ValueError(f"translate={translate} must be in [0, {min(h, w) - 1}] for {h}x{w} images")
+    top = utils.randint(2 * translate + 1, (b,), generator=generator, device=x.device)
+    left = utils.randint(2 * translate + 1, (b,), generator=generator, device=x.device)
+    padded = F.pad(x, (translate,) * 4, mode="reflect") if translate else x
+    return _crop(padded, top, left, h, w, flip)
