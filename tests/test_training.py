@@ -19,6 +19,7 @@ from mixup_inference.core.models import build_model
 from mixup_inference.core.mixing import mixup_batch, sample_beta, soft_cross_entropy
 from mixup_inference.core import training
 from mixup_inference.core.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
+from mixup_inference.core.trainstate import LookaheadEMA, TriangularLR, pytorch_hyperparameters
 from mixup_inference.core.utils import load_checkpoint, make_generator
 
 NUM_CLASSES = 4
@@ -151,6 +152,8 @@ def test_sample_beta_matches_scipy(a: float, b: float) -> None:
     ("regime", "adversarial"), ("epochs", 0), ("epochs", 1.5), ("lr", 0.0), ("lr", float("nan")),
     ("batch_size", 0), ("at_steps", 0), ("schedule", "cosine"), ("momentum", 1.0), ("weight_decay", -1.0),
     ("milestones", (150, 100)), ("mixup_alpha", 0.0), ("at_eps", 0.0), ("at_step_size", 0.5), ("seed", -1),
+    ("optimizer", "adam"), ("bias_lr_scale", 0.0), ("label_smoothing", 1.0), ("lookahead", "yes"),
+    ("augmentation", "autoaugment"), ("whiten_bias_epochs", -1),
 ])
 def test_config_rejects_bad_values_naming_the_field(field: str, value) -> None:
     with pytest.raises(ValueError, match=field):
@@ -390,3 +393,146 @@ def test_bad_data_raise() -> None:
         train(fresh_model(), x, y, config(batch_size=128), progress=False)
     with pytest.raises(ValueError, match="labels in"):
         train(fresh_model(), x, y + 1, config(), progress=False)
+
+
+# ---------------------------------------------------------------- the fast recipe (airbench94's ingredients)
+
+FAST = dict(optimizer="sgd_decoupled", lr=11.5, momentum=0.85, weight_decay=0.0153, bias_lr_scale=64.0,
+            schedule="triangular", lookahead=True, augmentation="flip_translate", whiten_bias_epochs=1,
+            init="pytorch")
+
+
+def fast_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model("airbench94_narrow", NUM_CLASSES)
+
+
+@pytest.mark.parametrize("regime", ["mixup", "at", "interpolated_at"])
+def test_label_smoothing_is_for_erm_only(regime: str) -> None:
+    with pytest.raises(ValueError, match="regimes.erm"):
+        TrainConfig(regime=regime, label_smoothing=0.2)
+
+
+def test_erm_label_smoothing_targets_match_cross_entropys() -> None:
+    x, y = to_float(make_data(8, seed=0)[0]), make_data(8, seed=0)[1]
+    cfg = TrainConfig(regime="erm", label_smoothing=0.2)
+    inputs, targets = training._training_batch(fresh_model(), x, y, NUM_CLASSES, cfg, make_generator(0))
+    logits = torch.randn(8, NUM_CLASSES)
+    assert torch.equal(inputs, x)
+    assert torch.allclose(soft_cross_entropy(logits, targets), F.cross_entropy(logits, y, label_smoothing=0.2))
+
+
+def test_triangular_schedule_is_airbenchs() -> None:
+    f = TriangularLR(100)
+    assert f(0) == pytest.approx(0.2) and f(23) == pytest.approx(1.0) and f(100) == pytest.approx(0.07)
+    assert f(10) == pytest.approx(0.2 + 0.8 * 10 / 23) and f(60) == pytest.approx(1 - 0.93 * 37 / 77)
+    values = [f(s) for s in range(101)]
+    assert max(values) == values[23] and all(a < b for a, b in zip(values[:23], values[1:24]))
+    assert all(a > b for a, b in zip(values[23:], values[24:]))
+
+
+def test_decoupled_hyperparameters_and_the_batchnorm_bias_group() -> None:
+    """airbench94's units: lr 11.5 and decay 0.0153 per 1,024 inputs, k = 1024 (1 + 1 / (1 - m));
+    for the mean loss over n inputs PyTorch's lr is lr n / k and the decay per step
+    weight_decay n / k; BatchNorm biases get 64x the lr and the same decay per step."""
+    k = 1024 * (1 + 1 / 0.15)
+    for regime, n in (("erm", 512), ("mixup", 512), ("at", 1024), ("interpolated_at", 1024)):
+        cfg = TrainConfig(**{**FAST, "regime": regime, "batch_size": 512})
+        lr, decay = pytorch_hyperparameters(cfg)
+        assert lr == pytest.approx(11.5 * n / k) and decay == pytest.approx(0.0153 * n / k)
+    cfg = TrainConfig(**{**FAST, "batch_size": 512})
+    model = fast_model()
+    rest, biases = make_optimizer(model, cfg).param_groups
+    lr, decay = pytorch_hyperparameters(cfg)
+    bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert {id(p) for p in biases["params"]} == bn_biases and not bn_biases & {id(p) for p in rest["params"]}
+    assert biases["lr"] == pytest.approx(64 * lr) and rest["lr"] == pytest.approx(lr)
+    assert biases["lr"] * biases["weight_decay"] == pytest.approx(decay)
+    assert rest["lr"] * rest["weight_decay"] == pytest.approx(decay)
+    assert rest["nesterov"] and rest["momentum"] == 0.85
+    # The plain optimizer is still one group in PyTorch's units, Nesterov off.
+    (group,) = make_optimizer(model, TrainConfig(lr=0.1, weight_decay=5e-4)).param_groups
+    assert group["lr"] == 0.1 and group["weight_decay"] == 5e-4 and not group["nesterov"]
+
+
+def test_lookahead_pulls_toward_the_average_and_ends_on_it() -> None:
+    model = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = LookaheadEMA(model, total_steps=10)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.step(model, 4)  # not a multiple of 5: nothing moves
+    assert torch.equal(model.weight, torch.full((1, 3), 3.0))
+    ema.step(model, 5)  # decay 0.95^5 (5/10)^3: the model is set to the average
+    decay = 0.95**5 * 0.5**3
+    assert torch.allclose(model.weight, torch.full((1, 3), decay * 1 + (1 - decay) * 3))
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    before = ema.average["weight"].clone()
+    ema.step(model, 10)  # the last step: the model becomes the average, which does not move
+    assert torch.equal(model.weight, before) and torch.equal(ema.average["weight"], before)
+
+
+def test_fast_recipe_fits_the_whitening_from_its_seed_and_trains_only_its_bias_early(data) -> None:
+    x_train, y_train, _, _ = data
+    cfg = config(**FAST, regime="erm", epochs=2, label_smoothing=0.2)
+    runs = []
+    for init_seed in (0, 1):  # different random starts: the fit depends only on the data and the config seed
+        model = fast_model(init_seed)
+        summary = train(model, x_train, y_train, cfg, progress=False, device="cpu")
+        runs.append((model, summary))
+    (a, sa), (b, sb) = runs
+    assert sa["whitening"] == sb["whitening"] and sa["whitening"]["images"] == len(y_train)
+    assert torch.equal(a.net.whiten.weight, b.net.whiten.weight)
+    # The whitening weight is the fit (not trained); its bias trained during the first epoch only.
+    refit = fast_model(5)
+    training.fit_whitening(refit, x_train, seed=cfg.seed, device=torch.device("cpu"))
+    assert torch.equal(a.net.whiten.weight, refit.net.whiten.weight)
+    assert not torch.equal(a.net.whiten.bias, refit.net.whiten.bias)
+    other_seed = fast_model(0)
+    training.fit_whitening(other_seed, x_train, seed=cfg.seed + 1, device=torch.device("cpu"), n_images=100)
+    assert not torch.equal(other_seed.net.whiten.weight, refit.net.whiten.weight)
+
+
+@pytest.mark.parametrize("regime", ["erm", "interpolated_at"])
+def test_fast_recipe_resumes_bit_exactly(regime: str, data, tmp_path: Path) -> None:
+    """Every new piece of state (lookahead average, whitening fit, the bias freeze, the triangular
+    schedule, the alternating flips, Nesterov momentum of two groups) survives a crash mid-epoch."""
+    x_train, y_train, _, _ = data
+    extra = {"label_smoothing": 0.2} if regime == "erm" else {}
+    cfg = config(**FAST, **extra, regime=regime, epochs=3)
+    steps = len(y_train) // cfg.batch_size
+    start = fast_model()
+    straight = Tripwire(copy.deepcopy(start))
+    summary = train(straight, x_train, y_train, cfg, checkpoint_dir=tmp_path / "a", progress=False)
+    crashed = Tripwire(copy.deepcopy(start), trip_at=steps + 3)  # in epoch 2, after the bias froze
+    with pytest.raises(Tripwire.Interrupted):
+        train(crashed, x_train, y_train, cfg, checkpoint_dir=tmp_path / "b", progress=False)
+    ckpt = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["whitening"] == summary["whitening"]
+    assert ckpt["lookahead"].keys() == {k for k, v in straight.state_dict().items() if v.is_floating_point()}
+    restarted = Tripwire(fast_model(seed=123))  # other weights, other (unfitted) whitening
+    result = train(restarted, x_train, y_train, cfg, checkpoint_dir=tmp_path / "b", progress=False)
+    assert result["resumed_from_epoch"] == 1 and result["whitening"] == summary["whitening"]
+    assert_same_state(straight, restarted)
+    assert [r["loss"] for r in result["history"]] == [r["loss"] for r in summary["history"]]
+    # the inputs of the resumed epochs (augmentation, mixing, PGD) are the uninterrupted run's
+    tail = len(restarted.seen)
+    assert all(torch.equal(p, q) for p, q in zip(straight.seen[-tail:], restarted.seen))
+
+
+def test_old_checkpoints_without_the_new_fields_still_resume(data, tmp_path: Path) -> None:
+    x_train, y_train, _, _ = data
+    cfg = config(epochs=2, schedule="step", milestones=(5,))  # a step schedule may be extended
+    train(fresh_model(), x_train, y_train, config(epochs=1, schedule="step", milestones=(5,)),
+          checkpoint_dir=tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    for key in ("optimizer", "bias_lr_scale", "label_smoothing", "lookahead", "augmentation", "whiten_bias_epochs"):
+        del ckpt["config"][key]
+    del ckpt["lookahead"], ckpt["whitening"]
+    torch.save(ckpt, tmp_path / "last.pt")
+    assert train(fresh_model(), x_train, y_train, cfg, checkpoint_dir=tmp_path, progress=False)["epochs"] == 2
+    with pytest.raises(ValueError, match="lookahead"):
+        train(fresh_model(), x_train, y_train, config(epochs=2, schedule="step", milestones=(5,), lookahead=True),
+              checkpoint_dir=tmp_path, progress=False)

@@ -17,17 +17,41 @@ cross entropy, averaged over the inputs the model sees):
   mixup within the clean half and, separately, within the adversarial half (each with its own
   per-example lams and permutations); train on the concatenation of both mixed halves.
 
-Optimiser: SGD with momentum (Nesterov off) and weight decay. Schedules: ``"step"`` (lr x 0.1 at
-each milestone epoch, stepped per epoch) or ``"onecycle"`` (``OneCycleLR`` with max_lr = lr,
-stepped per batch; momentum is NOT cycled, so ``config.momentum`` holds throughout).
-Augmentation: random crop (pad 4) + horizontal flip, batched on tensors
-(``data.random_crop_flip``). Each epoch visits a fresh random permutation of the training set
-in ``N // batch_size`` full batches (the remainder is left out of that epoch, as the authors'
-``drop_last=True``).
+Optimiser (``optimizer``): ``"sgd"``, SGD with momentum (Nesterov off) and weight decay in
+PyTorch's units; or ``"sgd_decoupled"``, airbench94's form (Jordan 2024,
+https://arxiv.org/abs/2404.00498): Nesterov SGD whose ``lr`` and ``weight_decay`` are written per
+1,024 training inputs and decoupled from the momentum and from each other (``trainstate``
+converts them). ``bias_lr_scale`` multiplies the learning rate of BatchNorm biases (airbench94:
+64) without changing their decay. Schedules: ``"step"`` (lr x 0.1 at each milestone epoch,
+stepped per epoch), ``"onecycle"`` (``OneCycleLR`` with max_lr = lr, stepped per batch; momentum
+is NOT cycled, so ``config.momentum`` holds throughout) or ``"triangular"`` (airbench94's:
+piecewise linear per batch from 0.2 lr up to lr at 23% of the steps, down to 0.07 lr at the end).
+``lookahead``: every 5 steps the weights (and BatchNorm statistics) are pulled to an exponential
+moving average of themselves with decay 0.95^5 (step / total)^3, and the last step leaves the
+model at that average (airbench94's lookahead EMA; ``trainstate.LookaheadEMA``).
+``label_smoothing`` (ERM only: mixup's targets are already soft, and AT and interpolated AT keep
+the paper's definitions) trains on (1 - s) t + s / C.
+
+Augmentation (``augment``, ``augmentation``): ``"crop_flip"``, random crop (pad 4) + horizontal
+flip (``data.random_crop_flip``); or ``"flip_translate"``, airbench94's alternating flip (each
+image mirrored at random once per run, the whole set mirrored every other epoch,
+``data.alternating_flips``) and a random translation of up to 2 pixels with reflected borders
+(``data.flip_translate``). Both batched on tensors. Each epoch visits a fresh random
+permutation of the training set in ``N // batch_size`` full batches (the remainder is left out of
+that epoch, as the authors' ``drop_last=True``). No test-time augmentation: the trained model is
+the model that is evaluated, attacked and defended.
+
+Models with a patch-whitening layer (``models.PatchWhitening``, the airbench94 networks): before
+the first epoch the train function fits it to ``WHITENING_IMAGES`` training images drawn with
+``derive_seed(seed, "whitening")`` (the model's view of them, i.e. normalised, un-augmented),
+records the fit in the checkpoint and the summary, and trains its bias for the first
+``whiten_bias_epochs`` epochs only (its weight never trains).
 
 Randomness: every draw (data order, augmentation, mixup lam and permutations, PGD random
 start) comes from ONE CPU ``torch.Generator`` seeded with ``config.seed``; draws are moved to
-the training device. With the same initial weights and config, training on CPU is bit-for-bit
+the training device. Two once-per-run choices come from their own generators seeded by
+``derive_seed(seed, name)``, so a resumed run redraws them identically: the whitening images
+("whitening") and the first flip of each image ("alternating-flip"). With the same initial weights and config, training on CPU is bit-for-bit
 reproducible, and a run resumed from ``checkpoint_dir/last.pt`` equals the uninterrupted run.
 Order of draws per batch: augmentation, then PGD start (AT regimes), then mixup permutations
 and lams (clean half first for IAT).
@@ -50,20 +74,30 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .attacks import pgd
-from .data import random_crop_flip, to_float
+from .data import alternating_flips, flip_translate, random_crop_flip, to_float
 from .mixing import mixup_batch, soft_cross_entropy
-from .models import INITS
-from .trainstate import check_resumable, checkpoint_state, make_optimizer, make_scheduler
-from .utils import (atomic_save, atomic_write_text, eval_mode, load_checkpoint, make_generator,
+from .models import INITS, whitening_layers
+from .trainstate import (LookaheadEMA, check_resumable, checkpoint_state, make_optimizer, make_scheduler,
+                         per_batch_schedule)
+from .utils import (atomic_save, atomic_write_text, derive_seed, eval_mode, load_checkpoint, make_generator,
                     resolve_device)
 
-__all__ = ["ADVERSARIAL_REGIMES", "REGIMES", "SCHEDULES", "TrainConfig", "TrainingDiverged", "train", "adversarial_examples",
-           "make_optimizer", "make_scheduler"]
+__all__ = ["ADVERSARIAL_REGIMES", "AUGMENTATIONS", "OPTIMIZERS", "REGIMES", "SCHEDULES", "TrainConfig",
+           "TrainingDiverged", "adversarial_examples", "fit_whitening", "make_optimizer", "make_scheduler", "train"]
 
 REGIMES: tuple[str, ...] = ("erm", "mixup", "at", "interpolated_at")
 ADVERSARIAL_REGIMES: tuple[str, ...] = ("at", "interpolated_at")  # the regimes that train on PGD examples
-SCHEDULES: tuple[str, ...] = ("step", "onecycle")
+SCHEDULES: tuple[str, ...] = ("step", "onecycle", "triangular")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd_decoupled")
+AUGMENTATIONS: tuple[str, ...] = ("crop_flip", "flip_translate")
 CHECKPOINT_NAME = "last.pt"
+#: Training images the whitening layer is fitted on (airbench94: 5,000; 20M 2x2 patches at 32x32).
+WHITENING_IMAGES = 5000
+#: Added to every patch eigenvalue before its inverse square root (airbench94's 5e-4): bounds the
+#: gain of the near-constant directions of the patch space.
+WHITENING_EPS = 5e-4
+#: Pixels of airbench94's random translation.
+TRANSLATE = 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,10 +127,12 @@ class TrainConfig:
     regime: str = "erm"                   # erm | mixup | at | interpolated_at
     epochs: int = 200                     # passes over the training set
     batch_size: int = 64                  # clean images per batch (AT regimes train on 2x this)
-    lr: float = 0.01                      # initial lr (step) or max_lr (onecycle); paper: 0.1 for IAT
-    momentum: float = 0.9                 # SGD momentum, Nesterov off
-    weight_decay: float = 0.0             # L2 penalty on all parameters (authors: none)
-    schedule: str = "step"                # step (x0.1 at milestones, per epoch) | onecycle (per batch)
+    lr: float = 0.01                      # initial lr (step) or max_lr (onecycle, triangular); paper: 0.1 for
+                                          # IAT; sgd_decoupled: per 1,024 inputs (airbench94: 11.5)
+    momentum: float = 0.9                 # SGD momentum (Nesterov off for sgd, on for sgd_decoupled)
+    weight_decay: float = 0.0             # L2 penalty on all parameters (authors: none); sgd_decoupled: per
+                                          # 1,024 inputs, independent of lr (airbench94: 0.0153)
+    schedule: str = "step"                # step (x0.1 at milestones, per epoch) | onecycle | triangular (per batch)
     milestones: tuple[int, ...] = (100, 150)  # epochs after which the lr is multiplied by 0.1 (step)
     mixup_alpha: float = 1.0              # Beta(alpha, alpha) mixing ratio (mixup, interpolated_at)
     at_eps: float = 8 / 255               # PGD L-inf radius, [0, 1] pixel units (at, interpolated_at)
@@ -104,6 +140,12 @@ class TrainConfig:
     at_steps: int = 10                    # PGD iterations
     augment: bool = True                  # random crop (pad 4) + horizontal flip on tensors
     init: str = "kaiming_fan_out"         # initialisation of the model the workflow builds (models.INITS)
+    optimizer: str = "sgd"                # sgd (PyTorch's units) | sgd_decoupled (airbench94's units, Nesterov)
+    bias_lr_scale: float = 1.0            # lr multiplier of BatchNorm biases, decay unchanged (airbench94: 64)
+    label_smoothing: float = 0.0          # ERM only: targets (1 - s) onehot + s / C (airbench94: 0.2)
+    lookahead: bool = False               # airbench94's lookahead EMA of the weights, every 5 steps
+    augmentation: str = "crop_flip"       # crop_flip (pad 4) | flip_translate (alternating flip, 2-px shift)
+    whiten_bias_epochs: int = 3           # epochs the whitening layer's bias trains (models with one)
     seed: int = 0                         # seeds the single training generator
 
     def __post_init__(self) -> None:
@@ -134,6 +176,23 @@ class TrainConfig:
             raise ValueError(f"init must be one of {', '.join(INITS)} (got {self.init!r}); paper: kaiming_fan_out")
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false (got {self.augment!r})")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)} (got {self.augmentation!r})")
+        if not _is_number(self.bias_lr_scale) or self.bias_lr_scale <= 0:
+            raise ValueError(f"bias_lr_scale must be a finite number > 0 (got {self.bias_lr_scale!r}); "
+                             "1 = the lr of every other parameter, airbench94: 64")
+        if not isinstance(self.lookahead, bool):
+            raise ValueError(f"lookahead must be true or false (got {self.lookahead!r})")
+        if not _is_int(self.whiten_bias_epochs) or self.whiten_bias_epochs < 0:
+            raise ValueError(f"whiten_bias_epochs must be an integer >= 0 (got {self.whiten_bias_epochs!r})")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1) (got {self.label_smoothing!r}); airbench94: 0.2")
+        if self.label_smoothing and self.regime != "erm":
+            raise ValueError(f"label_smoothing={self.label_smoothing} applies to regime erm only, not "
+                             f"{self.regime!r} (mixup's targets are already soft; AT and interpolated AT keep the "
+                             "paper's one-hot targets); set it under training.regimes.erm")
         milestones = self.milestones
         if (not isinstance(milestones, (list, tuple)) or not all(_is_int(m) and m >= 1 for m in milestones)
                 or any(a >= b for a, b in zip(milestones, milestones[1:]))):
@@ -169,6 +228,8 @@ def _training_batch(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, co
     """The inputs and soft targets the model is trained on for one clean batch (x, y)."""
     onehot = F.one_hot(y, num_classes).to(x.dtype)
     if config.regime == "erm":
+        if config.label_smoothing:  # as F.cross_entropy(label_smoothing=s): mass s spread over all C classes
+            return x, onehot * (1 - config.label_smoothing) + config.label_smoothing / num_classes
         return x, onehot
     if config.regime == "mixup":
         x_mix, t_mix, _ = mixup_batch(x, onehot, alpha=config.mixup_alpha, generator=generator)
@@ -212,15 +273,56 @@ def _num_classes(model: nn.Module, x_uint8: Tensor, device: torch.device) -> int
     return int(out.shape[1])
 
 
+class _Captured(Exception):
+    """Raised by `fit_whitening`'s hook once it holds the whitening layer's input: the rest of the
+    forward pass is not needed."""
+
+
+def fit_whitening(model: nn.Module, train_x_uint8: Tensor, *, seed: int, device: torch.device,
+                  n_images: int = WHITENING_IMAGES, eps: float = WHITENING_EPS) -> dict | None:
+    """Fit every :class:`models.PatchWhitening` of ``model`` to the patches it sees on ``n_images``
+    training images (a random subset drawn with ``derive_seed(seed, "whitening")``, un-augmented;
+    all images if there are fewer), and return the record of the fit for the log and checkpoint
+    (None for a model without a whitening layer). The layer's input is captured by a hook, so
+    whatever comes before it (the fixed normalisation) is applied as in training; the model is in
+    eval mode meanwhile, so no BatchNorm statistic moves."""
+    layers = whitening_layers(model)
+    if not layers:
+        return None
+    generator = make_generator(derive_seed(seed, "whitening"))
+    n = min(int(n_images), train_x_uint8.shape[0])
+    index = torch.randperm(train_x_uint8.shape[0], generator=generator)[:n].sort().values
+    x = to_float(train_x_uint8[index.to(train_x_uint8.device)].to(device))
+    record: dict[str, Any] = {"images": n, "seed": derive_seed(seed, "whitening"), "eps": eps, "layers": []}
+    for layer in layers:
+        captured: list[Tensor] = []
+
+        def grab(module: nn.Module, args: tuple) -> None:
+            captured.append(args[0].detach().float())
+            raise _Captured
+
+        handle = layer.register_forward_pre_hook(grab)
+        try:
+            with torch.no_grad(), eval_mode(model):
+                model(x)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        record["layers"].append(layer.fit(captured[0], eps=eps))
+    return record
+
+
 def _write_log(log_path: Path, history: list[dict]) -> None:
     """The epoch log as JSON lines, rewritten from the history (so it always matches the checkpoint)."""
     atomic_write_text(log_path, "".join(json.dumps(row) + "\n" for row in history))
 
 
-def _summary(history: list[dict], config: TrainConfig, resumed_from: int) -> dict:
+def _summary(history: list[dict], config: TrainConfig, resumed_from: int, whitening: dict | None) -> dict:
     last = history[-1]
     seconds = [row["seconds"] for row in history]
     return {
+        "whitening": whitening,
         "regime": config.regime,
         "epochs": last["epoch"],
         "final_loss": last["loss"],
@@ -244,7 +346,8 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
             each batch converted to float / 255 on the device.
         config: :class:`TrainConfig`.
         checkpoint_dir: if given, ``checkpoint_dir/last.pt`` is written atomically after every
-            epoch (model, optimiser, scheduler and generator states, epoch, config, history;
+            epoch (model, optimiser, scheduler and generator states, lookahead average, whitening
+            record, epoch, config, history;
             loadable with ``torch.load(weights_only=True)``). If it already exists, training
             resumes from it (ValueError if it was written for another architecture or config;
             ``epochs`` may grow for the step schedule) and returns at once if it is complete.
@@ -259,8 +362,9 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
     over clean and adversarial inputs alike). images/s counts clean training images.
 
     Returns:
-        dict with regime, epochs (completed), final_loss, final_accuracy, seconds_per_epoch,
-        images_per_second (means over the history), resumed_from_epoch and the history.
+        dict with whitening (the record of `fit_whitening`, or None), regime, epochs (completed),
+        final_loss, final_accuracy, seconds_per_epoch, images_per_second (means over the history),
+        resumed_from_epoch and the history.
 
     Raises:
         TrainingDiverged (a RuntimeError) if the loss becomes NaN or infinite (naming epoch and batch); the last
@@ -278,7 +382,13 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
     steps_per_epoch = train_x_uint8.shape[0] // config.batch_size
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    # Drawn once per run from their own seeds (not the loop's generator), so a resume redraws them.
+    first_flips = None
+    if config.augment and config.augmentation == "flip_translate":
+        first_flips = torch.rand(train_x_uint8.shape[0], generator=make_generator(
+            derive_seed(config.seed, "alternating-flip"))).lt(0.5).to(train_x_uint8.device)
     history: list[dict] = []
+    whitening: dict | None = None
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     log_path = Path(log_path) if log_path is not None else None
 
@@ -290,22 +400,35 @@ def train(model: nn.Module, train_x_uint8: Tensor, train_y: Tensor, config: Trai
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         generator.set_state(ckpt["generator"])
+        whitening = ckpt.get("whitening")
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+    else:
+        whitening = fit_whitening(model, train_x_uint8, seed=config.seed, device=device)
+        if whitening is not None:
+            print(f"whitening: fitted on {whitening['images']} training images, patch eigenvalues "
+                  + ", ".join(f"{w['eigenvalue_min']:.3g}-{w['eigenvalue_max']:.3g}" for w in whitening["layers"]),
+                  file=sys.stderr)
+    # Started after the whitening fit: the average of a frozen weight must be the fitted weight.
+    lookahead = LookaheadEMA(model, total_steps=config.epochs * steps_per_epoch) if config.lookahead else None
+    if lookahead is not None and start_epoch > 0:
+        lookahead.load_state_dict(ckpt["lookahead"])
 
     for epoch in range(start_epoch, config.epochs):
+        for layer in whitening_layers(model):  # its bias trains for the first epochs only (airbench94)
+            layer.bias.requires_grad_(epoch < config.whiten_bias_epochs)
         row = _train_epoch(model, train_x_uint8, train_y, config, optimizer, scheduler, generator,
                            num_classes=num_classes, epoch=epoch, steps=steps_per_epoch, device=device,
-                           ckpt_path=ckpt_path, progress=progress)
+                           ckpt_path=ckpt_path, progress=progress, lookahead=lookahead, first_flips=first_flips)
         history.append(row)
         if ckpt_path is not None:
             atomic_save(checkpoint_state(model, optimizer, scheduler, generator, epoch + 1, config, history,
-                                    num_classes), ckpt_path)
+                                         num_classes, lookahead=lookahead, whitening=whitening), ckpt_path)
         if log_path is not None:
             _write_log(log_path, history)
     if log_path is not None and start_epoch >= config.epochs:
         _write_log(log_path, history)
     model.train()
-    return _summary(history, config, start_epoch)
+    return _summary(history, config, start_epoch, whitening)
 
 
 def host_sync_interval(device: torch.device) -> int:
@@ -318,7 +441,7 @@ def host_sync_interval(device: torch.device) -> int:
 def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: TrainConfig,
                  optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator, *,
                  num_classes: int, epoch: int, steps: int, device: torch.device, ckpt_path: Path | None,
-                 progress: bool) -> dict:
+                 progress: bool, lookahead: LookaheadEMA | None = None, first_flips: Tensor | None = None) -> dict:
     """One pass over a fresh permutation of the training set; returns the epoch's log row."""
     model.train()
     order = torch.randperm(train_x.shape[0], generator=generator)[: steps * config.batch_size]
@@ -341,7 +464,10 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
         index = order[batch]
         x = to_float(train_x[index].to(device))
         y = train_y[index.to(train_y.device)].to(device)
-        if config.augment:
+        if config.augment and config.augmentation == "flip_translate":
+            flips = alternating_flips(first_flips[index.to(first_flips.device)], epoch).to(device)
+            x = flip_translate(x, flips, translate=TRANSLATE, generator=generator)
+        elif config.augment:
             x = random_crop_flip(x, padding=4, generator=generator)
         inputs, targets = _training_batch(model, x, y, num_classes, config, generator)
         logits = model(inputs)
@@ -363,8 +489,10 @@ def _train_epoch(model: nn.Module, train_x: Tensor, train_y: Tensor, config: Tra
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if config.schedule == "onecycle":
+        if per_batch_schedule(config):
             scheduler.step()
+        if lookahead is not None:
+            lookahead.step(model, epoch * steps + batch + 1)
         loss_sum += loss_value
         correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
         seen += targets.shape[0]
