@@ -12,7 +12,8 @@ from mixup_inference.core.data import to_float
 from mixup_inference.core.averaging import predict_probs
 from mixup_inference.core.fastpath import FastModel
 from mixup_inference.core.models import build_model
-from mixup_inference.core.speed import DEFAULT_SPEED, measure_bf16_speedup, resolve_speed, speed_model
+from mixup_inference.core.speed import (DEFAULT_SPEED, cpu_flags, measure_bf16_speedup, native_bf16, resolve_speed,
+                                        speed_model)
 from mixup_inference.core.training import TrainConfig, train
 from test_training import NUM_CLASSES, make_data
 
@@ -38,21 +39,48 @@ def test_attacks_and_evaluations_stay_fp32_unless_asked():
     assert resolve_speed({"eval_bf16": True}, CPU, purpose="eval")["bf16"] is True
 
 
-def test_training_bf16_is_on_for_cuda_and_follows_the_config():
-    assert resolve_speed({}, CUDA, purpose="train")["bf16"] is True
-    assert resolve_speed({"train_bf16": False}, CUDA, purpose="train")["bf16"] is False
+def test_training_bf16_is_on_for_cuda_with_bf16_and_follows_the_config():
+    assert resolve_speed({}, CUDA, purpose="train", cuda_bf16=True)["bf16"] is True
+    assert resolve_speed({}, CUDA, purpose="train", cuda_bf16=False)["bf16"] is False  # e.g. a pre-Ampere GPU
+    assert resolve_speed({"train_bf16": False}, CUDA, purpose="train", cuda_bf16=True)["bf16"] is False
     assert resolve_speed({"train_bf16": True}, CPU, purpose="train")["bf16"] is True
     assert resolve_speed({"channels_last": False}, CUDA, purpose="eval")["channels_last"] is False
     assert resolve_speed({}, CUDA, purpose="eval")["channels_last"] is True
 
 
-def test_cpu_auto_is_fp32_and_the_measurement_leaves_the_model_unchanged():
+AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+
+
+@pytest.mark.parametrize("flags, bf16", [(AVX2, False), (AVX2 | {"avx512f", "avx512bw"}, False), (None, False),
+                                         (AVX2 | {"avx512f", "avx512_bf16"}, True),
+                                         (AVX2 | {"amx_tile", "amx_bf16"}, True)])
+def test_cpu_auto_bf16_follows_the_cpu_flags_and_a_config_forces_either(flags, bf16):
+    resolved = resolve_speed({}, CPU, purpose="train", flags=flags)
+    assert resolved["bf16"] is bf16
+    assert resolved["reason"].startswith("auto: ") and ("native bf16" in resolved["reason"]) is bf16
+    assert resolve_speed({"train_bf16": True}, CPU, purpose="train", flags=flags)["bf16"] is True
+    assert resolve_speed({"train_bf16": False}, CPU, purpose="train", flags=flags)["bf16"] is False
+    # attacks and evaluations stay fp32 whatever the CPU
+    assert resolve_speed({}, CPU, purpose="eval", flags=flags)["bf16"] is False
+
+
+def test_cpu_flags_are_read_from_cpuinfo_and_decide_this_machine(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n"
+                    "flags\t\t: fpu avx2 avx512_bf16\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "absent")) is None
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # ARM: no flags line
+    assert cpu_flags(str(info)) is None
+    # the default reads this machine's flags: the same answer every time, never a timing
+    expected = native_bf16(cpu_flags())[0]
+    assert all(resolve_speed({}, CPU, purpose="train")["bf16"] is expected for _ in range(3))
+
+
+def test_the_bf16_measurement_leaves_the_model_unchanged():
     x = to_float(make_data(64, seed=0)[0])
     net = model()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    # auto never depends on a timing on a CPU (the same config must give the same numbers)
-    assert resolve_speed({}, CPU, purpose="train")["bf16"] is False
-    assert resolve_speed({"train_bf16": True}, CPU, purpose="train")["bf16"] is True
     assert measure_bf16_speedup(net, x) > 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # measured on a copy
 

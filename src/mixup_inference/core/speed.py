@@ -7,9 +7,12 @@ which of them a job uses and says why, so provenance can record it:
   of :data:`fastpath.DEVICE_DEFAULTS` (on for CPU and CUDA: 1.14-1.18x faster on this project's
   CPU benchmark, probabilities equal to ~1e-7, no prediction changed).
 - ``train_bf16`` (auto | true | false): bf16 autocast of the training forward pass. ``auto`` = on
-  for CUDA, off on a CPU (opt in with ``true``): a run-time timing would make the same config give
-  different numbers under different load. :func:`measure_bf16_speedup` tells whether it pays on a
-  given CPU: AVX-512-BF16/AMX CPUs run it 1.6-1.9x faster, AVX2-only CPUs emulate it and run slower.
+  where the hardware computes in bf16 natively: a CUDA GPU for which
+  ``torch.cuda.is_bf16_supported()``, or a CPU whose flags (/proc/cpuinfo) include ``amx_bf16`` or
+  ``avx512_bf16`` (:func:`native_bf16`); fp32 elsewhere. Decided from the flags, never from a
+  timing, so the same config on the same machine always trains the same way (a timing under load
+  could flip between a run and its resumed rerun). :func:`measure_bf16_speedup` shows the gain:
+  AVX-512-BF16/AMX CPUs run it 1.6-2.7x faster, AVX2-only CPUs emulate bf16 and run slower.
 - ``eval_bf16`` (true | false, default false): bf16 autocast for attacks and evaluations. Off
   unless the config asks, because an attack's strength and a defense's accuracy must not depend
   on a speed switch.
@@ -30,11 +33,39 @@ from torch import nn
 
 from .fastpath import DEVICE_DEFAULTS, fast_model
 
-__all__ = ["DEFAULT_SPEED", "enable_cudnn_benchmark", "measure_bf16_speedup", "resolve_speed",
-           "speed_model"]
+__all__ = ["BF16_CPU_FLAGS", "DEFAULT_SPEED", "cpu_flags", "enable_cudnn_benchmark", "measure_bf16_speedup",
+           "native_bf16", "resolve_speed", "speed_model"]
 
 DEFAULT_SPEED: dict[str, Any] = {"channels_last": "auto", "train_bf16": "auto", "eval_bf16": False}
 """The `speed:` section when a config leaves it (or a key of it) out."""
+
+#: CPU flags (Linux /proc/cpuinfo names) of native bf16 arithmetic: AMX tiles with bf16 (Intel
+#: Sapphire Rapids and later) or the AVX-512 bf16 dot products (Intel Cooper Lake+, AMD Zen 4+).
+BF16_CPU_FLAGS: frozenset[str] = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The CPU's feature flags (the first ``flags`` line of ``cpuinfo``), or None where there is no
+    such file (macOS, Windows) or no flags line (e.g. ARM's ``Features``)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
+
+
+def native_bf16(flags: frozenset[str] | set[str] | None) -> tuple[bool, str]:
+    """(whether a CPU with these flags computes bf16 natively, why), from :data:`BF16_CPU_FLAGS`."""
+    if flags is None:
+        return False, "CPU flags unknown (no /proc/cpuinfo flags line): fp32"
+    found = sorted(BF16_CPU_FLAGS & set(flags))
+    if found:
+        return True, f"CPU flags {' '.join(found)}: native bf16"
+    return False, f"CPU flags lack {' and '.join(sorted(BF16_CPU_FLAGS))}: bf16 would be emulated, slower than fp32"
+
 
 def _check_switch(name: str, value: Any, allow_auto: bool) -> None:
     allowed = (True, False, "auto") if allow_auto else (True, False)
@@ -73,7 +104,9 @@ def measure_bf16_speedup(model: nn.Module, x: torch.Tensor, *, channels_last: bo
     return statistics.median(ratios)
 
 
-def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose: str) -> dict[str, Any]:
+def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose: str,
+                  flags: frozenset[str] | set[str] | None | str = "read",
+                  cuda_bf16: bool | None = None) -> dict[str, Any]:
     """The fast paths one job uses: {"channels_last": bool, "bf16": bool, "reason": str, ...}.
 
     Args:
@@ -81,6 +114,10 @@ def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose
             every fast path off.
         device: the job's device.
         purpose: "train" (train_bf16 applies) or "eval" (attacks, evaluations, adaptive: eval_bf16).
+        flags: the CPU flags `train_bf16: auto` decides from on a CPU; "read" (default) reads this
+            machine's (:func:`cpu_flags`); a set (or None, unknown) to decide for another CPU.
+        cuda_bf16: whether the GPU computes bf16 natively; None (default) asks
+            ``torch.cuda.is_bf16_supported()``.
     """
     if purpose not in ("train", "eval"):
         raise ValueError(f"purpose={purpose!r} must be 'train' or 'eval'")
@@ -103,13 +140,15 @@ def resolve_speed(speed: dict[str, Any] | None, device: torch.device, *, purpose
     if choice != "auto":
         resolved.update(bf16=bool(choice), reason="train_bf16 from the config")
     elif device.type == "cuda":
-        resolved.update(bf16=True, reason="auto: CUDA")
+        supported = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
+        resolved.update(bf16=bool(supported), reason="auto: CUDA " + ("with bf16" if supported else
+                                                                     "without bf16 support: fp32"))
     else:
-        # Not decided by a run-time measurement: under load it is noisy, and a choice that flips
-        # between two runs (or between an interrupted job and its resumed rerun) changes the numbers
-        # of the same config. On a CPU, bf16 is opt-in: set `train_bf16: true` where
-        # `measure_bf16_speedup` (or the benchmark) shows it faster on that machine.
-        resolved.update(bf16=False, reason="auto: fp32 on a CPU (bf16 is opt-in there: train_bf16: true)")
+        # Decided from the CPU's flags, not by a run-time measurement: under load a timing is noisy,
+        # and a choice that flips between two runs (or between an interrupted job and its resumed
+        # rerun) changes the numbers of the same config.
+        on, why = native_bf16(cpu_flags() if isinstance(flags, str) and flags == "read" else flags)
+        resolved.update(bf16=on, reason=f"auto: {why}")
     return resolved
 
 
