@@ -43,7 +43,7 @@ BAD_CONFIGS = [
      "it from"),
     ("models", {"synth": {"mine": {"file": "https://example.org/m.pt", "format": "state_dict"}}},
      "models.synth.mine: format state_dict needs arch (one of resnet50_paper, preact_resnet18, compact_resnet, "
-     "tiny_cnn); add it"),
+     "tiny_cnn, airbench94, airbench94_narrow); add it"),
     ("models", {"cifar10": {"mixup": {"file": "https://example.org/m.ckpt"}}},
      "models.cifar10: dataset 'cifar10' is not defined under datasets (defined: synth); fix the name or define it"),
     ("models", {"synth": {"mine": {"file": "https://example.org/m.pt", "format": "onnx"}}},
@@ -69,7 +69,7 @@ BAD_CONFIGS = [
      "defense setting, e.g. lam=0.5, sigma=0.04, deg=40, size=16-24, pl=0.5_ol=0.4_th=0.2"),
     ("model", "resnet18",
      "config key model: unknown model 'resnet18'; expected one of resnet50_paper, preact_resnet18, compact_resnet, "
-     "tiny_cnn"),
+     "tiny_cnn, airbench94, airbench94_narrow"),
     ("tables.table2.dataset", "cifar11",
      "tables.table2.dataset: dataset 'cifar11' is not defined under datasets (defined: synth)"),
     ("datasets.synth.source", "cifar11",
@@ -113,6 +113,18 @@ BAD_CONFIGS = [
      "config key datasets.synth.ntest is not allowed (misspelled? did you mean n_test?); allowed keys: source, "
      "download_root, image_size, synthetic, n_test, pool_per_class"),
     ("training.epochs", "ten", "config key training.epochs: expected an integer, got a string 'ten'"),
+    # the fast recipe's options
+    ("training.label_smoothing", 0.2,
+     "config key training.label_smoothing: 0.2 would apply to regime mixup; label smoothing is for erm only (mixup's "
+     "targets are already soft, AT and interpolated AT keep the paper's targets): set it under training.regimes.erm"),
+    ("training.regimes.at", {"label_smoothing": 0.1},
+     "config key training.regimes.at.label_smoothing: 0.1 would apply to regime at; label smoothing is for erm only "
+     "(mixup's targets are already soft, AT and interpolated AT keep the paper's targets): set it under "
+     "training.regimes.erm"),
+    ("training.optimizer", "adam", "config key training.optimizer: unknown value 'adam'; expected one of sgd, "
+     "sgd_decoupled"),
+    ("training.schedule", "cosine", "config key training.schedule: unknown schedule 'cosine'; expected one of step, "
+     "onecycle, triangular"),
     ("attacks.eps", "8e-3",
      "config key attacks.eps: expected a number, got a string '8e-3' (YAML reads a number like 8e-3 as text: "
      "write 0.008 or 8.0e-3)"),
@@ -143,7 +155,7 @@ def test_missing_key_and_several_problems_give_one_line_each():
 
 
 def test_every_preset_is_valid():
-    for preset in ("config", "paper", "smoke", "authors"):
+    for preset in ("config", "paper", "smoke", "authors", "paper-fast"):
         config = yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text())
         validate_config(config, SCHEMA)
 

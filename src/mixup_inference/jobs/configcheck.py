@@ -271,6 +271,18 @@ def _need_model(config: dict[str, Any], key: str, dataset: str, regime: str) -> 
                          f"or a model defined under models.{dataset}{defined}")
 
 
+def check_label_smoothing(training: dict[str, Any]) -> None:
+    """Raise ValueError if a regime other than erm would train with label smoothing (mixup's targets
+    are already soft; AT and interpolated AT keep the paper's one-hot targets)."""
+    for regime, overrides in training["regimes"].items():
+        smoothing = {**training, **(overrides or {})}.get("label_smoothing", 0)
+        if smoothing and regime != "erm":
+            where = "regimes." + regime + "." if "label_smoothing" in (overrides or {}) else ""
+            raise ValueError(f"config key training.{where}label_smoothing: {smoothing} would apply to regime {regime}; "
+                             "label smoothing is for erm only (mixup's targets are already soft, AT and interpolated "
+                             "AT keep the paper's targets): set it under training.regimes.erm")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise ValueError naming the first inconsistent key of a (schema-valid) workflow config,
     including sizes whose tensors cannot fit in this machine's memory (`check_memory`)."""
@@ -279,6 +291,7 @@ def check_config(config: dict[str, Any]) -> None:
     _check_eps_step(config["attacks"]["eps"], config["attacks"]["step_size"], "attacks")
     at = config["training"]["at"]
     _check_eps_step(at["eps"], at["step_size"], "training.at")
+    check_label_smoothing(config["training"])
 
     for name, ds in datasets.items():
         source = ds["source"]
