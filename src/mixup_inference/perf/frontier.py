@@ -1,0 +1,231 @@
+"""The training frontier: test accuracy against training core-seconds, per regime, for the old
+default recipe and the fast recipe side by side (issue 24), fp32 and, where the hardware has native
+bf16, bf16 autocast.
+
+Command (the workflow's `frontier` rule runs the same; it writes reports/bench/frontier.md,
+frontier.json and frontier.png)::
+
+    python -m mixup_inference.perf.frontier --data results/<run>/cifar10/data.pt --out reports/bench \
+        --grid full --threads 2
+
+Each point trains one model from scratch (seeded: the same config on the same machine gives the
+same accuracy; the cost depends on the load) with ``core.training.train`` and measures:
+
+- core-seconds: the process's CPU time (user + system, all threads) spent inside ``train``, so
+  a point costs the same whether it ran with 1 or 2 threads, up to threading overhead; the
+  whitening fit (fast recipe) is inside it. Wall seconds are recorded beside it.
+- accuracy: the fp32 model (whatever it was trained in) on the FULL test split, no test-time
+  augmentation, with its 95% Wilson interval.
+
+Recipes (:data:`RECIPES`): ``default`` is config/config.yaml's training as of issue 24 (compact_resnet,
+one-cycle lr 0.1, batch 128, weight decay 5e-4, crop + flip, PyTorch init), kept here verbatim so
+the comparison survives the re-sizing of the preset; ``fast`` and ``fast_wide`` are airbench94's
+recipe (models.WhitenedConvNet at widths 32/128/128 and 64/256/256; decoupled Nesterov SGD,
+triangular schedule, lookahead, alternating flip + translate, label smoothing 0.2 for ERM only).
+All three train AT and interpolated AT with the default preset's PGD-2 (step 4/255), so the
+recipes differ in the recipe only. A grid (:data:`GRIDS`) lists epochs per (recipe, regime).
+The timings mean something only on a quiet machine: run ``--grid full`` with nothing beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..core.averaging import predict_probs
+from ..core.data import load_dataset, to_float
+from ..core.metrics import accuracy_with_ci
+from ..core.models import build_model
+from ..core.speed import cpu_flags, native_bf16, speed_model
+from ..core.training import REGIMES, TrainConfig, train
+from ..core.utils import atomic_write_text, derive_seed, resolve_device
+
+__all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "run_point", "write_report"]
+
+_AT = {"at_eps": 8 / 255, "at_step_size": 4 / 255, "at_steps": 2}
+_FAST = {"batch_size": 512, "optimizer": "sgd_decoupled", "lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153,
+         "bias_lr_scale": 64.0, "schedule": "triangular", "lookahead": True, "augmentation": "flip_translate",
+         "whiten_bias_epochs": 3, "init": "pytorch", **_AT}
+
+#: recipe -> (registry model, TrainConfig keys shared by all regimes, extra keys per regime).
+RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, dict[str, Any]]]] = {
+    "default": ("compact_resnet",
+                {"batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "onecycle",
+                 "augment": True, "init": "pytorch", **_AT}, {}),
+    "fast": ("airbench94_narrow", _FAST, {"erm": {"label_smoothing": 0.2}}),
+    "fast_wide": ("airbench94", _FAST, {"erm": {"label_smoothing": 0.2}}),
+}
+
+#: grid -> recipe -> regime -> epochs of its points. "full": a handful of points per regime around
+#: the 2-hour budget of the default preset; "smoke": one 1-epoch point each, for a check that runs.
+GRIDS: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
+    "full": {
+        "default": {"erm": (5, 10, 20), "mixup": (5, 10, 20), "at": (1, 3, 6), "interpolated_at": (1, 3, 6)},
+        "fast": {"erm": (5, 10, 20), "mixup": (5, 10, 20), "at": (2, 5, 10), "interpolated_at": (2, 5, 10)},
+        "fast_wide": {"erm": (10,), "mixup": (10, 20), "at": (3,), "interpolated_at": (3,)},
+    },
+    "smoke": {
+        "default": {regime: (1,) for regime in REGIMES},
+        "fast": {regime: (1,) for regime in REGIMES},
+    },
+}
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One training run of the frontier."""
+
+    recipe: str
+    regime: str
+    epochs: int
+    bf16: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe}/{self.regime}/{self.epochs}ep/{'bf16' if self.bf16 else 'fp32'}"
+
+
+def frontier_points(grid: str, precisions: Sequence[bool]) -> list[FrontierPoint]:
+    """Every point of ``grid`` (:data:`GRIDS`) in each precision of ``precisions`` (False: fp32)."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid {grid!r} is unknown; use one of {', '.join(GRIDS)}")
+    return [FrontierPoint(recipe, regime, epochs, bf16)
+            for recipe, regimes in GRIDS[grid].items() for regime, all_epochs in regimes.items()
+            for epochs in all_epochs for bf16 in precisions]
+
+
+def run_point(point: FrontierPoint, data, *, device: torch.device, seed: int = 0) -> dict[str, Any]:
+    """Train ``point`` on ``data`` (an ImageDataset) and return its row: the point, model, training
+    config, core-seconds, wall seconds and the full-test accuracy with its interval."""
+    model_name, shared, per_regime = RECIPES[point.recipe]
+    config = TrainConfig(**{**shared, **per_regime.get(point.regime, {}), "regime": point.regime,
+                            "epochs": point.epochs, "seed": seed})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "model-init"))
+        model = build_model(model_name, data.num_classes, data.in_channels, init=config.init)
+    model = model.to(device)
+    fast = speed_model(model, {"channels_last": device.type in ("cpu", "cuda"), "bf16": point.bf16})
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    summary = train(fast, train_x, train_y, config, device=device, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    core_seconds, wall_seconds = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    model.eval()
+    probs = torch.cat([predict_probs(model, to_float(data.test_x[s:s + 1000]).to(device)).cpu()
+                       for s in range(0, len(data.test_y), 1000)])
+    return {**asdict(point), "label": point.label, "model": model_name, "training": config.to_dict(),
+            "core_seconds": core_seconds, "wall_seconds": wall_seconds,
+            "final_train_loss": summary["final_loss"], "test": accuracy_with_ci(probs, data.test_y)}
+
+
+def pareto(rows: list[dict]) -> set[str]:
+    """Labels of the rows no other row of the same regime beats in both accuracy and core-seconds."""
+    best = set()
+    for row in rows:
+        if not any(o["regime"] == row["regime"] and o["core_seconds"] <= row["core_seconds"]
+                   and o["test"]["accuracy"] > row["test"]["accuracy"] for o in rows):
+            best.add(row["label"])
+    return best
+
+
+def write_report(rows: list[dict], out: Path, machine: dict[str, Any], command: str) -> None:
+    """frontier.json (every row and the machine), frontier.md (a table per regime, cheapest first,
+    Pareto points marked) and frontier.png (accuracy against core-seconds per regime)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "frontier.json", json.dumps({"command": command, "machine": machine, "rows": rows},
+                                                        indent=2, default=float) + "\n")
+    front = pareto(rows)
+    lines = ["# Training frontier: full-test accuracy against training core-seconds", "",
+             f"Made by `{command}` on {machine['cpu']} ({machine['threads']} threads, torch {machine['torch']}, "
+             f"device {machine['device']}; bf16: {machine['bf16_reason']}). Accuracy: the fp32 model on the full "
+             "test split, no test-time augmentation, [95% Wilson interval]. Core-seconds: CPU time of the "
+             "training process. `*`: on the regime's frontier (no point is both cheaper and more accurate). "
+             "Recipes: `mixup_inference.perf.frontier.RECIPES`.", ""]
+    for regime in REGIMES:
+        mine = sorted((r for r in rows if r["regime"] == regime), key=lambda r: r["core_seconds"])
+        if not mine:
+            continue
+        lines += [f"## {regime}", "", "| recipe | model | epochs | precision | core-s | wall s | accuracy | |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in mine:
+            t = r["test"]
+            lines.append(f"| {r['recipe']} | {r['model']} | {r['epochs']} | {'bf16' if r['bf16'] else 'fp32'} | "
+                         f"{r['core_seconds']:,.1f} | {r['wall_seconds']:,.1f} | {100 * t['accuracy']:.1f}% "
+                         f"[{100 * t['ci_low']:.1f}, {100 * t['ci_high']:.1f}] | {'*' if r['label'] in front else ''} |")
+        lines.append("")
+    atomic_write_text(out / "frontier.md", "\n".join(lines))
+    _plot(rows, out / "frontier.png")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = [r for r in REGIMES if any(row["regime"] == r for row in rows)]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(4 * len(regimes), 3.4), squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        for (recipe, bf16), marker in zip(sorted({(r["recipe"], r["bf16"]) for r in rows}), "os^vDP<>"):
+            mine = sorted((r for r in rows if r["regime"] == regime and r["recipe"] == recipe and r["bf16"] == bf16),
+                          key=lambda r: r["core_seconds"])
+            if mine:
+                ax.plot([r["core_seconds"] for r in mine], [100 * r["test"]["accuracy"] for r in mine],
+                        marker=marker, label=f"{recipe} {'bf16' if bf16 else 'fp32'}")
+        ax.set(title=regime, xlabel="training core-seconds", ylabel="test accuracy (%)", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mixup_inference.perf.frontier", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="a prepared data set (the workflow's results/<run>/<dataset>/data.pt)")
+    parser.add_argument("--out", default="reports/bench", help="folder of frontier.md/.json/.png")
+    parser.add_argument("--grid", default="full", choices=sorted(GRIDS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "both"],
+                        help="auto: fp32, plus bf16 where the hardware has it natively; both: fp32 and bf16 anyway")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        has_bf16, reason = torch.cuda.is_bf16_supported(), "CUDA"
+    else:
+        has_bf16, reason = native_bf16(cpu_flags())
+    precisions = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and has_bf16) else [])
+    data = load_dataset(args.data)
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
+               "device": str(device), "bf16_reason": reason, "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            machine["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    command = "python -m mixup_inference.perf.frontier " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    rows = []
+    for point in frontier_points(args.grid, precisions):
+        rows.append(run_point(point, data, device=device, seed=args.seed))
+        print(f"{point.label}: {100 * rows[-1]['test']['accuracy']:.1f}% in {rows[-1]['core_seconds']:.0f} "
+              f"core-seconds", flush=True)
+        write_report(rows, Path(args.out), machine, command)  # after every point: a stopped run keeps its rows
+
+
+if __name__ == "__main__":
+    main()
