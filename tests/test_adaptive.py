@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.defended import DefendedModel, autoattack_rand, eot_pgd_defense
+from mixup_inference.core.defended import DefendedModel, autoattack_rand, eot_pgd_through_defense
 from mixup_inference.core.attacks import pgd
 from mixup_inference.core.averaging import averaged_softmax
 from mixup_inference.core.defense_specs import DEFENSES, apply_defense
@@ -84,7 +84,7 @@ def test_eot_pgd_computes_mis_plain_forward_once_per_step_with_the_same_result(p
     copies: the attack is the one through the defense as a black box (DefendedModel on the copies)."""
     model, x, y = problem["model"], problem["x"][:10], problem["y"][:10]
     kwargs = dict(pool=pool_of(problem), n_samples=3, chunk_size=None)
-    got = eot_pgd_defense(model, x, y, defense, SETTINGS[defense], eot=3, steps=4, generator=make_generator(5),
+    got = eot_pgd_through_defense(model, x, y, defense, SETTINGS[defense], eot=3, steps=4, generator=make_generator(5),
                           **kwargs, **BUDGET)
     g = make_generator(5)  # the same loop, the defense computing its own plain forward on every copy
     defended = DefendedModel(model, defense, SETTINGS[defense], generator=g, **kwargs)
@@ -103,7 +103,7 @@ def test_eot_pgd_computes_mis_plain_forward_once_per_step_with_the_same_result(p
 def test_eot_pgd_defense_stays_in_the_ball_and_is_seeded(problem, defense, targeted):  # noqa: F811
     model, x = problem["model"], problem["x"][:16]
     y = (problem["y"][:16] + 1) % 4 if targeted else problem["y"][:16]
-    runs = [eot_pgd_defense(model, x, y, defense, SETTINGS[defense], pool=pool_of(problem), n_samples=3, eot=2,
+    runs = [eot_pgd_through_defense(model, x, y, defense, SETTINGS[defense], pool=pool_of(problem), n_samples=3, eot=2,
                             steps=3, targeted=targeted, generator=make_generator(5), **BUDGET) for _ in range(2)]
     assert_in_ball(runs[0], x, BUDGET["eps"])
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], x)
@@ -115,7 +115,7 @@ def test_more_steps_and_more_eot_draws_never_help_the_defense(problem):  # noqa:
     grid = [(1, 1), (5, 1), (5, 4), (20, 4)]  # (steps, eot)
     mean_acc = []
     for steps, eot in grid:
-        accs = [defended_accuracy(problem, eot_pgd_defense(model, x, y, d, SETTINGS[d], pool=pool_of(problem),
+        accs = [defended_accuracy(problem, eot_pgd_through_defense(model, x, y, d, SETTINGS[d], pool=pool_of(problem),
                                                            n_samples=4, eot=eot, steps=steps,
                                                            generator=make_generator(7), **BUDGET), d)
                 for d in ("mi_ol", "mi_combined", "gaussian", "guo")]
@@ -160,7 +160,7 @@ def test_adaptive_attack_on_mi_combined_beats_the_oblivious_one(brittle):
         return (probs.argmax(1) == y).float().mean().item()
 
     oblivious = pgd(model, x, y, steps=20, generator=make_generator(9), **BUDGET)
-    adaptive = eot_pgd_defense(model, x, y, "mi_combined", setting, pool=pool, n_samples=4, eot=4, steps=20,
+    adaptive = eot_pgd_through_defense(model, x, y, "mi_combined", setting, pool=pool, n_samples=4, eot=4, steps=20,
                                generator=make_generator(9), **BUDGET)
     assert accuracy(adaptive) < accuracy(oblivious) - 0.08
 

@@ -19,7 +19,8 @@ from mixup_inference.core.defense_specs import DEFENSES
 from mixup_inference.core.defenses import mi_combined, mixup_inference
 from mixup_inference.core.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
 from mixup_inference.core.models import build_model
-from mixup_inference.core.training import TrainConfig, train
+from mixup_inference.core.training import train
+from mixup_inference.core.trainconfig import TrainConfig
 from mixup_inference.core.utils import make_generator
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixup_inference.core.data import ImageDataset
-from mixup_inference.core.training import REGIMES
+from mixup_inference.core.trainconfig import REGIMES
 from mixup_inference.perf.frontier import GRIDS, RECIPES, FrontierPoint, frontier_points, pareto, run_point, write_report
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from mixup_inference.core.defended import eot_pgd_defense
+from mixup_inference.core.defended import eot_pgd_through_defense
 from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
-from mixup_inference.core.defense_specs import DEFENSES
+from mixup_inference.core.defense_specs import DEFENSES, parse_setting
 from mixup_inference.core.models import build_model
-from mixup_inference.core.defense_specs import parse_setting
+from mixup_inference.core.trainconfig import TrainConfig
 
 HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
               torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
@@ -98,7 +98,7 @@ def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_model("tiny_cnn", 4)
-        config = training.TrainConfig(regime="mixup", epochs=1, batch_size=8, lr=0.01, schedule="onecycle", seed=0)
+        config = TrainConfig(regime="mixup", epochs=1, batch_size=8, lr=0.01, schedule="onecycle", seed=0)
         training.train(model, x[:n_images], y[:n_images], config, progress=False)
 
     assert host_reads(lambda: run(16)) == host_reads(lambda: run(64))  # 2 batches vs 8
@@ -116,7 +116,7 @@ def test_eot_pgd_through_every_defense_reads_nothing_back_per_step_but_the_switc
             continue
 
         def attack(steps: int) -> None:
-            eot_pgd_defense(model, x, y, defense, setting, pool=(pool_x, pool_y), n_samples=3, eot=2, eps=0.03,
+            eot_pgd_through_defense(model, x, y, defense, setting, pool=(pool_x, pool_y), n_samples=3, eot=2, eps=0.03,
                             step_size=0.01, steps=steps, generator=torch.Generator().manual_seed(1), chunk_size=10)
 
         growth = host_reads(lambda: attack(6)) - host_reads(lambda: attack(1))

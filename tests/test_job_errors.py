@@ -24,7 +24,8 @@ from mixup_inference.core import data as data_module
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.stages import run_prepare
 from mixup_inference.core.models import build_model
-from mixup_inference.core.training import TrainConfig, train
+from mixup_inference.core.training import train
+from mixup_inference.core.trainconfig import TrainConfig
 from mixup_inference.core.utils import load_checkpoint
 
 # ================================================================ bad input inside a job

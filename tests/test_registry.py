@@ -13,7 +13,7 @@ from mixup_inference.core.baselines import gaussian_noise
 from mixup_inference.core.defense_specs import (DEFENSES, SETTING_PATTERN, DefenseSpec, Param, apply_defense,
                                                 format_setting, parse_setting, register_defense, setting_param)
 from mixup_inference.core.models import MODEL_NAMES
-from mixup_inference.core.training import REGIMES
+from mixup_inference.core.trainconfig import REGIMES
 from mixup_inference.jobs.configcheck import check_config, schema_with_registries, validate_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from mixup_inference.core.fastpath import FastModel
 from mixup_inference.core.models import build_model
 from mixup_inference.core.speed import (DEFAULT_SPEED, cpu_flags, measure_bf16_speedup, native_bf16, resolve_speed,
                                         speed_model)
-from mixup_inference.core.training import TrainConfig, train
+from mixup_inference.core.training import train
+from mixup_inference.core.trainconfig import TrainConfig
 from test_training import NUM_CLASSES, make_data
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

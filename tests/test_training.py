@@ -18,7 +18,9 @@ from mixup_inference.core.data import random_crop_flip, to_float
 from mixup_inference.core.models import build_model
 from mixup_inference.core.mixing import mixup_batch, sample_beta, soft_cross_entropy
 from mixup_inference.core import training
-from mixup_inference.core.training import REGIMES, TrainConfig, make_optimizer, make_scheduler, train
+from mixup_inference.core.training import train
+from mixup_inference.core.trainconfig import REGIMES, TrainConfig
+from mixup_inference.core.trainstate import make_optimizer, make_scheduler
 from mixup_inference.core.trainstate import LookaheadEMA, TriangularLR, pytorch_hyperparameters
 from mixup_inference.core.utils import load_checkpoint, make_generator
 

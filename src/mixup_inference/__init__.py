@@ -45,7 +45,8 @@ from .core.metrics import (
 from .core.models import MODEL_NAMES, build_model
 from .core.pool import build_pool
 from .core.mixing import mixup_batch, soft_cross_entropy
-from .core.training import TrainConfig, TrainingDiverged, train
+from .core.training import TrainingDiverged, train
+from .core.trainconfig import TrainConfig
 
 __version__ = "0.1.0"
 

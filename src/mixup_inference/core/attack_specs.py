@@ -13,8 +13,8 @@ How an attack sees the defense is its *adaptive kind* (results.csv's ``adaptive`
 kind                      the attack                                                 rule
 ========================  =========================================================  ==============
 ``none``                  oblivious: crafted on the bare model                       attack
-``paper``                 the paper's adaptive PGD on MI's mixed copies (App. B.2)   attack_mi
-``eot``                   EOT PGD on MI's mixed copies (`attacks.eot_pgd`)            attack_mi
+``paper``                 the paper's adaptive PGD on MI's mixed copies (App. B.2)   adaptive
+``eot``                   EOT PGD on MI's mixed copies (`attacks.eot_pgd`)            adaptive
 ``autoattack_rand``       AutoAttack rand through the whole defense (`defended`)     robust
 ``eot_pgd``               EOT PGD through the whole defense (`defended`)             robust
 ========================  =========================================================  ==============
@@ -154,8 +154,8 @@ class AdaptiveSpec:
     Attributes:
         kind: the column's value.  label: how Fig. 4 and findings name it.
         rule: the workflow rule whose jobs run it (``attack``: oblivious examples, evaluated by
-            ``evaluate``; ``attack_mi``: Fig. 4's attacks on MI's mixing; ``robust``: through the
-            whole defense).
+            ``evaluate``; ``adaptive``: Fig. 4's attacks on MI's mixing, the config's ``adaptive:``
+            section; ``robust``: through the whole defense, the config's ``robustness:`` section).
     """
 
     kind: str
@@ -166,8 +166,8 @@ class AdaptiveSpec:
 #: Kind -> spec, in the order the report lists them.
 ADAPTIVE_KINDS: dict[str, AdaptiveSpec] = {spec.kind: spec for spec in (
     AdaptiveSpec("none", "oblivious", "attack"),
-    AdaptiveSpec("paper", "adaptive PGD (paper, Eq. 24)", "attack_mi"),
-    AdaptiveSpec("eot", "EOT PGD", "attack_mi"),
+    AdaptiveSpec("paper", "adaptive PGD (paper, Eq. 24)", "adaptive"),
+    AdaptiveSpec("eot", "EOT PGD", "adaptive"),
     AdaptiveSpec("autoattack_rand", "AutoAttack rand through the defense", "robust"),
     AdaptiveSpec("eot_pgd", "EOT PGD through the defense", "robust"),
 )}

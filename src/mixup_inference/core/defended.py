@@ -8,7 +8,7 @@ softmax of fresh MI samples. This module does that for every defense of `defense
   fresh randomness from its generator at every call (for a given generator state: exactly the
   defense's own prediction) and gradients flowing to the input (`averaging.averaged_softmax`
   with grad=True: memory bounded by the chunk size);
-- `eot_pgd_defense`: Expectation-over-Transformation PGD (Athalye et al. 2018) on it, untargeted
+- `eot_pgd_through_defense`: Expectation-over-Transformation PGD (Athalye et al. 2018) on it, untargeted
   or targeted, `eot` draws of the whole defense per step;
 - `autoattack_rand`: AutoAttack's protocol for randomized defenses (Croce and Hein 2020,
   version='rand': APGD-CE then APGD-DLR, EOT over 20 draws per gradient, 100 iterations), from the
@@ -30,7 +30,7 @@ from .defense_specs import apply_defense, defense_spec
 from .pool import class_groups
 from .utils import eval_mode
 
-__all__ = ["AUTOATTACK_RAND", "DefendedModel", "autoattack_rand", "eot_pgd_defense"]
+__all__ = ["AUTOATTACK_RAND", "DefendedModel", "autoattack_rand", "eot_pgd_through_defense"]
 
 #: AutoAttack's version='rand' settings (pyautoattack AutoAttack._set_version): attacks APGD-CE and
 #: APGD-DLR, EOT over 20 gradient draws, 100 iterations, 1 restart.
@@ -79,7 +79,7 @@ class DefendedModel(nn.Module):
         return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
 
-def eot_pgd_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str, setting: str, *,
+def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str, setting: str, *,
                     pool: tuple[Tensor, Tensor] | None = None, n_samples: int, eot: int, eps: float,
                     step_size: float, steps: int, targeted: bool = False, random_start: bool = True,
                     generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:

@@ -6,13 +6,12 @@ docstring."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # training imports this module; TrainConfig is only an annotation here
-    from .training import TrainConfig
+from .trainconfig import TrainConfig
 
 __all__ = ["LookaheadEMA", "TriangularLR", "check_resumable", "checkpoint_state", "inputs_per_step", "make_optimizer",
            "make_scheduler", "per_batch_schedule", "pytorch_hyperparameters"]

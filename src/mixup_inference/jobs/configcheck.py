@@ -262,7 +262,7 @@ def check_models(config: dict[str, Any]) -> None:
 
 
 def _need_model(config: dict[str, Any], key: str, dataset: str, regime: str) -> None:
-    from ..core.training import REGIMES
+    from ..core.trainconfig import REGIMES
 
     models = (config.get("models") or {}).get(dataset, {})
     if regime not in REGIMES and regime not in models:

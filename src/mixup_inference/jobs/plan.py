@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.attack_specs import AttackName
 from ..core.defense_specs import PLAIN_SETTING, format_setting
 from .paper_tables import TABLE_SPECS, RowSpec, model_rows
-from ..core.training import REGIMES
+from ..core.trainconfig import REGIMES
 
 __all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
            "models_to_train", "robust_runs", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
@@ -145,14 +146,15 @@ def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def robust_runs(robustness: dict[str, Any]) -> list[dict[str, Any]]:
     """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
-    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: pgd<n_iter>), "targeted", "steps", "eot",
+    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: aa<n_iter>, core.attack_specs), "targeted", "steps", "eot",
     "file"} (file: the run's artifact name inside the robust job's directory), AutoAttack's with
     "n_restarts" too. The robust job runs them (jobs.stages.run_robust); the workflow lists their files
     and the provenance their budgets."""
     runs = []
     if "autoattack_rand" in robustness["kinds"]:
         aa = robustness["autoattack"]
-        runs.append({"kind": "autoattack_rand", "attack": f"pgd{aa['n_iter']}", "targeted": False,
+        runs.append({"kind": "autoattack_rand", "attack": AttackName("autoattack", False, int(aa["n_iter"])).name,
+                     "targeted": False,
                      "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
     if "eot_pgd" in robustness["kinds"]:
         eot = robustness["eot_pgd"]

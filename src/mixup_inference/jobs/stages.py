@@ -34,7 +34,8 @@ from ..core.downloads import check_sha256
 from ..core.modelfiles import detect_format, load_model, load_model_file, save_model, save_program_model
 from ..core.models import build_model
 from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
-from ..core.training import TrainConfig, train
+from ..core.training import train
+from ..core.trainconfig import TrainConfig
 from ..core.utils import atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, resolve_device
 from . import artifacts
 from .artifacts import Evaluation, EvaluationMeta, RobustBudget
@@ -330,7 +331,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
     `robustness["n_samples"]` executions inside it. Points: the first robustness["n_test"] of the
     run's test subset (so they are among the oblivious evaluation's points); untargeted runs push away
     from attack["labels"], targeted ones toward the run's targets. `meta`: {"dataset", "regime"}."""
-    from ..core.defended import autoattack_rand, eot_pgd_defense
+    from ..core.defended import autoattack_rand, eot_pgd_through_defense
 
     job = _attacked_points(data_path, model_path, n_test=int(robustness["n_test"]), n_subset=n_subset,
                            pool_per_class=pool_per_class, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
@@ -350,7 +351,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
                                     batch_size=per_batch, **common)
         else:
             x_adv = torch.cat([
-                eot_pgd_defense(job.model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
+                eot_pgd_through_defense(job.model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
                                 step_size=attack["step_size"], steps=run["steps"], targeted=run["targeted"], **common)
                 for s in batches(len(x), max(1, per_batch // run["eot"]))
             ])

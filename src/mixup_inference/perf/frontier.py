@@ -46,7 +46,8 @@ from ..core.data import load_dataset, to_float
 from ..core.metrics import accuracy_with_ci
 from ..core.models import build_model
 from ..core.speed import cpu_flags, native_bf16, speed_model
-from ..core.training import REGIMES, TrainConfig, train
+from ..core.training import train
+from ..core.trainconfig import REGIMES, TrainConfig
 from ..core.utils import atomic_write_text, derive_seed, resolve_device
 
 __all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "run_point", "write_report"]

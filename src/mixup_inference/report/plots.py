@@ -40,8 +40,8 @@ __all__ = [
 
 DPI = 150
 REGIME_LABELS = {"erm": "ERM", "mixup": "Mixup", "at": "AT", "interpolated_at": "Interpolated AT"}
-# Fig. 4 draws the attacks on MI's mixing (rule attack_mi); labels and colours come from the specs.
-_FIG4_KINDS = tuple(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "attack_mi")
+# Fig. 4 draws the attacks on MI's mixing (rule adaptive); labels and colours come from the specs.
+_FIG4_KINDS = tuple(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "adaptive")
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "mixup-inference", "font.size": 9, "axes.titlesize": 9}
 
 

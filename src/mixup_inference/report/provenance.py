@@ -21,7 +21,7 @@ from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
 from ..jobs.plan import robust_runs
 from ..core.attack_specs import parse_attack
-from ..core.training import ADVERSARIAL_REGIMES
+from ..core.trainconfig import ADVERSARIAL_REGIMES
 from ..core.utils import atomic_write_text
 
 

@@ -54,8 +54,7 @@ def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
     os.replace(tmp, path)
 
 
-_LABELS = {**{name: f"{spec.label} {'baseline' if spec.baseline else 'evaluation'}" for name, spec in DEFENSES.items()},
-           "adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
+_LABELS = {"adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
            "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (core.defended), one chunk",
            "robust_eot_pgd_mi_ol_chunked": "EOT PGD through MI-OL, 2 checkpointed chunks",
            "robust_eot_pgd_gaussian": "EOT PGD through Gaussian noise",
@@ -64,6 +63,9 @@ _LABELS = {**{name: f"{spec.label} {'baseline' if spec.baseline else 'evaluation
 
 
 def row_label(name: str) -> str:
+    if name in DEFENSES:  # read at call time: a defense registered after this import has its row too
+        spec = DEFENSES[name]
+        return f"{spec.label} {'baseline' if spec.baseline else 'evaluation'}"
     if name in _LABELS:
         return _LABELS[name]
     if name.startswith("train_"):

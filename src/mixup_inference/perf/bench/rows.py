@@ -10,12 +10,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ...core.defended import autoattack_rand, eot_pgd_defense
+from ...core.defended import autoattack_rand, eot_pgd_through_defense
 from ...core.attacks import adaptive_pgd, eot_pgd, pgd
 from ...core.averaging import predict_probs
 from ...core.defense_specs import DEFENSES, parse_setting
 from ...core.defenses import mi_given_labels, mi_combined, mixup_inference
-from ...core.training import ADVERSARIAL_REGIMES, REGIMES, TrainConfig, train
+from ...core.training import train
+from ...core.trainconfig import ADVERSARIAL_REGIMES, REGIMES, TrainConfig
 from ...core.utils import make_generator
 from .config import TARGETS
 from .reference import authors_mi_ol_loop
@@ -187,11 +188,11 @@ def robust_rows(s: Setup) -> None:
              ("robust_eot_pgd_gaussian", "gaussian", "sigma=0.04", copies))
     for name, defense, setting, chunk in cases:
         def workload(defense: str = defense, setting: str = setting, chunk: int = chunk) -> Tensor:
-            return eot_pgd_defense(model, x, y, defense, setting, pool=pool, n_samples=ns, eot=eot, eps=8 / 255,
+            return eot_pgd_through_defense(model, x, y, defense, setting, pool=pool, n_samples=ns, eot=eot, eps=8 / 255,
                                    step_size=2 / 255, steps=steps, generator=make_generator(cfg.seed),
                                    chunk_size=chunk)
         measure_row(s, name=name, group="robust", workload=workload, limit=eot_limit,
-             definition={"workload": f"eot_pgd_defense(model, x, y, '{defense}', '{setting}', n_samples={ns}, "
+             definition={"workload": f"eot_pgd_through_defense(model, x, y, '{defense}', '{setting}', n_samples={ns}, "
                                      f"eot={eot}, eps=8/255, step_size=2/255, steps={steps}, chunk_size={chunk})",
                          "inputs": b, "chunks_per_gradient": -(-copies // chunk),
                          "limit": f"{steps} x fwd+bwd over {b}x{eot}x{ns} copies"},

@@ -17,7 +17,8 @@ from ...core.attacks import pgd
 from ...core.defenses import mixup_inference
 from ...core.fastpath import fast_model
 from ...core.models import build_model
-from ...core.training import TrainConfig, train
+from ...core.training import train
+from ...core.trainconfig import TrainConfig
 from ...core.utils import make_generator
 from .harness import Setup, random_images, random_labels
 from .timing import forward_backward, forward_chunks, measure_pair, timed

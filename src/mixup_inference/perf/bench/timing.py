@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.trainstate import make_optimizer
-from ...core.training import ADVERSARIAL_REGIMES, TrainConfig
+from ...core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
 
 
 def sync(device: torch.device) -> None:
