@@ -1,4 +1,4 @@
-"""The workflow's fast-path choices (speed.py): what `speed:` resolves to per job, that the plain
+"""The workflow's fast-path choices (core.speed): what `speed:` resolves to per job, that the plain
 path is the untouched fp32 model, and that bf16 training reaches fp32 accuracy."""
 
 from __future__ import annotations

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 
 import pytest
 import torch
+from model_files import mine, save_export, save_torchscript
 from reliability_helpers import job_error, prepared
-from torch import nn
 
 from mixup_inference.jobs.stages import run_import
 from mixup_inference.core.modelfiles import MODEL_FORMATS, detect_format, load_model, load_model_file, save_model
@@ -19,40 +18,6 @@ from mixup_inference.core.models import build_model
 from mixup_inference.core.utils import eval_mode
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class Mine(nn.Module):
-    """An architecture this project does not have (GELU, max-pool, tanh, BN), taking [0, 1] images."""
-
-    def __init__(self, num_classes: int = 4) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.GELU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(8, 12, 3), nn.Tanh())
-        self.fc = nn.Linear(12, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x - 0.5).mean(dim=(2, 3)))
-
-
-def mine(num_classes: int = 4) -> nn.Module:
-    torch.manual_seed(0)
-    model = Mine(num_classes)
-    model.body[1].running_mean.uniform_(-0.1, 0.1)  # BN statistics that matter in eval mode
-    model.body[1].running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def save_torchscript(model: nn.Module, path, size: int = 32) -> None:
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream, still loads
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.trace(model, torch.rand(3, 3, size, size)), str(path))
-
-
-def save_export(model: nn.Module, path, size: int = 32) -> None:
-    """torch.export with a dynamic batch dimension (image size fixed at `size`)."""
-    example = torch.rand(3, 3, size, size)
-    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    torch.export.save(program, str(path))
 
 
 SAVERS = {"torchscript": save_torchscript, "export": save_export}

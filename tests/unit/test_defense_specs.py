@@ -145,7 +145,7 @@ def _schema():
     import yaml
     from pathlib import Path
 
-    return yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return yaml.safe_load((Path(__file__).parents[2] / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
 def test_schema_setting_pattern_is_the_specs_grammar():

@@ -23,7 +23,7 @@ from workflow_helpers import clone_copy, deploy_module, dry_run_jobs, workdir_co
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profiles" / "slurm"
 PARTITION = "debug"
 

@@ -25,7 +25,7 @@ SLURM_CONF, plus a PATH that starts with an `srun` wrapper (see `_srun_wrapper`)
 has no accounting database: Snakemake's SLURM plugin must be told
 `--slurm-status-command squeue` (its default, sacct, fails there, and the run then waits
 forever). `profile_flags` adds resources to a profile's blocks without replacing them.
-`python tests/slurm_cluster.py [--gpus N]` keeps a cluster up for trying things by hand.
+`python tests/helpers/slurm_cluster.py [--gpus N]` keeps a cluster up for trying things by hand.
 """
 
 from __future__ import annotations
@@ -568,7 +568,7 @@ def slurm_cluster_or_skip(**kwargs) -> SlurmCluster:
 
 
 def main() -> None:
-    """`python tests/slurm_cluster.py [--gpus N]`: bring a cluster up, print its SLURM_CONF, keep
+    """`python tests/helpers/slurm_cluster.py [--gpus N]`: bring a cluster up, print its SLURM_CONF, keep
     it until Ctrl-C or SIGTERM (then tear everything down)."""
     import argparse
 

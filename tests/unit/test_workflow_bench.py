@@ -6,9 +6,9 @@ from pathlib import Path
 import yaml
 
 from mixup_inference.perf.workflow_bench import job_overheads, preset_jobs, rule_overheads, write_report
-from test_workflow import SMOKE_JOBS
+from workflow_helpers import SMOKE_JOBS
 
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def write_job(root: Path, rel: str, wall: float, finished: list[float]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
@@ -123,3 +123,10 @@ def dry_run_wildcards(workdir: Path, rule: str, *args: str) -> list[str]:
         elif stripped.startswith("wildcards:") and current == rule:
             jobs.append(stripped.removeprefix("wildcards:").strip())
     return jobs
+
+
+#: Jobs per rule of the smoke preset (config/smoke.yaml).
+SMOKE_JOBS = {
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 4,
+    "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
+}

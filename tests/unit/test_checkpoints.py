@@ -11,50 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from mixup_inference import load_authors_checkpoint
+from model_files import BLOCKS, authors_state_dict
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-WIDTHS = (64, 128, 256)  # resnet_3layer.ResNet: layer1..3 of Bottleneck (expansion 1), [5, 5, 5] blocks
-BLOCKS = 5
-
-
-def _bn(sd: OrderedDict, name: str, channels: int, g: torch.Generator) -> None:
-    sd[f"{name}.weight"] = 1 + 0.2 * torch.randn(channels, generator=g)
-    sd[f"{name}.bias"] = 0.1 * torch.randn(channels, generator=g)
-    sd[f"{name}.running_mean"] = 0.1 * torch.randn(channels, generator=g)
-    sd[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=g)
-    sd[f"{name}.num_batches_tracked"] = torch.tensor(1234)
-
-
-def _conv(sd: OrderedDict, name: str, cout: int, cin: int, k: int, g: torch.Generator) -> None:
-    sd[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2.0 / (cin * k * k)) ** 0.5
-
-
-def authors_state_dict(num_classes: int = 10, seed: int = 0) -> OrderedDict:
-    """Random weights and BN statistics, keys and shapes (and order) as resnet_3layer.resnet50's state_dict."""
-    g = torch.Generator().manual_seed(seed)
-    sd: OrderedDict = OrderedDict()
-    _conv(sd, "conv1", 64, 3, 5, g)
-    _bn(sd, "bn1", 64, g)
-    inplanes = 64
-    for layer, planes in enumerate(WIDTHS, start=1):
-        for block in range(BLOCKS):
-            p = f"layer{layer}.{block}"
-            cin = inplanes if block == 0 else planes
-            _conv(sd, f"{p}.conv1", planes, cin, 1, g)
-            _bn(sd, f"{p}.bn1", planes, g)
-            _conv(sd, f"{p}.conv2", planes, planes, 3, g)
-            _bn(sd, f"{p}.bn2", planes, g)
-            _conv(sd, f"{p}.conv3", planes, planes, 1, g)
-            _bn(sd, f"{p}.bn3", planes, g)
-            if block == 0 and (layer > 1 or inplanes != planes):
-                _conv(sd, f"{p}.downsample.0", planes, inplanes, 1, g)
-                _bn(sd, f"{p}.downsample.1", planes, g)
-        inplanes = planes
-    sd["fc_dense.weight"] = 0.1 * torch.randn(num_classes, 256, generator=g)
-    sd["fc_dense.bias"] = 0.1 * torch.randn(num_classes, generator=g)
-    return sd
-
 
 def reference_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
     """resnet_3layer.ResNet.forward in eval mode, written with torch.nn.functional over `sd`;

@@ -1,4 +1,4 @@
-"""Adaptive attacks through every randomized defense (adaptive.py) and the differentiable engine.
+"""Adaptive attacks through every randomized defense (core.defended) and the differentiable engine.
 
 The trained problem is tests/test_attacks.py's: a tiny mixup-trained CNN on an easy 4-class colour
 problem (8 x 8 images), trained once per module in about a second."""

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_checkpoints import authors_state_dict
-from test_load_model_file import mine, save_export, save_torchscript
+from model_files import authors_state_dict, mine, save_export, save_torchscript
 from workflow_helpers import dry_run_jobs, snakemake, workdir_copy, write_config
 
 from mixup_inference.core.models import build_model

@@ -16,7 +16,7 @@ from mixup_inference.core.models import MODEL_NAMES
 from mixup_inference.core.trainconfig import REGIMES
 from mixup_inference.jobs.configcheck import check_config, schema_with_registries, validate_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 RANDOMIZED = [name for name, spec in DEFENSES.items() if spec.randomized]

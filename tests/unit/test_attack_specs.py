@@ -81,7 +81,7 @@ def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_sch
     assert parse_attack("fgsm1").spec.craft is fgsm_kind.craft
     assert re.compile(attack_pattern(oblivious_only=True)).fullmatch("fgsm1")
     schema = tmp_path / "schema.yaml"
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     schema.write_text((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
     config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
     config["attacks"]["names"] = [*config["attacks"]["names"], "fgsm1"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mixup_inference"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mixup_inference"
 LAYERS = ("core", "jobs", "report", "perf")
 
 

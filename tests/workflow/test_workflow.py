@@ -11,6 +11,7 @@ import yaml
 
 from mixup_inference.jobs import plan
 from workflow_helpers import (
+    SMOKE_JOBS,
     REPO,
     SHARED_CIFAR,
     dry_run_jobs,
@@ -27,10 +28,6 @@ from workflow_helpers import (
 # plus Fig. 2 MI-PL lam 0.4/0.7/1 and MI-OL lam 0.4/1 x 2 = 10, plus Fig. 3a MI-PL on 4 regimes x 2 = 8:
 # 73 evaluations, run as one evaluate job per (dataset, regime, attack) = 4 x 3 = 12.
 SMOKE_EVALUATIONS = 73
-SMOKE_JOBS = {
-    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 4,
-    "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
-}
 
 
 @pytest.fixture(scope="module")

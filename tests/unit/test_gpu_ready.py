@@ -105,7 +105,7 @@ def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
 
 
 def test_eot_pgd_through_every_defense_reads_nothing_back_per_step_but_the_switch():
-    """The adaptive EOT PGD (adaptive.py) through every randomized defense: no host read per step
+    """The adaptive EOT PGD (core.defended) through every randomized defense: no host read per step
     (MI's pool class groups are checked once, before the steps), except MI-Combined's switch
     (bool(flagged.any()), so that MI-OL draws only for the flagged inputs, as the defense does): one
     read per step, pinned here so that it cannot grow unnoticed."""

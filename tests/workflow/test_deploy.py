@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from test_workflow import SMOKE_JOBS
+from workflow_helpers import SMOKE_JOBS
 from workflow_helpers import clone_copy, deploy_module, dry_run_jobs, snakemake, tree_state
 
 PREFIXES = [None, "mi_"]

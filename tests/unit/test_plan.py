@@ -8,7 +8,7 @@ import yaml
 from mixup_inference.jobs import plan
 from mixup_inference.core.defense_specs import parse_setting
 
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def load(preset: str) -> dict:
