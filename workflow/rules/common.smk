@@ -268,7 +268,7 @@ def attack_params(wildcards):
     return {"targeted": attack.targeted, "steps": attack.steps, **threat_model()}
 
 
-# The fast paths of the train, attack, evaluate and adaptive jobs (speed.py): the config's `speed:`
+# The fast paths of the train, attack, evaluate and adaptive jobs (core/speed.py): the config's `speed:`
 # section over its auto defaults. A param, so switching a fast path reruns what it may change.
 SPEED = {**DEFAULT_SPEED, **config.get("speed", {})}
 

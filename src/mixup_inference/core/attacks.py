@@ -72,9 +72,11 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
         model: classifier returning logits [B, C] for images in [0, 1] (it normalises inside).
             Run in eval mode during the attack; its previous mode is restored afterwards.
         x: clean images [B, C, H, W], float, pixels in [0, 1].
-        y: int64 labels [B]. The caller chooses them: for untargeted attacks the authors (and
-            this project's workflow) pass the model's prediction on the clean input
-            (`model(x).argmax(1)`); for targeted attacks a random target != true label.
+        y: int64 labels [B]. The caller chooses them: for untargeted attacks the authors pass the
+            model's prediction on the clean input (`model(x).argmax(1)`), robustness benchmarks the
+            true label (the workflow passes what config `attacks.labels` says: the default preset
+            the true label, config/paper.yaml the clean prediction); for targeted attacks a random
+            target != true label.
         eps: L-inf radius in [0, 1] pixel units (paper: 8/255). eps = 0 returns x.
         step_size: step per iteration in pixel units (paper: 2/255); must be <= eps.
         steps: number of iterations (paper: 10, 50, 200).
@@ -153,7 +155,8 @@ def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y:
         model, x, eps, step_size, steps, targeted, random_start: as in `pgd`.
         y: int64 [B] labels, used for every copy of an input. The authors passed y=None for
             untargeted attacks, and their PGD then used the model's prediction on each mixed copy;
-            here the caller supplies y (the workflow passes the clean prediction on x).
+            here the caller supplies y (the workflow passes what config `attacks.labels` says, as
+            for `pgd`).
         pool_x, pool_y: the MI sample pool (as in defenses.mixup_inference).
         lam: MI mixup ratio in (0, 1].  mode: "ol" or "pl".  n_adaptive: N_A >= 1.
         generator: source of all randomness. Draw order: pool samples, then random start.

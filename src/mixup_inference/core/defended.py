@@ -2,7 +2,7 @@
 
 Tramer, Carlini, Brendel and Madry (2020, "On Adaptive Attacks to Adversarial Example Defenses",
 wielandbrendel/adaptive_attacks_paper, 10_mixup) attacked MI-OL by running PGD through the averaged
-softmax of fresh MI samples. This module does that for every defense of `defenses.DEFENSES`:
+softmax of fresh MI samples. This module does that for every defense of `defense_specs.DEFENSES`:
 
 - `DefendedModel`: a module whose forward is log of the defense's averaged probabilities, with
   fresh randomness from its generator at every call (for a given generator state: exactly the

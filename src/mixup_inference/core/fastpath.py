@@ -22,7 +22,7 @@ Switches (``None`` = the device default in :data:`DEVICE_DEFAULTS`):
   as ``"aot_eager"``). Every new input shape costs a compilation (seconds on CPU), so it pays
   off only in long jobs; off by default.
 
-Evaluation (every defense in ``defenses.py`` and ``baselines.py``) already runs under ``torch.inference_mode``.
+Evaluation (every defense of ``defense_specs.DEFENSES``) already runs under ``torch.inference_mode``.
 
 CPU defaults, from ``python -m mixup_inference.perf.bench`` (section "Fast paths", compact_resnet,
 2-core Xeon with AMX, torch 2.14): channels-last 1.14-1.18x faster on MI-OL, PGD-10 and an ERM

@@ -1,6 +1,6 @@
 """The workflow's fast-path choices (the config's `speed:` section), resolved per job and device.
 
-The switches themselves live in fastpath.py (:func:`fastpath.fast_model`); this module decides
+The switches themselves live in core.fastpath (:func:`fastpath.fast_model`); this module decides
 which of them a job uses and says why, so provenance can record it:
 
 - ``channels_last`` (auto | true | false): NHWC weights and inputs. ``auto`` = the device default

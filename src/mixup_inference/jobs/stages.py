@@ -70,7 +70,7 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
     """Train one model (resuming from `checkpoint_dir/last.pt` if present) and record its test accuracy.
 
     The training images go to the device once (no per-batch host copies); `speed` (the config's
-    `speed:` section, see speed.py) picks channels-last and bf16 autocast, recorded in the metrics."""
+    `speed:` section, see core.speed) picks channels-last and bf16 autocast, recorded in the metrics."""
     device = resolve_device(device)
     enable_cudnn_benchmark(device)
     data = load_dataset(data_path)

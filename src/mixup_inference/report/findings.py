@@ -6,7 +6,8 @@ inputs). Their errors are strongly correlated, so a difference is judged by a pa
 (:func:`metrics.paired_difference_ci`, :func:`metrics.paired_auc_difference_ci`), not by whether two
 separate accuracy intervals overlap, which would be several times too cautious.
 
-The four tables follow the paper's findings, in the order the README states them:
+The five tables follow the paper's findings, in the order the README states them, and then
+ask whether each defense survives an attacker who knows it:
 
 * :func:`defense_gains`: each defended row of Table 2/3 minus its bare model, per attack (findings 1
   and 2: mixup + MI-OL over mixup; the ERM / AT + MI-OL ablations against the mixup-trained models);
@@ -15,10 +16,12 @@ The four tables follow the paper's findings, in the order the README states them
 * :func:`detection_differences`: MI-PL detection AUC minus plain-confidence AUC on the clean-correct
   points, as the paper (finding 4, Fig. 3a);
 * :func:`adaptive_levels`: MI under the adaptive attacks minus the bare model under the oblivious
-  attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4).
+  attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4);
+* :func:`robustness_levels`: every randomized defense the `robustness:` section attacked, oblivious,
+  strongest adaptive run and worst case per point, against the bare model (section 6).
 
 Inputs are evaluation artifacts (:func:`jobs.artifacts.load`), indexed by :func:`index_artifacts`;
-:func:`write_findings` writes the four tables as one Markdown/HTML page and one CSV each.
+:func:`write_findings` writes the five tables as one Markdown/HTML page and one CSV each.
 """
 
 from __future__ import annotations
@@ -272,7 +275,7 @@ _INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs
 
 
 def write_findings(frames: dict[str, pd.DataFrame], stem: str | Path) -> list[Path]:
-    """The four tables (keys :data:`FINDINGS`) as ``stem.md`` and ``stem.html`` (one page, a section each)
+    """The five tables (keys :data:`FINDINGS`) as ``stem.md`` and ``stem.html`` (one page, a section each)
     and ``stem_<name>.csv`` (one per table), each written atomically."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
