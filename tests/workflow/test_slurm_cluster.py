@@ -281,11 +281,11 @@ def test_deployed_module_trains_through_its_copy_of_the_slurm_profile(cluster, t
     shutil.copy2(project / "config" / "smoke.yaml", project / "config" / "config.yaml")
     profile = project / "profiles" / "slurm"
     cmd = [
-        *snakemake_cmd(), "--profile", str(profile), "--workflow-profile", "none",
+        # the target first: --set-resources takes every argument after it
+        *snakemake_cmd(), "results/smoke/synth/erm/model.pt", "--profile", str(profile), "--workflow-profile", "none",
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
         *profile_flags(profile, default_resources={"slurm_partition": PARTITION},
                        set_resources={f"mi_{rule}": {"gpu": 0} for rule in GPU_RULES}),
-        "results/smoke/synth/erm/model.pt",
     ]
     proc = subprocess.run(cmd, cwd=project, env=cluster.env, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)
