@@ -26,7 +26,7 @@ def test_defaults_and_the_on_disk_meta_of_each_job():
     assert list(robust) == ["defense", "setting", "adaptive", "n_adaptive", "n_samples", "n_samples_attack", "attack",
                             "labels", "eps", "step_size", "n_restarts", "dataset", "regime"]
     assert (robust["step_size"], robust["n_restarts"]) == (None, 1)
-    assert set(ADAPTIVE_KINDS) == {"none", "paper", "eot", "autoattack_rand", "eot_pgd"}
+    assert set(ADAPTIVE_KINDS) == {"none", "paper", "eot", "autoattack_rand", "eot_pgd", "tramer"}
 
 
 @pytest.mark.parametrize("meta", [{}, {"adaptive": "eot_pgd", "n_adaptive": 2, "labels": "true",

@@ -57,7 +57,8 @@ def test_protocol_names_the_switches_and_every_attack_budget():
     rob = config["robustness"]
     runs = budgets["robustness"]["runs"]
     assert len(runs) == 1 + len(rob["eot_pgd"]["steps"]) * len(rob["eot_pgd"]["eot"]) * len(rob["eot_pgd"]["targeted"])
-    assert runs[0]["kind"] == "autoattack_rand" and runs[0]["steps"] == rob["autoattack"]["n_iter"]
+    (aa,) = [run for run in runs if run["kind"] == "autoattack_rand"]
+    assert aa["steps"] == rob["autoattack"]["n_iter"] and [r["cost"] for r in runs] == sorted(r["cost"] for r in runs)
     assert budgets["fig4_adaptive"]["n_adaptive"] == config["adaptive"]["n_adaptive"]
     # the paper preset keeps the clean prediction as the paper; every preset has a protocol
     assert protocol(preset("paper"))["attack_budgets"]["oblivious"]["pgd10"]["objective"].startswith("away from the bare")

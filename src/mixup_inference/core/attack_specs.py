@@ -17,6 +17,7 @@ kind                      the attack                                            
 ``eot``                   EOT PGD on MI's mixed copies (`attacks.eot_pgd`)            adaptive
 ``autoattack_rand``       AutoAttack rand through the whole defense (`defended`)     robust
 ``eot_pgd``               EOT PGD through the whole defense (`defended`)             robust
+``tramer``                Tramer et al. 2020's PGD-50 through MI-OL (`defended`)     robust
 ========================  =========================================================  ==============
 
 Adding an attack: its function (in attacks.py or defended.py) and one spec below (or
@@ -170,6 +171,7 @@ ADAPTIVE_KINDS: dict[str, AdaptiveSpec] = {spec.kind: spec for spec in (
     AdaptiveSpec("eot", "EOT PGD", "adaptive"),
     AdaptiveSpec("autoattack_rand", "AutoAttack rand through the defense", "robust"),
     AdaptiveSpec("eot_pgd", "EOT PGD through the defense", "robust"),
+    AdaptiveSpec("tramer", "Tramer et al. 2020 (PGD-50 through MI-OL, 15 samples)", "robust"),
 )}
 
 #: The kinds of the config's `robustness:` section, in the order a robust job runs them.

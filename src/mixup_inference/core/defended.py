@@ -30,11 +30,23 @@ from .defense_specs import apply_defense, defense_spec
 from .pool import class_groups
 from .utils import eval_mode
 
-__all__ = ["AUTOATTACK_RAND", "DefendedModel", "autoattack_rand", "eot_pgd_through_defense"]
+__all__ = ["AUTOATTACK_RAND", "TRAMER_2020", "DefendedModel", "autoattack_rand", "eot_pgd_through_defense",
+           "repeated_verdicts"]
 
 #: AutoAttack's version='rand' settings (pyautoattack AutoAttack._set_version): attacks APGD-CE and
 #: APGD-DLR, EOT over 20 gradient draws, 100 iterations, 1 restart.
 AUTOATTACK_RAND = {"n_iter": 100, "eot_iter": 20, "n_restarts": 1}
+
+#: Tramer, Carlini, Brendel and Madry (2020), "On Adaptive Attacks to Adversarial Example Defenses",
+#: their attack on interpolated AT + MI-OL (wielandbrendel/adaptive_attacks_paper, 10_mixup/
+#: mixup_attack.ipynb): MI-OL with lambda 0.6 and 15 fresh pool samples inside the forward pass (the
+#: sample classes follow the current prediction), foolbox LinfPGD (random start, signed steps) for 50
+#: steps of 0.5/255 in an eps = 8/255 ball, pushing away from the TRUE labels, one draw of the 15-sample
+#: defense per gradient. Their notebook feeds the averaged probabilities to the cross entropy as if they
+#: were logits; here the loss is the NLL of log of the averaged probabilities (`DefendedModel`), the
+#: correct EOT loss (NOTES.md).
+TRAMER_2020 = {"defense": "mi_ol", "setting": "lam=0.6", "n_samples": 15, "steps": 50, "step_size": 0.5 / 255,
+               "eps": 8 / 255, "eot": 1, "labels": "true", "targeted": False}
 
 
 class DefendedModel(nn.Module):
@@ -82,7 +94,8 @@ class DefendedModel(nn.Module):
 def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str, setting: str, *,
                     pool: tuple[Tensor, Tensor] | None = None, n_samples: int, eot: int, eps: float,
                     step_size: float, steps: int, targeted: bool = False, random_start: bool = True,
-                    generator: torch.Generator | None = None, chunk_size: int | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, chunk_size: int | None = None,
+                    start: Tensor | None = None) -> Tensor:
     """EOT PGD (Athalye et al. 2018) through any randomized defense of the registry.
 
     One x_adv (random start U[-eps, eps], projection to the eps-ball then [0, 1], as `attacks.pgd`).
@@ -107,6 +120,10 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
         y: int64 [B] labels (true labels or the clean prediction untargeted; the target targeted).
         defense, setting, pool, n_samples, chunk_size: the defense (see `DefendedModel`).
         eot: defense draws per gradient (>= 1).  generator: random start first, then every draw.
+        start: optional U[-1, 1] noise [B, C, H, W] for the random start (x + eps * start, clamped
+            to [0, 1]) instead of drawing it from `generator`: a caller that attacks a changing
+            subset of its points (the robust job's cascade) draws one start per point up front, so
+            a point's start does not depend on which other points share its batch.
 
     Returns:
         Detached adversarial images with max |x_adv - x| <= eps and pixels in [0, 1].
@@ -121,7 +138,12 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
                              chunk_size=chunk_size)
     sign = -1.0 if targeted else 1.0
     labels = y.to(x.device).repeat_interleave(int(eot))
-    x_adv = uniform_start(x, eps, random_start, generator)
+    if start is not None and random_start:
+        if start.shape != x.shape:
+            raise ValueError(f"start {tuple(start.shape)} must have the shape of x {tuple(x.shape)}")
+        x_adv = (x + start.to(x.device, x.dtype) * eps).clamp(0.0, 1.0)
+    else:
+        x_adv = uniform_start(x, eps, random_start, generator)
     plain = groups = None
     with eval_mode(model):
         for _ in range(int(steps)):
@@ -188,3 +210,23 @@ def autoattack_rand(model: nn.Module, x: Tensor, y: Tensor, defense: str, settin
         _configure_apgd(attack.apgd, n_iter=n_iter, eot_iter=eot_iter, n_restarts=n_restarts)
         x_adv, _ = attack.run_standard_evaluation(x, y.to(x.device), batch_size=int(batch_size or x.shape[0]))
     return project_to_ball(x_adv.detach().to(x.dtype), x, eps)
+
+
+def repeated_verdicts(model: nn.Module, x: Tensor, defense: str, setting: str, *, repeats: int, n_samples: int,
+                      pool: tuple[Tensor, Tensor] | None = None, generator: torch.Generator | None,
+                      chunk_size: int | None = None) -> Tensor:
+    """The defense's probabilities on x from `repeats` independent runs, each the full defense with
+    `n_samples` executions: float [repeats, B, C].
+
+    Judging a randomized defense by one final forward pass overstates its robustness (fra31/auto-attack
+    pull requests 104 and 105: an adversarial example that fools some draws of the defense counts as
+    robust when the one evaluation draw happens to be right); the robust job counts a point robust only
+    if every run classifies it correctly. The runs are one batched call on the repeats x B copies
+    (run r of point i at row r * B + i), fresh randomness per copy from `generator`; memory is bounded
+    by the defense's `chunk_size` (callers bound repeats x B by batching their points)."""
+    check_positive_int(repeats, "repeats")
+    copies = x.detach().repeat(int(repeats), *([1] * (x.dim() - 1)))
+    with eval_mode(model), torch.inference_mode():
+        probs = apply_defense(model, copies, defense, setting, pool=pool if pool is not None else (),
+                              n_samples=n_samples, chunk_size=chunk_size, generator=generator)
+    return probs.reshape(int(repeats), x.shape[0], -1)

@@ -8,7 +8,15 @@ On disk it is a plain dict (so it loads without this package):
 * ``plain_probs``: float32 [n, C], the undefended model on the same inputs;
 * ``y``: int64 [n], true labels; ``target``: int64 [n], targets of targeted attacks, -1 otherwise;
 * ``meta``: the fields of :class:`EvaluationMeta` (:meth:`EvaluationMeta.to_dict`), with the
-  robust runs' attack budget (:class:`RobustBudget`) only in the robust jobs' artifacts.
+  robust runs' attack budget (:class:`RobustBudget`) only in the robust jobs' artifacts;
+* robust jobs' artifacts only (issue 25): ``attacked``, bool [n], the points this run attacked (a
+  cascade attacks only the points every earlier run left; the others were broken before and count as
+  broken here; their ``probs`` and ``plain_probs`` rows are NaN, not computed), and
+  ``repeat_correct``, bool [R, n], whether each of the R independent verdict runs of the defense
+  classified the final example correctly (False where not attacked).
+
+:func:`correct_points` is the one per-point verdict every reader uses: attacked and correct in all R
+runs (``argmax(probs) == y`` for the artifacts without these fields).
 
 :class:`Evaluation` is the typed form the jobs build; :func:`check` is the one validation of the
 on-disk dict (fields present, shapes consistent, defense and adaptive kind known), used by
@@ -18,6 +26,7 @@ on-disk dict (fields present, shapes consistent, defense and adaptive kind known
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +39,8 @@ from ..core.defense_specs import DEFENSES
 from ..core.utils import atomic_save
 from .points import ATTACK_LABELS
 
-__all__ = ["Evaluation", "EvaluationMeta", "RobustBudget", "check", "load", "save"]
+__all__ = ["Evaluation", "EvaluationMeta", "RobustBudget", "RobustSchedule", "check", "correct_points", "expand_paths", "load",
+           "repeat_accuracy", "save"]
 
 #: Tensor fields every artifact holds (``target`` too since the jobs write it; old test fixtures
 #: without it still load).
@@ -49,6 +59,21 @@ class RobustBudget:
     eps: float
     step_size: float | None
     n_restarts: int = 1
+
+
+@dataclass(frozen=True)
+class RobustSchedule:
+    """Where a robust run sits in its job's schedule (issue 25): ``cascade`` (it attacked only the
+    points that survived every earlier run), ``repeats`` (R verdict runs per final example), its
+    ``family`` (the ladder of doublings it belongs to) and ``level`` (0 = the start budget), and
+    ``converged``: after this run, whether its family's last doubling changed the worst case by no
+    more than the tolerance (None for a run outside a ladder)."""
+
+    cascade: bool = False
+    repeats: int = 1
+    family: str = ""
+    level: int = 0
+    converged: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,7 @@ class EvaluationMeta:
     n_samples: int | None = None
     labels: str = "prediction"
     robust: RobustBudget | None = None
+    schedule: RobustSchedule | None = None
 
     def __post_init__(self) -> None:
         if self.defense not in DEFENSES:
@@ -91,17 +117,22 @@ class EvaluationMeta:
         meta |= {"attack": self.attack, "labels": self.labels}
         if self.robust is not None:
             meta |= {"eps": self.robust.eps, "step_size": self.robust.step_size, "n_restarts": self.robust.n_restarts}
+        if self.schedule is not None:
+            meta |= dataclasses.asdict(self.schedule)
         return meta | {"dataset": self.dataset, "regime": self.regime}
 
     @classmethod
     def from_dict(cls, meta: dict[str, Any]) -> EvaluationMeta:
         """The typed meta of an on-disk one (absent optional fields take their defaults; unknown keys are ignored)."""
-        names = {field.name for field in dataclasses.fields(cls)} - {"robust"}
-        robust = None
+        names = {field.name for field in dataclasses.fields(cls)} - {"robust", "schedule"}
+        robust = schedule = None
         if "n_samples_attack" in meta:
             robust = RobustBudget(**{field.name: meta[field.name] for field in dataclasses.fields(RobustBudget)
                                      if field.name in meta})
-        return cls(**{key: value for key, value in meta.items() if key in names}, robust=robust)
+        if "family" in meta:
+            schedule = RobustSchedule(**{field.name: meta[field.name] for field in dataclasses.fields(RobustSchedule)
+                                         if field.name in meta})
+        return cls(**{key: value for key, value in meta.items() if key in names}, robust=robust, schedule=schedule)
 
 
 @dataclass(frozen=True)
@@ -113,16 +144,22 @@ class Evaluation:
     y: torch.Tensor
     target: torch.Tensor
     meta: EvaluationMeta
+    attacked: torch.Tensor | None = None
+    repeat_correct: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         _check_shapes(self.probs, self.plain_probs, self.y, "evaluation")
         if self.target.shape != self.y.shape:
             raise ValueError(f"evaluation: target {tuple(self.target.shape)} must be [n] like y {tuple(self.y.shape)}")
+        _check_verdicts(self.attacked, self.repeat_correct, len(self.y), "evaluation")
 
     def to_dict(self) -> dict[str, Any]:
-        """The on-disk layout (what :func:`save` writes)."""
-        return {"probs": self.probs, "plain_probs": self.plain_probs, "y": self.y, "target": self.target,
-                "meta": self.meta.to_dict()}
+        """The on-disk layout (what :func:`save` writes); the verdict fields only when present."""
+        out = {"probs": self.probs, "plain_probs": self.plain_probs, "y": self.y, "target": self.target,
+               "meta": self.meta.to_dict()}
+        if self.attacked is not None:
+            out |= {"attacked": self.attacked, "repeat_correct": self.repeat_correct}
+        return out
 
     @classmethod
     def from_dict(cls, artifact: dict[str, Any], where: str = "artifact") -> Evaluation:
@@ -131,7 +168,52 @@ class Evaluation:
         target = artifact.get("target")
         return cls(probs=artifact["probs"], plain_probs=artifact["plain_probs"], y=artifact["y"],
                    target=torch.full_like(artifact["y"], -1) if target is None else target,
-                   meta=EvaluationMeta.from_dict(artifact["meta"]))
+                   meta=EvaluationMeta.from_dict(artifact["meta"]), attacked=artifact.get("attacked"),
+                   repeat_correct=artifact.get("repeat_correct"))
+
+
+def _check_verdicts(attacked: torch.Tensor | None, repeat_correct: torch.Tensor | None, n: int, where: str) -> None:
+    if (attacked is None) != (repeat_correct is None):
+        raise ValueError(f"{where}: attacked and repeat_correct come together (robust runs) or not at all")
+    if attacked is None:
+        return
+    if attacked.dtype != torch.bool or attacked.shape != (n,):
+        raise ValueError(f"{where}: attacked must be bool [n={n}], got {attacked.dtype} {tuple(attacked.shape)}")
+    if repeat_correct.dtype != torch.bool or repeat_correct.ndim != 2 or repeat_correct.shape[1] != n \
+            or repeat_correct.shape[0] < 1:
+        raise ValueError(f"{where}: repeat_correct must be bool [R >= 1, n={n}], got {repeat_correct.dtype} "
+                         f"{tuple(repeat_correct.shape)}")
+    if bool((repeat_correct & ~attacked).any()):
+        raise ValueError(f"{where}: a point not attacked cannot be correct in a verdict run (it was broken before)")
+
+
+def correct_points(artifact: dict[str, Any]) -> torch.Tensor:
+    """bool [n]: the points an artifact counts as robust. A robust run's (``repeat_correct``): attacked
+    by this run and classified correctly by every one of its R verdict runs (a point skipped by a cascade
+    was broken by an earlier run); any other artifact: ``argmax(probs) == y``."""
+    if artifact.get("repeat_correct") is not None:
+        return artifact["attacked"] & artifact["repeat_correct"].all(0)
+    return artifact["probs"].argmax(1) == artifact["y"]
+
+
+def repeat_accuracy(artifact: dict[str, Any]) -> float:
+    """The accuracy averaged over a robust run's R verdict runs (points not attacked count as wrong); for
+    other artifacts the accuracy of ``argmax(probs)``."""
+    counts = artifact["repeat_correct"] if artifact.get("repeat_correct") is not None else correct_points(artifact)
+    return int(counts.sum()) / counts.numel() if counts.numel() else float("nan")
+
+
+def expand_paths(paths: list[str | os.PathLike]) -> list[str]:
+    """Artifact paths, with each robust job's ``schedule.json`` replaced by the artifacts it lists (the
+    runs its convergence schedule actually ran; the workflow knows only the schedule's path in advance)."""
+    out: list[str] = []
+    for path in paths:
+        if str(path).endswith(".json"):
+            schedule = json.loads(Path(path).read_text())
+            out += [str(Path(path).parent / run["file"]) for run in schedule["runs"] if run["ran"]]
+        else:
+            out.append(str(path))
+    return out
 
 
 def _check_shapes(probs: torch.Tensor, plain: torch.Tensor, y: torch.Tensor, where: str) -> None:
@@ -159,6 +241,7 @@ def check(artifact: Any, where: str = "artifact") -> None:
         raise ValueError(f"{where}: meta defense={meta['defense']!r} is not one of {tuple(DEFENSES)}")
     if meta.get("adaptive", "none") not in ADAPTIVE_KINDS:
         raise ValueError(f"{where}: meta adaptive={meta['adaptive']!r} is not one of {tuple(ADAPTIVE_KINDS)}")
+    _check_verdicts(artifact.get("attacked"), artifact.get("repeat_correct"), len(artifact["y"]), where)
 
 
 def save(evaluation: Evaluation, path: str | os.PathLike) -> None:

@@ -24,7 +24,7 @@ from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from ..core.trainconfig import REGIMES
 
 __all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "robust_runs", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+           "models_to_train", "robust_options", "robust_runs", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -144,28 +144,81 @@ def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return sorted({robust_target(rob, target) for target in rob["targets"]})
 
 
+#: Defaults of the `robustness:` section's cascade, verdict and convergence keys (schema and config/README).
+ROBUST_DEFAULTS = {"cascade": True, "repeats": 10, "convergence": {"levels": 1, "tolerance": 0.01}}
+
+
+def robust_options(robustness: dict[str, Any]) -> dict[str, Any]:
+    """The section's `cascade` (bool), `repeats` (R, the verdict runs per final example) and
+    `convergence` ({levels, tolerance}) with their defaults (ROBUST_DEFAULTS)."""
+    convergence = {**ROBUST_DEFAULTS["convergence"], **(robustness.get("convergence") or {})}
+    return {"cascade": bool(robustness.get("cascade", ROBUST_DEFAULTS["cascade"])),
+            "repeats": int(robustness.get("repeats", ROBUST_DEFAULTS["repeats"])),
+            "convergence": {"levels": int(convergence["levels"]), "tolerance": float(convergence["tolerance"])}}
+
+
+def _run_cost(run: dict[str, Any]) -> int:
+    """Forward+backward passes of one copy per attacked point, the cascade's order: steps x EOT draws x
+    executions inside the defense x restarts (x 2 for AutoAttack's APGD-CE then APGD-DLR, an upper bound)."""
+    return (run["steps"] * run["eot"] * run["n_samples_attack"] * run.get("n_restarts", 1)
+            * (2 if run["kind"] == "autoattack_rand" else 1))
+
+
 def robust_runs(robustness: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every attack run of the config's `robustness:` section against one defense, in a fixed order:
-    {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: aa<n_iter>, core.attack_specs), "targeted", "steps", "eot",
-    "file"} (file: the run's artifact name inside the robust job's directory), AutoAttack's with
-    "n_restarts" too. The robust job runs them (jobs.stages.run_robust); the workflow lists their files
-    and the provenance their budgets."""
-    runs = []
+    """Every attack run of the config's `robustness:` section against one defense, in the order the
+    robust job runs them (jobs.stages.run_robust): cheapest first (`_run_cost`; ties by level, then family),
+    so a cascade's expensive runs see only the points the cheap ones left.
+
+    Each run: {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: aa<n_iter>, core.attack_specs),
+    "targeted", "steps", "eot", "n_samples_attack" (executions inside the defense while attacking),
+    "family" (the ladder it belongs to), "level" (0 = the configured start budget), "ladder" (whether its
+    family doubles), "cost", "file" (its artifact inside the robust job's directory)}; AutoAttack's with
+    "n_restarts"; Tramer et al.'s with its own "step_size", "eps", "labels", "defense", "setting".
+
+    Convergence (`convergence.levels` = L > 1, Carlini et al. 2019's check that accuracy is flat as the
+    attack grows): each family -- AutoAttack rand; EOT PGD per targeted value -- gets levels 0..L-1, level k
+    with the steps (AutoAttack: iterations), the EOT draws and the executions inside the defense all
+    2^k times the start budget. Which levels actually run is the job's decision (a family stops once a
+    doubling changed the worst case by no more than the tolerance); the list is the schedule's cap.
+    Tramer et al.'s run (kind "tramer", core.defended.TRAMER_2020) is a published attack with fixed
+    parameters: one run, no ladder."""
+    levels = robust_options(robustness)["convergence"]["levels"]
+    inner = int(robustness["n_samples"])
+    runs: list[dict[str, Any]] = []
+
+    def ladder(family: str, base: dict[str, Any]) -> None:
+        for k in range(levels):
+            scale = 2 ** k
+            run = {**base, "steps": base["steps"] * scale, "eot": base["eot"] * scale,
+                   "n_samples_attack": inner * scale, "family": family, "level": k, "ladder": levels > 1}
+            run["attack"] = AttackName("autoattack" if run["kind"] == "autoattack_rand" else "pgd", run["targeted"],
+                                       run["steps"]).name
+            runs.append(run)
+
     if "autoattack_rand" in robustness["kinds"]:
         aa = robustness["autoattack"]
-        runs.append({"kind": "autoattack_rand", "attack": AttackName("autoattack", False, int(aa["n_iter"])).name,
-                     "targeted": False,
-                     "steps": int(aa["n_iter"]), "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
+        ladder("autoattack_rand", {"kind": "autoattack_rand", "targeted": False, "steps": int(aa["n_iter"]),
+                                   "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
     if "eot_pgd" in robustness["kinds"]:
         eot = robustness["eot_pgd"]
         for targeted in eot["targeted"]:
             for steps in eot["steps"]:
                 for draws in eot["eot"]:
-                    runs.append({"kind": "eot_pgd", "attack": f"{'t' if targeted else ''}pgd{steps}",
-                                 "targeted": bool(targeted), "steps": int(steps), "eot": int(draws)})
+                    family = f"eot_pgd-{'t' if targeted else ''}pgd{int(steps)}-e{int(draws)}"
+                    ladder(family, {"kind": "eot_pgd", "targeted": bool(targeted), "steps": int(steps),
+                                    "eot": int(draws)})
+    if "tramer" in robustness["kinds"]:
+        from ..core.defended import TRAMER_2020  # defended imports the defenses: only configs naming it pay
+
+        runs.append({"kind": "tramer", "attack": AttackName("pgd", False, TRAMER_2020["steps"]).name,
+                     "targeted": False, "steps": TRAMER_2020["steps"], "eot": TRAMER_2020["eot"],
+                     "n_samples_attack": TRAMER_2020["n_samples"], "step_size": TRAMER_2020["step_size"],
+                     "eps": TRAMER_2020["eps"], "labels": TRAMER_2020["labels"], "defense": TRAMER_2020["defense"],
+                     "setting": TRAMER_2020["setting"], "family": "tramer", "level": 0, "ladder": False})
     for run in runs:
+        run["cost"] = _run_cost(run)
         run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
-    return runs
+    return sorted(runs, key=lambda run: (run["cost"], run["level"], run["family"]))
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:

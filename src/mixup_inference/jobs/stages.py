@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -38,9 +38,10 @@ from ..core.training import train
 from ..core.trainconfig import TrainConfig
 from ..core.utils import atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, resolve_device
 from . import artifacts
-from .artifacts import Evaluation, EvaluationMeta, RobustBudget
+from .artifacts import Evaluation, EvaluationMeta, RobustBudget, RobustSchedule
 from .batching import batches, resolve_batch_size, resolve_chunk_size
-from .plan import robust_runs
+from .cascade import run_schedule
+from .plan import robust_options, robust_runs
 from .points import attack_labels, attacked_points, run_pool
 
 __all__ = ["run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group", "run_import", "run_prepare",
@@ -324,43 +325,144 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, attack: dict
 def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, defense: str, setting: str,
                robustness: dict, attack: dict, n_subset: int, n_samples: int, chunk_size: int | str | None = "auto",
                pool_per_class: int, batch_size: int | str = "auto", seed: int = 0, device: str = "auto",
-               meta: dict | None = None, speed: dict | None = None) -> None:
-    """Every adaptive attack run of `robustness` (plan.robust_runs) against one defense setting, each
-    written as an evaluation artifact `out_dir/<file>`: the defense (its evaluation generator, N =
-    n_samples, as the oblivious evaluation) on the attack's examples. The attacks see the defense with
-    `robustness["n_samples"]` executions inside it. Points: the first robustness["n_test"] of the
-    run's test subset (so they are among the oblivious evaluation's points); untargeted runs push away
-    from attack["labels"], targeted ones toward the run's targets. `meta`: {"dataset", "regime"}."""
-    from ..core.defended import autoattack_rand, eot_pgd_through_defense
+               meta: dict | None = None, speed: dict | None = None,
+               oblivious: Sequence[str | os.PathLike] = ()) -> list[dict]:
+    """The adaptive evaluation of one defense setting (issue 25): the attack runs of `robustness`
+    (plan.robust_runs, cheapest first) in a cascade, with budgets doubled until the worst case stops
+    falling (jobs.cascade.run_schedule) and every final example judged by R verdict runs.
 
+    Points: the first robustness["n_test"] of the run's test subset (so they are among the oblivious
+    evaluation's points). The cascade starts from the points that survive every oblivious evaluation of
+    this setting (`oblivious`: their artifacts, the evaluate jobs'); each run attacks only the points every
+    earlier run left (`cascade: false`: every point). The attacks see the defense with the run's
+    "n_samples_attack" executions inside it; untargeted runs push away from attack["labels"] (Tramer et
+    al.'s run: the true labels), targeted ones toward the run's targets.
+
+    Verdicts: each final example is classified by R = robustness["repeats"] independent runs of the
+    defense with its full N = n_samples executions (the first with the defense's evaluation generator,
+    as every oblivious evaluation; the others from the run's verdict generator); a point is robust only
+    if all R are correct (core.defended.repeated_verdicts).
+
+    Writes one evaluation artifact per run that ran, `out_dir/<file>` (with ``attacked`` and
+    ``repeat_correct``, jobs.artifacts), and `out_dir/schedule.json` (every run of the schedule: ran or
+    skipped, points attacked, new breaks, survivors, converged). `meta`: {"dataset", "regime"}.
+    Returns the schedule's records.
+
+    Randomness: every run draws from generators named by the run and the setting only
+    (`derive_seed(seed, "robust" | "robust-start" | "verdict", kind, attack, eot, defense, setting)`),
+    never by which other runs exist. The random starts are drawn for all n points up front and
+    indexed by point, so a point's start does not depend on which other points a cascade attacks
+    with it. The defense's own draws inside an attack and in the verdicts come from one generator per
+    run and batch: for a randomized defense they do depend on which points share the batch (a
+    per-point generator would need a Python loop per point), so the cascade's per-point verdicts equal
+    the un-cascaded ones exactly when the defense's draws do not change its output (the test uses
+    Gaussian noise with sigma 0), and in distribution otherwise.
+    """
+    from ..core.defended import TRAMER_2020, autoattack_rand, eot_pgd_through_defense, repeated_verdicts
+
+    options = robust_options(robustness)
+    repeats = options["repeats"]
     job = _attacked_points(data_path, model_path, n_test=int(robustness["n_test"]), n_subset=n_subset,
                            pool_per_class=pool_per_class, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
                            device=device, speed=speed)
-    x = job.x
-    inner = int(robustness["n_samples"])
-    per_batch = max(1, job.batch_size // inner)  # bounds the copies held for one gradient
+    x, n = job.x, len(job.y)
+    y_device = job.y.to(job.device)
+    num_classes = int(predict_probs(job.model, x[:1]).shape[1])
+    alive = torch.ones(n, dtype=torch.bool, device=job.device)
+    for path in oblivious:  # the cascade's first step: what the oblivious evaluations already broke
+        artifact = artifacts.load(path)
+        if len(artifact["y"]) < n or not torch.equal(artifact["y"][:n], job.y):
+            raise ValueError(f"{path}: the oblivious evaluation holds other points than this job; rerun it from "
+                             "the same data and config")
+        alive &= artifacts.correct_points(artifact)[:n].to(job.device)
     os.makedirs(out_dir, exist_ok=True)
-    for run in robust_runs(robustness):
-        labels = job.labels({**attack, "targeted": run["targeted"]})
+    finals: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def attack_run(run: dict, idx: torch.Tensor) -> torch.Tensor:
+        """Attack the points idx with `run`, judge them by R verdict runs; bool [m] (all R correct)."""
         name = (run["kind"], run["attack"], run["eot"], defense, setting)
+        m = int(idx.numel())
+        if m == 0:
+            finals[run["file"]] = (torch.empty(0, 0), torch.empty(0, 0), torch.empty(repeats, 0, dtype=torch.bool))
+            return torch.zeros(0, dtype=torch.bool, device=job.device)
+        xs = x[idx]
         generator = make_generator(derive_seed(seed, "robust", *name), job.device)
+        inner = int(run["n_samples_attack"])
+        per_batch = max(1, job.batch_size // inner)  # bounds the copies held for one gradient
         common = dict(pool=job.pool, n_samples=inner, generator=generator, chunk_size=job.chunk_size)
         if run["kind"] == "autoattack_rand":
-            x_adv = autoattack_rand(job.model, x, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
-                                    eot_iter=run["eot"], n_restarts=run["n_restarts"], seed=derive_seed(seed, "robust-aa"),
-                                    batch_size=per_batch, **common)
+            labels = job.labels({**attack, "targeted": False}).to(job.device)[idx]
+            x_adv = autoattack_rand(job.model, xs, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
+                                    eot_iter=run["eot"], n_restarts=run["n_restarts"],
+                                    seed=derive_seed(seed, "robust-aa"), batch_size=per_batch, **common)
         else:
+            tramer = run["kind"] == "tramer"
+            eps = TRAMER_2020["eps"] if tramer else attack["eps"]
+            step_size = TRAMER_2020["step_size"] if tramer else attack["step_size"]
+            inside = (TRAMER_2020["defense"], TRAMER_2020["setting"]) if tramer else (defense, setting)
+            labels = (job.y if tramer else job.labels({**attack, "targeted": run["targeted"]})).to(job.device)[idx]
+            # one U[-1, 1] start per point of the job, indexed by point (see the docstring)
+            start_gen = make_generator(derive_seed(seed, "robust-start", *name), job.device)
+            start = (torch.rand(tuple(x.shape), generator=start_gen, device=job.device, dtype=x.dtype) * 2 - 1)[idx]
             x_adv = torch.cat([
-                eot_pgd_through_defense(job.model, x[s], labels[s], defense, setting, eot=run["eot"], eps=attack["eps"],
-                                step_size=attack["step_size"], steps=run["steps"], targeted=run["targeted"], **common)
-                for s in batches(len(x), max(1, per_batch // run["eot"]))
+                eot_pgd_through_defense(job.model, xs[s], labels[s], *inside, eot=run["eot"], eps=eps,
+                                        step_size=step_size, steps=run["steps"], targeted=run["targeted"],
+                                        start=start[s], **common)
+                for s in batches(m, max(1, per_batch // run["eot"]))
             ])
-        budget = RobustBudget(n_samples_attack=inner, eps=attack["eps"],
-                              step_size=attack["step_size"] if run["kind"] == "eot_pgd" else None,
+        probs = _defend(job.model, x_adv, defense, setting, pool=job.pool, n_samples=n_samples,
+                        chunk_size=job.chunk_size, seed=seed, device=job.device)
+        plain = predict_probs(job.model, x_adv).float().cpu()
+        correct = [probs.argmax(1).to(job.device) == y_device[idx]]
+        if repeats > 1:
+            verdict_gen = make_generator(derive_seed(seed, "verdict", *name), job.device)
+            correct += list(torch.cat([
+                repeated_verdicts(job.model, x_adv[s], defense, setting, repeats=repeats - 1, n_samples=n_samples,
+                                  pool=job.pool, generator=verdict_gen, chunk_size=job.chunk_size).argmax(2)
+                for s in batches(m, max(1, job.batch_size // (repeats - 1)))
+            ], dim=1) == y_device[idx])
+        verdicts = torch.stack(correct)  # [R, m] on the device
+        finals[run["file"]] = (probs, plain, verdicts.cpu())
+        return verdicts.all(0)
+
+    def record(run: dict, idx: torch.Tensor, _correct: torch.Tensor, result: dict) -> None:
+        probs_sub, plain_sub, verdicts = finals.pop(run["file"])
+        idx = idx.cpu()
+        probs = torch.full((n, num_classes), float("nan"))
+        plain = probs.clone()
+        attacked = torch.zeros(n, dtype=torch.bool)
+        repeat_correct = torch.zeros(repeats, n, dtype=torch.bool)
+        if len(idx):
+            probs[idx], plain[idx], attacked[idx], repeat_correct[:, idx] = probs_sub, plain_sub, True, verdicts
+        tramer = run["kind"] == "tramer"
+        budget = RobustBudget(n_samples_attack=int(run["n_samples_attack"]),
+                              eps=TRAMER_2020["eps"] if tramer else attack["eps"],
+                              step_size=(TRAMER_2020["step_size"] if tramer else
+                                         attack["step_size"] if run["kind"] == "eot_pgd" else None),
                               n_restarts=run.get("n_restarts", 1))
+        schedule = RobustSchedule(cascade=options["cascade"], repeats=repeats, family=run["family"],
+                                  level=int(run["level"]), converged=result["converged"])
         info = EvaluationMeta(defense=defense, setting=setting, adaptive=run["kind"], n_adaptive=run["eot"],
-                              n_samples=n_samples, attack=run["attack"], labels=attack.get("labels", "prediction"),
-                              robust=budget, **(meta or {}))
-        # The bare model in the defenses' default chunks, as this job always has (the adaptive job uses chunk_size).
-        job.evaluate(x_adv, info, os.path.join(out_dir, run["file"]), targeted=run["targeted"], plain_chunk_size=None,
-                     title=f"{run['kind']} {run['attack']} EOT {run['eot']} vs {defense} {setting}")
+                              n_samples=n_samples, attack=run["attack"],
+                              labels="true" if tramer else attack.get("labels", "prediction"), robust=budget,
+                              schedule=schedule, **(meta or {}))
+        target = job.target if run["targeted"] else torch.full_like(job.y, -1)
+        artifacts.save(Evaluation(probs, plain, job.y, target, info, attacked=attacked, repeat_correct=repeat_correct),
+                       os.path.join(out_dir, run["file"]))
+        print(f"{run['kind']} {run['attack']} EOT {run['eot']} x{run['n_samples_attack']} inside (level "
+              f"{run['level']}) vs {defense} {setting}: attacked {result['attacked']}, broke {result['new_broken']} "
+              f"new, worst case {result['survivors']}/{n}"
+              + ("" if result["converged"] is None else f", converged: {result['converged']}"))
+
+    start_alive = int(alive.sum())
+    print(f"{defense} {setting}: {start_alive}/{n} points survive the {len(oblivious)} oblivious evaluations")
+    results = run_schedule(robust_runs(robustness), alive, attack_run, cascade=options["cascade"],
+                           tolerance=options["convergence"]["tolerance"], record=record)
+    summary = {"cascade": options["cascade"], "repeats": repeats, "convergence": options["convergence"], "n": n,
+               "oblivious": len(oblivious), "oblivious_survivors": start_alive,
+               "runs": [{key: r[key] for key in ("file", "kind", "attack", "targeted", "steps", "eot",
+                                                 "n_samples_attack", "family", "level", "ladder", "cost", "ran",
+                                                 "attacked", "new_broken", "survivors", "converged")}
+                        for r in results]}
+    atomic_write_text(os.path.join(out_dir, "schedule.json"), json.dumps(summary, indent=2) + "\n")
+    return results

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.metrics import accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, worst_case
+from ..core.metrics import (accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, wilson_interval,
+                            worst_case)
 from ..core.attack_specs import ROBUST_KINDS, parse_attack
 from ..core.defense_specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
-from ..jobs.artifacts import check, load
+from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy
 
 __all__ = [
     "COMPONENT_COLUMNS",
@@ -46,13 +47,20 @@ __all__ = [
     "detection_rows",
     "ideal_linearity",
     "result_row",
+    "schedule_converged",
     "worst_case_rows",
 ]
 
 RESULT_COLUMNS = [
     "dataset", "regime", "defense", "setting", "param", "attack", "targeted", "steps",
     "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct", "labels",
+    "attacked", "repeats", "mean_accuracy", "level", "converged",
 ]  # fmt: skip
+#: The columns issue 25 added at the end of results.csv (the ones before are unchanged for the artifacts
+#: that existed before): points the run attacked (a cascade's later runs attack fewer), its R verdict runs,
+#: the accuracy averaged over them, its convergence level, and whether its ladder had converged (worst-case
+#: rows: every ladder of the defense setting; empty where there is no ladder).
+SCHEDULE_COLUMNS = RESULT_COLUMNS[-5:]
 DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "points", "auc", "auc_low", "auc_high",
                      "n_clean", "n_adv"]
 #: The point subsets of detection.csv: "clean_correct" (the paper's Fig. 3a: points whose clean
@@ -86,7 +94,15 @@ def result_row(artifact: dict) -> dict:
     parsed = parse_attack(meta["attack"])
     targeted, steps = parsed.targeted, parsed.steps
     adaptive, n_adaptive = _adaptive(meta)
-    acc = accuracy_with_ci(artifact["probs"], artifact["y"])
+    if artifact.get("repeat_correct") is None:
+        acc = accuracy_with_ci(artifact["probs"], artifact["y"])
+        attacked, repeats = len(artifact["y"]), 1
+    else:  # a robust run: robust = attacked and right in all R verdict runs (jobs.artifacts.correct_points)
+        correct = correct_points(artifact)
+        n, k = int(correct.numel()), int(correct.sum())
+        low, high = wilson_interval(k, n)
+        acc = {"accuracy": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "correct": k}
+        attacked, repeats = int(artifact["attacked"].sum()), int(artifact["repeat_correct"].shape[0])
     return {
         "dataset": meta["dataset"],
         "regime": meta["regime"],
@@ -106,6 +122,11 @@ def result_row(artifact: dict) -> dict:
         # what untargeted attacks pushed away from (attacks.labels); artifacts without it predate
         # the option and used the clean prediction
         "labels": meta.get("labels", "prediction"),
+        "attacked": attacked,
+        "repeats": repeats,
+        "mean_accuracy": repeat_accuracy(artifact),
+        "level": int(meta.get("level", 0)),
+        "converged": meta.get("converged"),
     }
 
 
@@ -151,7 +172,11 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
     of that defense setting, oblivious (clean included: x itself is in the eps-ball) and adaptive
     (metrics.worst_case: the per-point AND, Wilson interval). Every artifact with at least n points
     takes part through its first n, which must hold the same labels; ``n_adaptive`` is the number of
-    evaluations combined."""
+    evaluations combined. A robust run's per-point verdict is jobs.artifacts.correct_points: a point its
+    cascade did not attack was broken by an earlier run and counts as broken, and a point is robust only
+    if all R verdict runs are right, so the AND is the exact per-point worst case. ``converged``: whether
+    every ladder of the setting's convergence schedule converged (None without ladders); ``repeats``: the
+    largest R."""
     rows = []
     for (dataset, regime, defense, setting), group in sorted(defense_groups(artifacts).items()):
         robust = adaptive_points(group)
@@ -159,14 +184,33 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
             continue
         y, on_points = robust
         n = len(y)
-        result = worst_case([artifact["probs"][:n].argmax(1) == y for artifact in on_points])
-        labels = next(a for a in on_points if _adaptive(a["meta"])[0] in ROBUST_KINDS)["meta"].get("labels", "prediction")
+        result = worst_case([correct_points(artifact)[:n] for artifact in on_points])
+        robust_runs = [a for a in on_points if _adaptive(a["meta"])[0] in ROBUST_KINDS]
+        labels = robust_runs[0]["meta"].get("labels", "prediction")
         rows.append({"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
                      "param": setting_param(defense, setting), "attack": WORST_CASE, "targeted": False, "steps": 0,
                      "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),
                      "ci_low": float(result["ci_low"]), "ci_high": float(result["ci_high"]), "n": result["n"],
-                     "correct": result["correct"], "labels": labels})
+                     "correct": result["correct"], "labels": labels, "attacked": n,
+                     "repeats": max(int(a["repeat_correct"].shape[0]) if a.get("repeat_correct") is not None else 1
+                                    for a in robust_runs),
+                     "mean_accuracy": float("nan"), "level": max(int(a["meta"].get("level", 0)) for a in robust_runs),
+                     "converged": schedule_converged(robust_runs)})
     return rows
+
+
+def schedule_converged(robust_runs: Sequence[dict]) -> bool | None:
+    """Whether every ladder (family) of a defense setting's convergence schedule converged: the last level
+    each ran changed the worst case by no more than the tolerance (jobs.cascade). None without ladders
+    (artifacts from before issue 25, or a schedule of one level and fixed runs only)."""
+    last: dict[str, dict] = {}
+    for artifact in robust_runs:
+        meta = artifact["meta"]
+        if meta.get("converged") is None:
+            continue
+        if meta["family"] not in last or meta["level"] > last[meta["family"]]["level"]:
+            last[meta["family"]] = meta
+    return all(meta["converged"] for meta in last.values()) if last else None
 
 
 def detection_masks(clean: dict, adv: dict) -> dict[str, torch.Tensor]:
@@ -344,7 +388,7 @@ def aggregate(
     Two artifacts with the same (dataset, regime, defense, setting, attack, adaptive, n_adaptive)
     raise ValueError: every evaluation must be counted once.
     """
-    artifacts = [load(path) for path in artifact_paths]
+    artifacts = [load(path) for path in expand_paths(list(artifact_paths))]
     rows = [result_row(a) for a in artifacts] + worst_case_rows(artifacts)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     key = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"]
@@ -353,7 +397,8 @@ def aggregate(
         first = duplicated.iloc[0]
         raise ValueError(f"duplicate evaluations for {dict(first[key])}; pass each artifact once")
     results = results.sort_values(key, kind="stable").reset_index(drop=True)
-    results = results.astype({"targeted": bool, "steps": int, "n_adaptive": int, "n": int, "correct": int})
+    results = results.astype({"targeted": bool, "steps": int, "n_adaptive": int, "n": int, "correct": int,
+                              "attacked": int, "repeats": int, "level": int})
     detection = pd.DataFrame(detection_rows(artifacts, seed=seed), columns=DETECTION_COLUMNS)
     components = pd.DataFrame(component_rows(artifacts, attack=component_attack), columns=COMPONENT_COLUMNS)
     return results, detection, components

@@ -19,7 +19,7 @@ import yaml
 
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
-from ..jobs.plan import robust_runs
+from ..jobs.plan import robust_options, robust_runs
 from ..core.attack_specs import parse_attack
 from ..core.trainconfig import ADVERSARIAL_REGIMES
 from ..core.utils import atomic_write_text
@@ -175,9 +175,14 @@ def protocol(config: dict) -> dict[str, Any]:
             **threat, "targets": [" ".join(t) for t in rob["targets"]], "points": rob["n_test"],
             "executions_inside_defense": rob["n_samples"],
             "evaluated_with": f"the defense at N = {config.get('defenses', {}).get('n_samples')}",
+            # issue 25: the runs in cascade order, each on the points every earlier run left (cascade: true),
+            # each final example judged by R verdict runs, budgets doubled up to the convergence cap
+            **robust_options(rob),
             "runs": [{k: v for k, v in run.items() if k != "file"}
                      | ({"step_size": attacks.get("step_size")} if run["kind"] == "eot_pgd"
-                        else {"version": "rand", "package": "pyautoattack (APGD-CE, APGD-DLR with EOT)"})
+                        else {"version": "rand", "package": "pyautoattack (APGD-CE, APGD-DLR with EOT)"}
+                        if run["kind"] == "autoattack_rand"
+                        else {"source": "Tramer et al. 2020, wielandbrendel/adaptive_attacks_paper 10_mixup"})
                      for run in robust_runs(rob)],
         }
     return {

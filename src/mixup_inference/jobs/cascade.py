@@ -1,0 +1,81 @@
+"""The robust job's schedule (issue 25): attack runs in a cascade, budgets doubled until the worst case
+stops falling.
+
+AutoAttack (Croce and Hein 2020) runs its attacks in sequence, each only on the points that are still
+robust: the per-point worst case over the attacks is then exactly what running every attack on every
+point gives, at a fraction of the cost, because a point counts as robust only if it survives every
+attack and a point broken once stays broken whatever the later attacks do. :func:`run_schedule` does
+that for the `robustness:` section's runs (jobs.plan.robust_runs, cheapest first), starting from the
+points the oblivious evaluations left, and grows each family's budget (Carlini et al. 2019, "On
+Evaluating Adversarial Robustness": accuracy must be flat as the attack grows): a family's level k runs
+only if level k-1 changed the worst case by more than the tolerance.
+
+The schedule is separate from the attacks (a callback), so the decisions are testable without a model,
+and the same decisions drive the cascade and the `cascade: false` mode (every run on every point): a
+run's "new breaks" are the points it breaks that survived everything before it, in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["run_schedule"]
+
+
+def run_schedule(runs: list[dict[str, Any]], alive: Tensor, attack: Callable[[dict[str, Any], Tensor], Tensor], *,
+                 cascade: bool, tolerance: float,
+                 record: Callable[[dict[str, Any], Tensor, Tensor, dict[str, Any]], None] | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Run `runs` in order against one defense setting and return one record per run.
+
+    Args:
+        runs: jobs.plan.robust_runs (each with "family", "level", "ladder").
+        alive: bool [n] on the attack's device: the points no earlier evaluation broke (the oblivious ones).
+        attack: ``attack(run, idx) -> correct`` attacks the points ``idx`` (int64 [m], on alive's device)
+            and returns bool [m] on that device: whether each final example survives (all R verdicts).
+        cascade: attack only the points still alive (True), or every point (False).
+        tolerance: a family converges once a doubling (level >= 1) breaks at most tolerance * n points.
+        record: called after each run that ran, ``record(run, idx, correct, result)`` (e.g. to write its
+            artifact with result["converged"]).
+
+    Returns:
+        One dict per run: the run's keys plus "ran" (False: its family had converged, so it was skipped),
+        "attacked" (points attacked), "new_broken" (points it broke that survived every earlier run),
+        "survivors" (the worst case's correct count after it) and "converged" (ladders only: whether its
+        family's last doubling, this run, changed the worst case by at most the tolerance; None otherwise).
+        Per run only two numbers come back from the device (new breaks and survivors), which decide
+        whether the family goes on; survivors are selected on the device.
+    """
+    alive = alive.to(torch.bool).clone()
+    n = alive.numel()
+    everything = torch.arange(n, device=alive.device)
+    converged_families: set[str] = set()
+    survivors = None
+    results = []
+    for run in runs:
+        if run["family"] in converged_families:
+            results.append({**run, "ran": False, "attacked": 0, "new_broken": 0, "survivors": survivors,
+                            "converged": True})
+            continue
+        idx = alive.nonzero().squeeze(1) if cascade else everything
+        correct_sub = attack(run, idx).to(torch.bool)
+        correct = torch.zeros(n, dtype=torch.bool, device=alive.device)
+        correct[idx] = correct_sub
+        after = alive & correct  # a point survives only if it survives everything so far
+        new_broken, survivors = (int(v) for v in torch.stack([(alive & ~after).sum(), after.sum()]).tolist())
+        alive = after
+        converged = None
+        if run.get("ladder"):
+            converged = run["level"] >= 1 and new_broken <= tolerance * n
+            if converged:
+                converged_families.add(run["family"])
+        result = {**run, "ran": True, "attacked": int(idx.numel()), "new_broken": new_broken, "survivors": survivors,
+                  "converged": converged}
+        if record is not None:
+            record(run, idx, correct_sub, result)
+        results.append(result)
+    return results
