@@ -128,9 +128,31 @@ def robust_dirs():
 
 
 def robust_paths():
-    """Every artifact inside the robust jobs' directories (one per attack run)."""
-    runs = plan.robust_runs(config["robustness"]) if config.get("robustness") else []
-    return [f"{directory}/{run['file']}" for directory in robust_dirs() for run in runs]
+    """The schedule of every robust job (schedule.json in its directory): it lists the artifacts of the
+    runs its convergence schedule ran (jobs.artifacts.expand_paths reads them)."""
+    return [f"{directory}/schedule.json" for directory in robust_dirs()]
+
+
+def robust_oblivious_dirs(wildcards):
+    """The evaluate jobs' directories holding this robust job's oblivious evaluations (the cascade's first step)."""
+    return [
+        EVALUATIONS.format(dataset=wildcards.dataset, regime=wildcards.regime, attack=a)
+        for a in config["attacks"]["names"]
+    ]
+
+
+def robust_oblivious(wildcards):
+    """The oblivious evaluations of this robust job's defense setting (plan.evaluations adds them for every target)."""
+    return [
+        EVALUATION.format(
+            dataset=wildcards.dataset,
+            regime=wildcards.regime,
+            attack=a,
+            defense=wildcards.robust_defense,
+            setting=wildcards.setting,
+        )
+        for a in config["attacks"]["names"]
+    ]
 
 
 def evaluation_paths():

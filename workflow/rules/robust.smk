@@ -3,12 +3,16 @@
 # prediction. One job per (dataset, regime, defense, setting) runs every attack run of the config's
 # `robustness:` section, as the evaluate jobs group their settings (start-up, model and pool loaded
 # once); each run writes its own evaluation artifact, so the aggregate takes the worst case per point.
+# Issue 25: the runs go in a cascade that starts from the points the oblivious evaluations of the same
+# setting left (their evaluate jobs' directories are inputs), budgets double until the worst case stops
+# falling, and schedule.json lists the runs that ran.
 
 
 rule robust:
     input:
         data=DATA,
         model=MODEL,
+        oblivious=robust_oblivious_dirs,
     output:
         runs=directory(ROBUST),
     log:
@@ -27,6 +31,7 @@ rule robust:
         robustness=config.get("robustness", {}),
         attack=threat_model(),
         n_subset=lambda wc: dataset_config(wc)["n_test"],
+        oblivious=robust_oblivious,
         n_samples=config["defenses"]["n_samples"],
         chunk_size=config["defenses"].get("chunk_size", "auto"),
         pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],

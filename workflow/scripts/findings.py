@@ -1,15 +1,15 @@
 """Snakemake job: every evaluation artifact -> the paper's findings as paired differences (findings.md/.html/_*.csv)."""
 import pandas as pd
 
-from mixup_inference.jobs.artifacts import load
+from mixup_inference.jobs.artifacts import expand_paths, load
 from mixup_inference.report.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
                                       matched_baselines, robustness_levels, write_findings)
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.plan import table_rows
 
 with job_log(snakemake.log[0]):
-    index = index_artifacts(load(p) for p in [*snakemake.params.evaluations, *snakemake.input.adaptive,
-                                                                 *snakemake.params.robust])
+    index = index_artifacts(load(p) for p in expand_paths([*snakemake.params.evaluations, *snakemake.input.adaptive,
+                                                           *snakemake.params.robust]))
     tables, grids, det, ada = (snakemake.params[k] for k in ("tables", "grids", "detection", "adaptive"))
     gains = pd.concat([defense_gains(index, table_rows(spec), spec["dataset"], spec["attacks"]).assign(table=name)
                        for name, spec in tables.items()], ignore_index=True)

@@ -7,4 +7,4 @@ with job_log(snakemake.log[0], snakemake.threads):
     run_robust(snakemake.input.data, snakemake.input.model, snakemake.output.runs, defense=p.defense, setting=p.setting,
                robustness=dict(p.robustness), attack=dict(p.attack), n_subset=p.n_subset, n_samples=p.n_samples,
                chunk_size=p.chunk_size, pool_per_class=p.pool_per_class, batch_size=p.batch_size, seed=p.seed,
-               device=p.device, meta={"dataset": wc.dataset, "regime": wc.regime}, speed=dict(p.speed))
+               device=p.device, oblivious=list(p.oblivious), meta={"dataset": wc.dataset, "regime": wc.regime}, speed=dict(p.speed))

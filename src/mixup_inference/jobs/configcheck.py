@@ -362,3 +362,11 @@ def check_config(config: dict[str, Any]) -> None:
             if rob["n_test"] > ds["n_test"]:
                 raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
                                  f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
+        levels = (rob.get("convergence") or {}).get("levels", 1)
+        if levels > 1 and "eot_pgd" in rob["kinds"] and (len(rob["eot_pgd"]["steps"]) > 1 or len(rob["eot_pgd"]["eot"]) > 1):
+            raise ValueError(f"robustness.convergence.levels={levels} doubles EOT PGD's budget from one start: give "
+                             f"robustness.eot_pgd.steps and .eot one value each (got {rob['eot_pgd']['steps']} and "
+                             f"{rob['eot_pgd']['eot']}), or set convergence.levels: 1 to sweep them")
+        if "tramer" in rob["kinds"] and abs(float(config["attacks"]["eps"]) - 8 / 255) > 1e-4:
+            raise ValueError(f"robustness.kinds names tramer, Tramer et al.'s attack at eps 8/255, but attacks.eps="
+                             f"{config['attacks']['eps']}: drop tramer from robustness.kinds or set attacks.eps: 0.0313725")
