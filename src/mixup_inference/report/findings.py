@@ -33,7 +33,9 @@ from typing import Iterable, Sequence
 import pandas as pd
 from torch import Tensor
 
-from .aggregate import adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores
+from .aggregate import (adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores,
+                        schedule_converged)
+from ..jobs.artifacts import correct_points
 from ..core.metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
 from ..core.defense_specs import DEFENSES, PLAIN_SETTING
 from ..jobs.paper_tables import RowSpec
@@ -206,7 +208,16 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
     evaluation (metrics.worst_case), each with its Wilson interval; then the worst case minus the bare
     model's oblivious worst case on the same points (Newcombe's paired interval). `claim_survives`
     says, from these numbers, whether the paper's claim that the defense adds robustness to its model
-    holds against this attacker: the paired interval lies above 0."""
+    holds against this attacker: the paired interval lies above 0.
+
+    Issue 25: a robust run's per-point verdict is jobs.artifacts.correct_points (attacked by its cascade
+    and right in all R verdict runs). `levels` is the convergence curve, the worst case over the oblivious
+    evaluations and every run up to each level ("L0 41.7 | L1 33.3"); `converged` is True only when every
+    ladder's last doubling changed the worst case by no more than the tolerance (the number is then
+    converged; otherwise an upper bound), and `budget` names the last level each family ran. In a cascade
+    a run's accuracy counts the points earlier runs broke as broken (it did not attack them), so the
+    "strongest single run" is the cumulative worst case of the runs up to it; `cascade: false` gives each
+    run's own accuracy."""
     groups = defense_groups(index.values())
     records = []
     for (dataset, regime, defense, setting), group in sorted(groups.items()):
@@ -218,10 +229,11 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
 
         def correct_of(artifacts):
             return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), a["meta"].get("n_adaptive", 0)):
-                    _correct(a["probs"][:n], y) for a in artifacts}
+                    correct_points(a)[:n] for a in artifacts}
 
         oblivious = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") == "none")
-        adaptive = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") != "none")
+        runs = [a for a in on_points if a["meta"].get("adaptive", "none") != "none"]
+        adaptive = correct_of(runs)
         bare = correct_of(artifacts_on(groups.get((dataset, regime, "none", "plain"), []), y))
         if not oblivious or not adaptive or not bare:
             continue
@@ -237,8 +249,29 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
         record.update({"bare_oblivious": _pct(worst_case(bare)["accuracy"]), "difference": _pct(diff["difference"]),
                        "low": _pct(diff["low"]), "high": _pct(diff["high"]), "claim_survives": bool(diff["low"] > 0),
                        "attacks": levels["worst_case"]["attacks"], "n": n})
+        record.update(_convergence(oblivious, runs, n))
         records.append(record)
     return pd.DataFrame(records)
+
+
+def _convergence(oblivious: dict, runs: list[dict], n: int) -> dict:
+    """The convergence columns of one defense setting's findings row (see `robustness_levels`)."""
+    top = max(int(a["meta"].get("level", 0)) for a in runs)
+    curve = []
+    for k in range(top + 1):
+        upto = [correct_points(a)[:n] for a in runs if int(a["meta"].get("level", 0)) <= k]
+        curve.append(f"L{k} {_pct(worst_case([*oblivious.values(), *upto])['accuracy']):.1f}")
+    last: dict[str, dict] = {}
+    for a in runs:
+        meta = a["meta"]
+        family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{meta.get('n_adaptive', 0)}"
+        if family not in last or int(meta.get("level", 0)) > int(last[family].get("level", 0)):
+            last[family] = meta
+    budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('n_adaptive', 0)} x{m.get('n_samples_attack', '?')}"
+                       for _, m in sorted(last.items()))
+    repeats = max(int(a["repeat_correct"].shape[0]) if a.get("repeat_correct") is not None else 1 for a in runs)
+    return {"converged": bool(schedule_converged(runs)), "levels": " | ".join(curve), "budget": budget,
+            "repeats": repeats}
 
 
 def robustness_statement(frame: pd.DataFrame) -> str:
@@ -254,7 +287,12 @@ def robustness_statement(frame: pd.DataFrame) -> str:
                      f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest adaptive {r['adaptive']:.1f}% "
                      f"[{r['adaptive_low']:.1f}, {r['adaptive_high']:.1f}] ({r['strongest_adaptive']}), worst case "
                      f"{r['worst_case']:.1f}% [{r['worst_case_low']:.1f}, {r['worst_case_high']:.1f}] on {r['n']} points; "
-                     f"minus the bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]: the claim {verdict}.")
+                     f"minus the bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]: the claim {verdict}. "
+                     + (f"The worst case is converged (last doubling within the tolerance; levels {r['levels']}) "
+                        f"at {r['budget']}" if r.get("converged") else
+                        f"The worst case is an upper bound: not converged (levels {r.get('levels', 'L0')}) at "
+                        f"{r.get('budget', 'the configured budget')}")
+                     + f"; verdicts over R = {r.get('repeats', 1)} runs of the defense.")
     return "\n".join(lines)
 
 
