@@ -43,7 +43,7 @@ def expected_rows(config: dict) -> set[str]:
     defenses = {name for name, spec in DEFENSES.items() if spec.randomized}  # every MI variant and every baseline
     return {*defenses, *pgd_rows, "adaptive_pgd",
             "eot_pgd", "robust_eot_pgd_mi_ol", "robust_eot_pgd_mi_ol_chunked", "robust_eot_pgd_gaussian",
-            "robust_autoattack_gaussian", "train_erm", "train_mixup", "train_at", "train_interpolated_at", "mi_ol_speedup_vs_loop"}
+            "robust_autoattack_gaussian", "robust_cascade_gaussian", "train_erm", "train_mixup", "train_at", "train_interpolated_at", "mi_ol_speedup_vs_loop"}
 
 
 def test_quick_benchmark_writes_json_with_every_row_and_checkable_ratios(quick):

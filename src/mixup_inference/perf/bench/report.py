@@ -59,6 +59,7 @@ _LABELS = {"adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD
            "robust_eot_pgd_mi_ol_chunked": "EOT PGD through MI-OL, 2 checkpointed chunks",
            "robust_eot_pgd_gaussian": "EOT PGD through Gaussian noise",
            "robust_autoattack_gaussian": "AutoAttack rand through Gaussian noise",
+           "robust_cascade_gaussian": "robust job's cascade vs every run on every point (speed-up)",
            "mi_ol_speedup_vs_loop": "MI-OL speed-up over per-image loop, share of ceiling"}
 
 
