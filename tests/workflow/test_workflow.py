@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mixup_inference.core.attack_specs import ROBUST_KINDS
 from mixup_inference.jobs import plan
 from workflow_helpers import (
     SMOKE_JOBS,
@@ -95,13 +96,18 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     reports = workdir / "reports" / "smoke"
     results = pd.read_csv(reports / "results.csv")
     assert {"dataset", "regime", "defense", "setting", "attack", "accuracy", "ci_low", "ci_high", "n"} <= set(results)
-    # each robust job: AutoAttack rand + EOT PGD (2 EOT draws x untargeted/targeted) = 5 runs, plus its worst case
-    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"] + SMOKE_JOBS["robust"] * (5 + 1)
-    assert {"autoattack_rand", "eot_pgd", "worst_case"} <= set(results.adaptive)
+    # each robust job: AutoAttack rand and EOT PGD untargeted/targeted, each at 2 convergence levels (with
+    # tolerance 0 the doubling always runs), and Tramer et al.'s run = 7 runs, plus its worst case
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    runs = plan.robust_runs(smoke["robustness"])
+    assert len(runs) == 7
+    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"] + SMOKE_JOBS["robust"] * (len(runs) + 1)
+    assert {"autoattack_rand", "eot_pgd", "tramer", "worst_case"} <= set(results.adaptive)
     for row in results[results.adaptive == "worst_case"].itertuples():
         same = results[(results.regime == row.regime) & (results.defense == row.defense)
-                       & (results.setting == row.setting) & results.adaptive.isin(["autoattack_rand", "eot_pgd"])]
-        assert len(same) == 5 and row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
+                       & (results.setting == row.setting) & results.adaptive.isin(ROBUST_KINDS)]
+        # a cascaded run counts the points an earlier run broke as broken: the worst case is its last run's
+        assert len(same) == len(runs) and row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
     assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()
     assert set(results.regime) == {"erm", "mixup", "at", "interpolated_at"}
     # PGD must actually attack: the undefended mixup model loses accuracy under pgd5.

@@ -134,10 +134,22 @@ def robust_paths():
 
 
 def robust_oblivious_dirs(wildcards):
-    """The evaluate jobs' directories holding this robust job's oblivious evaluations (the cascade's first step)."""
+    """The evaluate jobs' directories holding this robust job's oblivious evaluations (the cascade's first
+    step), as ancient(): an evaluate job rewrites its whole directory when any setting of its group
+    changes (a Fig. 3b grid value, say), but this job reads only its own setting's files, which change
+    only with what it depends on itself: the model, the attacks' examples (robust_attacks) and the
+    params it shares with the evaluate job. So a change elsewhere in the grid does not rerun the
+    adaptive evaluation, its most expensive stage."""
     return [
-        EVALUATIONS.format(dataset=wildcards.dataset, regime=wildcards.regime, attack=a)
+        ancient(EVALUATIONS.format(dataset=wildcards.dataset, regime=wildcards.regime, attack=a))
         for a in config["attacks"]["names"]
+    ]
+
+
+def robust_attacks(wildcards):
+    """The oblivious attacks' examples behind this robust job's oblivious evaluations."""
+    return [
+        ATTACK.format(dataset=wildcards.dataset, regime=wildcards.regime, attack=a) for a in config["attacks"]["names"]
     ]
 
 

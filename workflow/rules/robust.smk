@@ -4,7 +4,7 @@
 # `robustness:` section, as the evaluate jobs group their settings (start-up, model and pool loaded
 # once); each run writes its own evaluation artifact, so the aggregate takes the worst case per point.
 # Issue 25: the runs go in a cascade that starts from the points the oblivious evaluations of the same
-# setting left (their evaluate jobs' directories are inputs), budgets double until the worst case stops
+# setting left (their evaluate jobs' directories are inputs, as ancient(): see common.smk), budgets double until the worst case stops
 # falling, and schedule.json lists the runs that ran.
 
 
@@ -13,6 +13,7 @@ rule robust:
         data=DATA,
         model=MODEL,
         oblivious=robust_oblivious_dirs,
+        attacks=robust_attacks,
     output:
         runs=directory(ROBUST),
     log:
