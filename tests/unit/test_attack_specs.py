@@ -77,8 +77,11 @@ def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_sch
 
     from mixup_inference.jobs.configcheck import validate_config
 
+    from mixup_inference.report.tables import attack_display_name
+
     assert parse_attack("tfgsm1") == AttackName("fgsm", True, 1)
-    assert parse_attack("fgsm1").spec.craft is fgsm_kind.craft
+    assert parse_attack("fgsm1").spec.craft is fgsm_kind.craft  # what run_attack crafts it with
+    assert attack_display_name("tfgsm1") == "tFGSM1"  # the tables' and plots' column name
     assert re.compile(attack_pattern(oblivious_only=True)).fullmatch("fgsm1")
     schema = tmp_path / "schema.yaml"
     repo = __import__("pathlib").Path(__file__).resolve().parents[2]
