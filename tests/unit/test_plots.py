@@ -8,7 +8,8 @@ from PIL import Image
 
 from mixup_inference.report.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMNS, RESULT_COLUMNS, ideal_linearity
 from mixup_inference.core.metrics import wilson_interval
-from mixup_inference.report.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+from mixup_inference.report.plots import (plot_adaptive, plot_components, plot_convergence, plot_detection_auc,
+                                          plot_tradeoff)
 from mixup_inference.core.attack_specs import parse_attack
 from mixup_inference.core.defense_specs import format_setting, setting_param
 
@@ -75,6 +76,34 @@ def results_df():
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def robust_row(regime, defense, setting, attack, kind, eot, level, accuracy, converged, *, n=100):
+    """A robust run's row (issue 25's columns): kind autoattack_rand / eot_pgd / tramer, or worst_case."""
+    return {**row(regime, defense, setting, attack if kind != "worst_case" else "clean", accuracy, n=n,
+                  adaptive=kind, n_adaptive=eot),
+            **({"attack": "worst_case", "steps": 0} if kind == "worst_case" else {}),
+            "labels": "true", "attacked": n, "repeats": 10, "mean_accuracy": accuracy, "level": level,
+            "converged": converged}
+
+
+def convergence_df():
+    """Two attacked settings: MI-OL converged (every family's doubling left the worst case), Gaussian noise
+    an upper bound (EOT PGD-5's doubling broke more points), both beside the oblivious rows of results_df."""
+    rows = [robust_row("interpolated_at", "mi_ol", "lam=0.6", "aa20", "autoattack_rand", 2, 0, 0.31, False),
+            robust_row("interpolated_at", "mi_ol", "lam=0.6", "aa40", "autoattack_rand", 4, 1, 0.30, True),
+            robust_row("interpolated_at", "mi_ol", "lam=0.6", "pgd5", "eot_pgd", 1, 0, 0.33, False),
+            robust_row("interpolated_at", "mi_ol", "lam=0.6", "pgd10", "eot_pgd", 2, 1, 0.30, True),
+            robust_row("interpolated_at", "mi_ol", "lam=0.6", "pgd50", "tramer", 1, 0, 0.30, None),
+            robust_row("interpolated_at", "mi_ol", "lam=0.6", "worst_case", "worst_case", 5, 1, 0.30, True),
+            robust_row("mixup", "gaussian", "sigma=0.04", "pgd5", "eot_pgd", 1, 0, 0.20, False),
+            robust_row("mixup", "gaussian", "sigma=0.04", "pgd10", "eot_pgd", 2, 1, 0.12, False),
+            robust_row("mixup", "gaussian", "sigma=0.04", "tpgd5", "eot_pgd", 1, 0, 0.12, False),
+            robust_row("mixup", "gaussian", "sigma=0.04", "tpgd10", "eot_pgd", 2, 1, 0.12, True),
+            robust_row("mixup", "gaussian", "sigma=0.04", "worst_case", "worst_case", 4, 1, 0.12, False)]
+    oblivious = results_df().assign(labels="true", attacked=1000, repeats=1, mean_accuracy=np.nan, level=0,
+                                    converged=None)
+    return pd.concat([oblivious, pd.DataFrame(rows)], ignore_index=True)[RESULT_COLUMNS]
+
+
 def via_csv(df, tmp_path):
     path = tmp_path / "frame.csv"
     df.to_csv(path, index=False)
@@ -139,10 +168,32 @@ def test_plot_adaptive(tmp_path):
     assert "no adaptive attacks evaluated" in svg
 
 
+def test_plot_convergence(tmp_path):
+    # one panel per attacked setting, its verdict in the title; a line per family, Tramer's run a level
+    for frame in (convergence_df(), via_csv(convergence_df(), tmp_path)):
+        stem = tmp_path / "fig5"
+        svg = check_outputs(plot_convergence(frame, stem), stem)
+        for text in ("Fig. 5", "Interpolated AT + MI-OL", "(lam=0.6): converged, 100 points", "Mixup + Gaussian noise",
+                     "(sigma=0.04): upper bound, 100 points", "AutoAttack rand", "EOT PGD-5, 1 draw (start)",
+                     "EOT tPGD-5, 1 draw (start)", "Tramer et al. 2020", "worst case per point",
+                     "L0 ×1", "L1 ×2", "last level not converged (upper bound)"):
+            assert text in svg, text
+        assert "PGD-10, 2 draws" not in svg  # level 1 of the PGD-5 ladder, not a family of its own
+        assert "Xie" not in svg and "Mixup + MI-OL" not in svg  # only the settings the adaptive evaluation attacked
+    # a results.csv without the robustness: section (or from before issue 25) says so
+    svg = check_outputs(plot_convergence(results_df(), tmp_path / "none"), tmp_path / "none")
+    assert "no adaptive evaluation" in svg
+    old = convergence_df().drop(columns=["level", "converged"])  # before issue 25: one level, no verdict
+    svg = check_outputs(plot_convergence(old, tmp_path / "old"), tmp_path / "old")
+    assert "L0 ×1" in svg and "L1 ×2" not in svg and "converged," not in svg
+    with pytest.raises(ValueError, match="several rows"):
+        plot_convergence(pd.concat([convergence_df(), convergence_df().tail(2).head(1)]), tmp_path / "x")
+
+
 @pytest.mark.parametrize(
     "plot,columns",
     [(plot_components, COMPONENT_COLUMNS), (plot_detection_auc, DETECTION_COLUMNS), (plot_tradeoff, RESULT_COLUMNS),
-     (plot_adaptive, RESULT_COLUMNS)],
+     (plot_adaptive, RESULT_COLUMNS), (plot_convergence, RESULT_COLUMNS)],
 )
 def test_empty_frames_give_no_data_figures(plot, columns, tmp_path):
     empty = via_csv(pd.DataFrame(columns=columns), tmp_path)
@@ -169,7 +220,7 @@ def test_output_is_deterministic(tmp_path):
     assert np.all(np.asarray(Image.open(a[0])) == np.asarray(Image.open(b[0])))
 
 
-@pytest.mark.parametrize("plot", [plot_components, plot_detection_auc, plot_tradeoff, plot_adaptive])
+@pytest.mark.parametrize("plot", [plot_components, plot_detection_auc, plot_tradeoff, plot_adaptive, plot_convergence])
 def test_every_figure_is_drawn_under_the_modules_style(plot):
     # plots._styled wraps each figure function in the module's rcParams (fixed fonts, stable SVG ids)
     assert getattr(plot, "__wrapped__", None) is not None, f"{plot.__name__} is not decorated with @_styled"

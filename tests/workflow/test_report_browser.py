@@ -45,7 +45,7 @@ CATEGORIES = ["Data", "Figures", "Provenance", "Tables"]
 # Figure file (workflow/rules/aggregate.smk) -> the start of its label in the report's list.
 FIGURES = {
     "fig2_components": "Fig. 2:", "fig3a_detection": "Fig. 3a:",
-    "fig3b_tradeoff": "Fig. 3b:", "fig4_adaptive": "Fig. 4:",
+    "fig3b_tradeoff": "Fig. 3b:", "fig4_adaptive": "Fig. 4:", "fig5_convergence": "Fig. 5:",
 }
 
 

@@ -115,7 +115,7 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     assert plain["pgd5"] < plain["clean"]
     for ext in ("md", "csv", "tex", "html"):
         assert (reports / "tables" / f"table2.{ext}").stat().st_size > 0
-    for fig in ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive"):
+    for fig in ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive", "fig5_convergence"):
         for ext in ("png", "svg"):
             assert (reports / "figures" / f"{fig}.{ext}").stat().st_size > 1000
     gains = pd.read_csv(reports / "findings_gains.csv")  # every defended Table 2 row x attack, paired

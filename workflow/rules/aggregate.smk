@@ -130,6 +130,13 @@ rule figures:
             labels={"figure": "Fig. 4: adaptive attacks"},
         ),
         fig4_svg=f"{REPORTS}/figures/fig4_adaptive.svg",
+        fig5=report(
+            f"{REPORTS}/figures/fig5_convergence.png",
+            caption="../report/fig5.rst",
+            category="Figures",
+            labels={"figure": "Fig. 5: adaptive evaluation, convergence"},
+        ),
+        fig5_svg=f"{REPORTS}/figures/fig5_convergence.svg",
     log:
         f"{LOGS}/figures.log",
     benchmark:

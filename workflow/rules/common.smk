@@ -190,7 +190,7 @@ def report_outputs():
     return csvs + tables + figures + findings + [f"{REPORTS}/provenance.yaml", f"{REPORTS}/provenance.html"]
 
 
-FIGURES = ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive")
+FIGURES = ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive", "fig5_convergence")
 
 
 def trained_models():

@@ -1,10 +1,12 @@
-"""Snakemake job: the paper's figures (Fig. 2, 3a, 3b, 4) from the aggregated CSVs."""
+"""Snakemake job: the paper's figures (Fig. 2, 3a, 3b, 4) and the adaptive evaluation's convergence (Fig. 5)
+from the aggregated CSVs."""
 from pathlib import Path
 
 import pandas as pd
 
 from mixup_inference.jobs.joblog import job_log
-from mixup_inference.report.plots import plot_adaptive, plot_components, plot_detection_auc, plot_tradeoff
+from mixup_inference.report.plots import (plot_adaptive, plot_components, plot_convergence, plot_detection_auc,
+                                          plot_tradeoff)
 
 with job_log(snakemake.log[0]):
     out = snakemake.output
@@ -14,3 +16,4 @@ with job_log(snakemake.log[0]):
     plot_detection_auc(pd.read_csv(snakemake.input.detection), stem(out.fig3a))
     plot_tradeoff(results, stem(out.fig3b), attack=snakemake.params.tradeoff_attack)
     plot_adaptive(results, stem(out.fig4))
+    plot_convergence(results, stem(out.fig5))
