@@ -157,3 +157,61 @@ def test_write_findings_writes_one_page_and_a_csv_per_table(tmp_path):
     assert md.count("\n## ") == len(FINDINGS) and "No defense was attacked adaptively" in md and "(no rows)" in md and "| 1.5 |" in md
     assert pd.read_csv(tmp_path / "findings_gains.csv").name[0] == "gains"
     assert math.isfinite(pd.read_csv(tmp_path / "findings_detection.csv").x[0])
+
+
+def robust_art(correct, y, attacked=None, *, regime="mixup", defense="mi_ol", setting="lam=0.5", kind="eot_pgd",
+               attack="pgd5", eot=1, family="eot_pgd-pgd5-e1", level=0, converged=None, repeats=2):
+    """A robust run's artifact (issue 25): `correct` [n] bool, all R verdicts right there; `attacked` defaults
+    to every point."""
+    correct = torch.tensor(correct)
+    attacked = torch.ones_like(correct) if attacked is None else torch.tensor(attacked)
+    pred = [v if ok else (v + 1) % 3 for v, ok in zip(y, correct.tolist())]
+    meta = {"dataset": "d", "regime": regime, "attack": attack, "defense": defense, "setting": setting,
+            "adaptive": kind, "n_adaptive": eot, "n_samples_attack": 2 * 2 ** level, "cascade": True,
+            "repeats": repeats, "family": family, "level": level, "converged": converged}
+    return {**art(pred, y), "meta": meta, "attacked": attacked,
+            "repeat_correct": (correct & attacked).unsqueeze(0).expand(repeats, -1).clone()}
+
+
+def test_robustness_levels_say_converged_only_when_the_last_doubling_stayed_within_the_tolerance(tmp_path):
+    from mixup_inference.report.findings import robustness_levels, robustness_statement
+
+    # 8 points. The bare model keeps 1 under the oblivious attack. MI-OL: the oblivious attack leaves 6; the
+    # cascade's level 0 (EOT PGD-5, 1 draw) breaks 2, its doubling (PGD-10, 2 draws) none: converged at L1
+    # (tolerance 0, as the job decided). Gaussian: same start, but the doubling breaks 2 more: the last
+    # doubling moved the worst case, so 2/8 is an upper bound.
+    y = Y
+    keep = lambda k: [True] * k + [False] * (len(y) - k)  # noqa: E731
+    arts = [art(Y[:1] + [(v + 1) % 3 for v in Y[1:]], y, defense="none", setting="plain")]
+    for defense, setting, final in (("mi_ol", "lam=0.5", 4), ("gaussian", "sigma=0.04", 2)):
+        obl = [v if i < 6 else (v + 1) % 3 for i, v in enumerate(Y)]
+        arts += [art(Y, y, attack="clean", defense=defense, setting=setting),
+                 art(obl, y, defense=defense, setting=setting),
+                 robust_art(keep(4), y, keep(6), defense=defense, setting=setting, level=0, converged=False),
+                 robust_art(keep(final), y, keep(4), defense=defense, setting=setting, attack="pgd10", eot=2, level=1,
+                            converged=final == 4)]
+    frame = robustness_levels(index_artifacts(arts)).set_index("defense")
+    mi, noise = frame.loc["mi_ol"], frame.loc["gaussian"]
+    assert (mi.oblivious, mi.worst_case, bool(mi.converged)) == (75.0, 50.0, True)
+    assert (noise.oblivious, noise.worst_case, bool(noise.converged)) == (75.0, 25.0, False)
+    for r in (mi, noise):  # each number with its interval, the budget each family stopped at, R
+        assert r.oblivious_low < r.oblivious < r.oblivious_high and r.worst_case_low < r.worst_case < r.worst_case_high
+        assert r.budget == "eot_pgd pgd10 EOT 2 x4 (L1)" and r.repeats == 2 and r.n == 8
+        assert r.levels.startswith("L0 50.0 [") and " | L1 " in r.levels
+    assert mi.levels.split(" | ")[1].startswith("L1 50.0 [") and noise.levels.split(" | ")[1].startswith("L1 25.0 [")
+    statement = robustness_statement(frame.reset_index()).splitlines()
+    (mi_line,) = [line for line in statement if "mi_ol" in line]
+    (noise_line,) = [line for line in statement if "gaussian" in line]
+    assert "is converged" in mi_line and "upper bound" not in mi_line and "at eot_pgd pgd10 EOT 2 x4 (L1)" in mi_line
+    assert "upper bound" in noise_line and "is converged" not in noise_line
+    for line in (mi_line, noise_line):
+        assert "oblivious 75.0% [" in line and "R = 2" in line
+    # the page the report shows carries the columns and the statement
+    frames = {name: pd.DataFrame() for name in FINDINGS} | {"robustness": frame.reset_index()}
+    write_findings(frames, tmp_path / "findings")
+    for ext in ("md", "html"):
+        page = (tmp_path / f"findings.{ext}").read_text()
+        for column in ("oblivious_low", "oblivious_high", "worst_case_low", "worst_case_high", "converged", "levels",
+                       "budget", "repeats"):
+            assert column in page, (ext, column)
+        assert "is converged" in page and "upper bound" in page

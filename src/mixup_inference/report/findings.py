@@ -212,7 +212,8 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
 
     Issue 25: a robust run's per-point verdict is jobs.artifacts.correct_points (attacked by its cascade
     and right in all R verdict runs). `levels` is the convergence curve, the worst case over the oblivious
-    evaluations and every run up to each level ("L0 41.7 | L1 33.3"); `converged` is True only when every
+    evaluations and every run up to each level with its Wilson interval ("L0 41.7 [32.5, 51.5] | L1 33.3
+    [24.9, 43.0]"); `converged` is True only when every
     ladder's last doubling changed the worst case by no more than the tolerance (the number is then
     converged; otherwise an upper bound), and `budget` names the last level each family ran. In a cascade
     a run's accuracy counts the points earlier runs broke as broken (it did not attack them), so the
@@ -260,14 +261,16 @@ def _convergence(oblivious: dict, runs: list[dict], n: int) -> dict:
     curve = []
     for k in range(top + 1):
         upto = [correct_points(a)[:n] for a in runs if int(a["meta"].get("level", 0)) <= k]
-        curve.append(f"L{k} {_pct(worst_case([*oblivious.values(), *upto])['accuracy']):.1f}")
+        level = worst_case([*oblivious.values(), *upto])
+        curve.append(f"L{k} {_pct(level['accuracy']):.1f} [{_pct(level['ci_low']):.1f}, {_pct(level['ci_high']):.1f}]")
     last: dict[str, dict] = {}
     for a in runs:
         meta = a["meta"]
         family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{meta.get('n_adaptive', 0)}"
         if family not in last or int(meta.get("level", 0)) > int(last[family].get("level", 0)):
             last[family] = meta
-    budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('n_adaptive', 0)} x{m.get('n_samples_attack', '?')}"
+    budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('n_adaptive', 0)} x{m.get('n_samples_attack', '?')} "
+                       f"(L{int(m.get('level', 0))})"
                        for _, m in sorted(last.items()))
     repeats = max(int(a["repeat_correct"].shape[0]) if a.get("repeat_correct") is not None else 1 for a in runs)
     return {"converged": bool(schedule_converged(runs)), "levels": " | ".join(curve), "budget": budget,
