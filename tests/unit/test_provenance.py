@@ -42,6 +42,7 @@ def test_paper_preset_differs_from_itself_nowhere_and_a_changed_data_source_show
 
 
 def test_protocol_names_the_switches_and_every_attack_budget():
+    from mixup_inference.jobs.plan import robust_runs
     from mixup_inference.report.provenance import protocol
 
     config = preset("config")
@@ -56,9 +57,12 @@ def test_protocol_names_the_switches_and_every_attack_budget():
     assert "erm" not in budgets["training"]
     rob = config["robustness"]
     runs = budgets["robustness"]["runs"]
-    assert len(runs) == 1 + len(rob["eot_pgd"]["steps"]) * len(rob["eot_pgd"]["eot"]) * len(rob["eot_pgd"]["targeted"])
-    (aa,) = [run for run in runs if run["kind"] == "autoattack_rand"]
-    assert aa["steps"] == rob["autoattack"]["n_iter"] and [r["cost"] for r in runs] == sorted(r["cost"] for r in runs)
+    # every run of the schedule's cap (plan.robust_runs: each family's levels, Tramer's run), cheapest first
+    expected = robust_runs(rob)
+    assert [(r["kind"], r["steps"], r["eot"]) for r in runs] == [(r["kind"], r["steps"], r["eot"]) for r in expected]
+    assert {r["kind"] for r in runs} == set(rob["kinds"])
+    aa = [run for run in runs if run["kind"] == "autoattack_rand"]
+    assert aa[0]["steps"] == rob["autoattack"]["n_iter"] and [r["cost"] for r in runs] == sorted(r["cost"] for r in runs)
     assert budgets["fig4_adaptive"]["n_adaptive"] == config["adaptive"]["n_adaptive"]
     # the paper preset keeps the clean prediction as the paper; every preset has a protocol
     assert protocol(preset("paper"))["attack_budgets"]["oblivious"]["pgd10"]["objective"].startswith("away from the bare")
