@@ -10,14 +10,20 @@ import torch
 
 from mixup_inference.core.data import ImageDataset
 from mixup_inference.core.trainconfig import REGIMES
-from mixup_inference.perf.frontier import GRIDS, RECIPES, FrontierPoint, frontier_points, pareto, run_point, write_report
+import yaml
+
+from mixup_inference.perf.frontier import (GRIDS, RECIPES, FrontierPoint, frontier_points, main, pareto, rows_from_run,
+                                           run_point, write_report)
+from reliability_helpers import prepared
 
 
 def test_every_grid_names_known_recipes_and_regimes_and_precisions_double_it():
     for grid in GRIDS:
         assert set(GRIDS[grid]) <= set(RECIPES)
         points = frontier_points(grid, [False])
-        assert {p.regime for p in points} == set(REGIMES)
+        assert {p.regime for p in points} <= set(REGIMES) and points
+        if grid != "precision":  # that one compares precisions on ERM and mixup only
+            assert {p.regime for p in points} == set(REGIMES)
         assert len(frontier_points(grid, [False, True])) == 2 * len(points)
     with pytest.raises(ValueError, match="grid"):
         frontier_points("huge", [False])
@@ -54,10 +60,56 @@ def test_a_point_trains_measures_and_reports(tmp_path):
     # the same point again gives the same accuracy (seeded); only the timings may differ
     again = run_point(FrontierPoint("fast", "erm", 1, False), data, device=torch.device("cpu"))
     assert again["test"] == rows[0]["test"]
-    machine = {"cpu": "test CPU", "threads": 1, "torch": torch.__version__, "device": "cpu", "bf16_reason": "none"}
-    write_report(rows, tmp_path, machine, "python -m mixup_inference.perf.frontier --grid smoke")
+    rows[0]["machine"] = {"cpu": "test CPU", "threads": 1, "torch": torch.__version__, "bf16_reason": "none"}
+    write_report(rows, tmp_path, ["python -m mixup_inference.perf.frontier --grid smoke"])
     text = (tmp_path / "frontier.md").read_text()
     assert "## erm" in text and "## mixup" in text and "--grid smoke" in text and "airbench94_narrow" in text
+    assert "test CPU, 1 thread(s)" in text and "| measured |" in text
     saved = json.loads((tmp_path / "frontier.json").read_text())
     assert [r["label"] for r in saved["rows"]] == [r["label"] for r in rows]
     assert (tmp_path / "frontier.png").stat().st_size > 0
+
+
+def test_a_runs_train_jobs_become_rows_of_the_recipe_of_their_model(tmp_path):
+    provenance = {"run": "r", "environment": {"cpu_model": "test CPU", "torch_threads": 1, "packages": {"torch": "2"}},
+                  "models": {
+                      "cifar10/mixup": {"model": "airbench94_narrow", "test_accuracy": 0.88, "test_n": 10000,
+                                        "epochs": 40, "seconds_per_epoch": 41.5, "speed": {"bf16": True}},
+                      "cifar10/erm": {"model": "compact_resnet", "test_accuracy": 0.8137, "test_n": 10000,
+                                      "epochs": 10, "seconds_per_epoch": 120.0, "speed": {"bf16": False}},
+                      # a model imported from a file was not trained: no frontier point
+                      "cifar10/at": {"model": "authors_resnet", "test_accuracy": 0.5, "test_n": 10000,
+                                     "epochs": None, "seconds_per_epoch": None, "source": "x.pt"}}}
+    path = tmp_path / "provenance.yaml"
+    path.write_text(yaml.safe_dump(provenance))
+    rows = {r["label"]: r for r in rows_from_run(path)}
+    assert set(rows) == {"fast/mixup/40ep/bf16", "default/erm/10ep/fp32"}
+    mixup = rows["fast/mixup/40ep/bf16"]
+    assert mixup["core_seconds"] == pytest.approx(40 * 41.5) and mixup["model"] == "airbench94_narrow"
+    assert mixup["test"]["ci_low"] == pytest.approx(0.8736, abs=1e-3) and mixup["test"]["ci_high"] == pytest.approx(
+        0.8862, abs=1e-3)  # Wilson 95% for 8,800 of 10,000
+    assert "run r" in mixup["source"] and mixup["machine"]["cpu"] == "test CPU"
+
+
+def test_the_report_resumes_trains_only_missing_points_and_keeps_every_source(tmp_path):
+    data = prepared(tmp_path, num_classes=2, n_train=1024)  # the fast recipe's batch is 512
+    out = tmp_path / "bench"
+    torch.set_num_threads(1)
+    # every smoke point but one is already known (from an earlier call or another source)
+    known = [{**row(p.label, p.regime, 1.0, 0.5), **{k: getattr(p, k) for k in ("recipe", "epochs", "bf16")},
+              "model": RECIPES[p.recipe][0], "wall_seconds": 1.0, "source": "earlier"}
+             for p in frontier_points("smoke", [False]) if p.label != "fast/erm/1ep/fp32"]
+    for r in known:
+        r["test"].update(n=10, ci_low=0.2, ci_high=0.8)
+    included = tmp_path / "rows.jsonl"
+    included.write_text("".join(json.dumps(r) + "\n" for r in known))
+    main(["--out", str(out), "--grid", "none", "--include", str(included)])
+    assert [r["label"] for r in json.loads((out / "frontier.json").read_text())["rows"]] == [r["label"] for r in known]
+    main(["--data", str(data), "--out", str(out), "--grid", "smoke", "--precision", "fp32", "--threads", "1"])
+    saved = json.loads((out / "frontier.json").read_text())
+    assert len(saved["commands"]) == 2 and "--grid smoke" in saved["commands"][1]
+    assert [r["source"] for r in saved["rows"]] == ["earlier"] * len(known) + ["measured (alone)"]
+    assert saved["rows"][-1]["label"] == "fast/erm/1ep/fp32" and saved["rows"][-1]["machine"]["threads"] == 1
+    # nothing left to train: a third call trains nothing, and needs no data
+    main(["--out", str(out), "--grid", "smoke", "--precision", "fp32"])
+    assert len(json.loads((out / "frontier.json").read_text())["rows"]) == len(known) + 1

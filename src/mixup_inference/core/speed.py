@@ -24,6 +24,7 @@ were wired in. ``torch.backends.cudnn.benchmark`` is turned on for every CUDA jo
 from __future__ import annotations
 
 import copy
+import platform
 import statistics
 import time
 from typing import Any
@@ -33,7 +34,7 @@ from torch import nn
 
 from .fastpath import DEVICE_DEFAULTS, fast_model
 
-__all__ = ["BF16_CPU_FLAGS", "DEFAULT_SPEED", "cpu_flags", "enable_cudnn_benchmark", "measure_bf16_speedup",
+__all__ = ["BF16_CPU_FLAGS", "DEFAULT_SPEED", "cpu_flags", "cpu_model", "enable_cudnn_benchmark", "measure_bf16_speedup",
            "native_bf16", "resolve_speed", "speed_model"]
 
 DEFAULT_SPEED: dict[str, Any] = {"channels_last": "auto", "train_bf16": "auto", "eval_bf16": False}
@@ -55,6 +56,19 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
     except OSError:
         return None
     return None
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (``model name`` in ``cpuinfo``), else the platform's processor string:
+    timings and the bf16 choice mean something only beside it."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def native_bf16(flags: frozenset[str] | set[str] | None) -> tuple[bool, str]:

@@ -25,6 +25,15 @@ triangular schedule, lookahead, alternating flip + translate, label smoothing 0.
 All three train AT and interpolated AT with the default preset's PGD-2 (step 4/255), so the
 recipes differ in the recipe only. A grid (:data:`GRIDS`) lists epochs per (recipe, regime).
 The timings mean something only on a quiet machine: run ``--grid full`` with nothing beside it.
+
+The report grows: rows already in ``<out>/frontier.json`` are kept and a grid point whose label is
+there is not trained again (a stopped run resumes; nothing measured is lost). Two more sources add
+rows, each row saying where it came from (``source``) and on which machine:
+
+- ``--from-run reports/<run>/provenance.yaml``: a workflow run's train jobs (its ``models:``), named
+  by the recipe whose model they used; core-seconds = the job's seconds per epoch x epochs, a
+  1-thread job's wall time (so ~ its core-seconds), measured beside another job, not alone;
+- ``--include rows.jsonl``: rows :func:`run_point` wrote elsewhere (one JSON object per line).
 """
 
 from __future__ import annotations
@@ -40,17 +49,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import yaml
 
 from ..core.averaging import predict_probs
 from ..core.data import load_dataset, to_float
-from ..core.metrics import accuracy_with_ci
+from ..core.metrics import accuracy_with_ci, wilson_interval
 from ..core.models import build_model
-from ..core.speed import cpu_flags, native_bf16, speed_model
+from ..core.speed import cpu_flags, cpu_model, native_bf16, speed_model
 from ..core.training import train
 from ..core.trainconfig import REGIMES, TrainConfig
 from ..core.utils import atomic_write_text, derive_seed, resolve_device
 
-__all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "run_point", "write_report"]
+__all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "rows_from_run", "run_point",
+           "write_report"]
 
 _AT = {"at_eps": 8 / 255, "at_step_size": 4 / 255, "at_steps": 2}
 _FAST = {"batch_size": 512, "optimizer": "sgd_decoupled", "lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153,
@@ -66,14 +77,18 @@ RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, dict[str, Any]]]] = {
     "fast_wide": ("airbench94", _FAST, {"erm": {"label_smoothing": 0.2}}),
 }
 
-#: grid -> recipe -> regime -> epochs of its points. "full": a handful of points per regime around
-#: the 2-hour budget of the default preset; "smoke": one 1-epoch point each, for a check that runs.
+#: grid -> recipe -> regime -> epochs of its points. "full": a handful of points per regime, the old
+#: default recipe at the 2026-12-02 preset's epochs beside the fast recipe up to the re-sized preset's
+#: (ERM 20, mixup 40, AT/IAT 10); ~4 h of training in fp32 + bf16 on a 2-core CPU with native bf16,
+#: so resume it (points already in frontier.json are skipped) or fill it with --from-run rows.
+#: "precision": the fast recipe's ERM and mixup at 10 epochs, what bf16 buys (~30 min with --precision
+#: auto on such a CPU). "smoke": one 1-epoch point each, for a check that runs.
 GRIDS: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {
     "full": {
-        "default": {"erm": (5, 10, 20), "mixup": (5, 10, 20), "at": (1, 3, 6), "interpolated_at": (1, 3, 6)},
-        "fast": {"erm": (5, 10, 20), "mixup": (5, 10, 20), "at": (2, 5, 10), "interpolated_at": (2, 5, 10)},
-        "fast_wide": {"erm": (10,), "mixup": (10, 20), "at": (3,), "interpolated_at": (3,)},
+        "default": {"erm": (10,), "mixup": (10,), "at": (3,), "interpolated_at": (3,)},
+        "fast": {"erm": (10, 20), "mixup": (10, 20, 40), "at": (3, 6, 10), "interpolated_at": (3, 10)},
     },
+    "precision": {"fast": {"erm": (10,), "mixup": (10,)}},
     "smoke": {
         "default": {regime: (1,) for regime in REGIMES},
         "fast": {regime: (1,) for regime in REGIMES},
@@ -139,33 +154,72 @@ def pareto(rows: list[dict]) -> set[str]:
     return best
 
 
-def write_report(rows: list[dict], out: Path, machine: dict[str, Any], command: str) -> None:
-    """frontier.json (every row and the machine), frontier.md (a table per regime, cheapest first,
-    Pareto points marked) and frontier.png (accuracy against core-seconds per regime)."""
+def rows_from_run(provenance_path: str | Path) -> list[dict[str, Any]]:
+    """Frontier rows from a workflow run's train jobs, read from its provenance.yaml (``models:``).
+
+    Each trained model becomes a point of the recipe whose registry model it used (:data:`RECIPES`;
+    the run's full training config is in that provenance file); a model imported from a file is
+    skipped. The job ran on 1 thread, so its wall seconds per epoch x epochs stand for core-seconds;
+    it shared the machine with another job, so its cost is an upper bound of a quiet run's."""
+    provenance = yaml.safe_load(Path(provenance_path).read_text())
+    recipe_of_model = {model: recipe for recipe, (model, _, _) in reversed(list(RECIPES.items()))}
+    environment = provenance.get("environment") or {}
+    machine = {"cpu": environment.get("cpu_model") or environment.get("processor"),
+               "threads": environment.get("torch_threads", 1), "torch": (environment.get("packages") or {}).get("torch")}
+    rows = []
+    for key, job in (provenance.get("models") or {}).items():
+        if "source" in job or not job.get("epochs") or not job.get("seconds_per_epoch"):
+            continue
+        regime = key.split("/")[-1]
+        point = FrontierPoint(recipe_of_model.get(job["model"], job["model"]), regime, int(job["epochs"]),
+                              bool((job.get("speed") or {}).get("bf16")))
+        n = int(job["test_n"])
+        low, high = wilson_interval(round(job["test_accuracy"] * n), n)
+        seconds = float(job["seconds_per_epoch"]) * int(job["epochs"])
+        rows.append({**asdict(point), "label": point.label, "model": job["model"], "core_seconds": seconds,
+                     "wall_seconds": seconds, "test": {"accuracy": job["test_accuracy"], "n": n,
+                                                       "ci_low": low, "ci_high": high},
+                     "source": f"run {provenance.get('run')} ({key}, 1 thread beside another job; "
+                               f"{Path(provenance_path).as_posix()})",
+                     "machine": machine})
+    return rows
+
+
+def write_report(rows: list[dict], out: Path, commands: Sequence[str]) -> None:
+    """frontier.json (every row with its source and machine, and the commands that made them),
+    frontier.md (a table per regime, cheapest first, Pareto points marked) and frontier.png
+    (accuracy against core-seconds per regime)."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "frontier.json", json.dumps({"command": command, "machine": machine, "rows": rows},
+    atomic_write_text(out / "frontier.json", json.dumps({"commands": list(commands), "rows": rows},
                                                         indent=2, default=float) + "\n")
     front = pareto(rows)
+    machines = sorted({_machine_text(r.get("machine") or {}) for r in rows})
     lines = ["# Training frontier: full-test accuracy against training core-seconds", "",
-             f"Made by `{command}` on {machine['cpu']} ({machine['threads']} threads, torch {machine['torch']}, "
-             f"device {machine['device']}; bf16: {machine['bf16_reason']}). Accuracy: the fp32 model on the full "
+             "Made by " + ", then ".join(f"`{c}`" for c in commands) + ". Accuracy: the fp32 model on the full "
              "test split, no test-time augmentation, [95% Wilson interval]. Core-seconds: CPU time of the "
-             "training process. `*`: on the regime's frontier (no point is both cheaper and more accurate). "
-             "Recipes: `mixup_inference.perf.frontier.RECIPES`.", ""]
+             "training process (measured points), or a 1-thread workflow job's seconds (rows from a run). "
+             "`*`: on the regime's frontier (no point is both cheaper and more accurate). Recipes: "
+             "`mixup_inference.perf.frontier.RECIPES`. Machines: " + "; ".join(machines) + ".", ""]
     for regime in REGIMES:
         mine = sorted((r for r in rows if r["regime"] == regime), key=lambda r: r["core_seconds"])
         if not mine:
             continue
-        lines += [f"## {regime}", "", "| recipe | model | epochs | precision | core-s | wall s | accuracy | |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {regime}", "", "| recipe | model | epochs | precision | core-s | wall s | accuracy | | source |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in mine:
             t = r["test"]
             lines.append(f"| {r['recipe']} | {r['model']} | {r['epochs']} | {'bf16' if r['bf16'] else 'fp32'} | "
                          f"{r['core_seconds']:,.1f} | {r['wall_seconds']:,.1f} | {100 * t['accuracy']:.1f}% "
-                         f"[{100 * t['ci_low']:.1f}, {100 * t['ci_high']:.1f}] | {'*' if r['label'] in front else ''} |")
+                         f"[{100 * t['ci_low']:.1f}, {100 * t['ci_high']:.1f}] | {'*' if r['label'] in front else ''} "
+                         f"| {r.get('source', 'measured')} |")
         lines.append("")
     atomic_write_text(out / "frontier.md", "\n".join(lines))
     _plot(rows, out / "frontier.png")
+
+
+def _machine_text(machine: dict[str, Any]) -> str:
+    text = f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('threads', '?')} thread(s), torch {machine.get('torch')}"
+    return text + (f", bf16: {machine['bf16_reason']}" if machine.get("bf16_reason") else "")
 
 
 def _plot(rows: list[dict], path: Path) -> None:
@@ -195,14 +249,20 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mixup_inference.perf.frontier", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="a prepared data set (the workflow's results/<run>/<dataset>/data.pt)")
+    parser.add_argument("--data", help="a prepared data set (the workflow's results/<run>/<dataset>/data.pt); "
+                        "needed when the grid has points to train")
     parser.add_argument("--out", default="reports/bench", help="folder of frontier.md/.json/.png")
-    parser.add_argument("--grid", default="full", choices=sorted(GRIDS))
+    parser.add_argument("--grid", default="full", choices=[*sorted(GRIDS), "none"],
+                        help="the points to train (none: only add --from-run/--include rows)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "both"],
                         help="auto: fp32, plus bf16 where the hardware has it natively; both: fp32 and bf16 anyway")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-run", action="append", default=[], metavar="PROVENANCE",
+                        help="add a workflow run's train jobs (reports/<run>/provenance.yaml); repeatable")
+    parser.add_argument("--include", action="append", default=[], metavar="JSONL",
+                        help="add rows run_point wrote elsewhere (one JSON object per line); repeatable")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -211,21 +271,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         has_bf16, reason = native_bf16(cpu_flags())
     precisions = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and has_bf16) else [])
-    data = load_dataset(args.data)
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
+    machine = {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
                "device": str(device), "bf16_reason": reason, "python": platform.python_version()}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            machine["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     command = "python -m mixup_inference.perf.frontier " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
-    rows = []
-    for point in frontier_points(args.grid, precisions):
-        rows.append(run_point(point, data, device=device, seed=args.seed))
-        print(f"{point.label}: {100 * rows[-1]['test']['accuracy']:.1f}% in {rows[-1]['core_seconds']:.0f} "
-              f"core-seconds", flush=True)
-        write_report(rows, Path(args.out), machine, command)  # after every point: a stopped run keeps its rows
+    out = Path(args.out)
+    saved = json.loads((out / "frontier.json").read_text()) if (out / "frontier.json").exists() else {}
+    rows, commands = list(saved.get("rows", [])), [*saved.get("commands", []), command]
+    added = [*(r for path in args.from_run for r in rows_from_run(path)),
+             *(json.loads(line) for path in args.include for line in Path(path).read_text().splitlines() if line.strip())]
+    known = {r["label"] for r in rows}
+    rows += [r for r in added if r["label"] not in known]  # the first row of a label stays
+    write_report(rows, out, commands)
+    grid = frontier_points(args.grid, precisions) if args.grid != "none" else []
+    todo = [p for p in grid if p.label not in {r["label"] for r in rows}]
+    if todo and not args.data:
+        parser.error(f"--grid {args.grid} has {len(todo)} points to train; pass --data results/<run>/<dataset>/data.pt")
+    data = load_dataset(args.data) if todo else None
+    for point in todo:
+        row = run_point(point, data, device=device, seed=args.seed)
+        rows.append({**row, "source": "measured (alone)", "machine": machine})
+        print(f"{point.label}: {100 * row['test']['accuracy']:.1f}% in {row['core_seconds']:.0f} core-seconds", flush=True)
+        write_report(rows, out, commands)  # after every point: a stopped run keeps its rows
 
 
 if __name__ == "__main__":

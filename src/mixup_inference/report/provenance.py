@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
 from ..jobs.plan import robust_options, robust_runs
 from ..core.attack_specs import parse_attack
-from ..core.trainconfig import ADVERSARIAL_REGIMES
+from ..core.speed import cpu_flags, cpu_model, native_bf16
+from ..core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
 from ..core.utils import atomic_write_text
 
 
@@ -42,6 +44,8 @@ def environment_summary() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "native_bf16": native_bf16(cpu_flags())[1],  # what speed.train_bf16: auto decides from
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": cuda,
@@ -119,8 +123,13 @@ def _comparable(config: dict) -> dict[str, Any]:
     training = dict(config.pop("training", {}))
     regimes = training.pop("regimes", {}) or {}
     flat = _flatten(config)
+    # a key one preset leaves out trains with TrainConfig's default (the paper's preset has no
+    # optimizer, label_smoothing, lookahead...): compare against that, so no recipe change hides
+    defaults = {f.name: f.default for f in fields(TrainConfig)
+                if f.default is not MISSING and f.name not in ("regime", "seed") and not f.name.startswith("at_")}
     for regime, overrides in regimes.items():
-        resolved = {**training, **(overrides or {})}
+        resolved = {**defaults, **training, **(overrides or {})}
+        resolved["milestones"] = list(resolved["milestones"])
         if regime not in ADVERSARIAL_REGIMES:
             resolved.pop("at", None)  # the training attack applies to AT and interpolated AT only
         flat.update(_flatten(resolved, f"training.{regime}"))
