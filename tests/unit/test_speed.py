@@ -12,8 +12,8 @@ from mixup_inference.core.data import to_float
 from mixup_inference.core.averaging import predict_probs
 from mixup_inference.core.fastpath import FastModel
 from mixup_inference.core.models import build_model
-from mixup_inference.core.speed import (DEFAULT_SPEED, cpu_flags, measure_bf16_speedup, native_bf16, resolve_speed,
-                                        speed_model)
+from mixup_inference.core.speed import (DEFAULT_SPEED, cpu_flags, cpu_model, measure_bf16_speedup, native_bf16,
+                                        resolve_speed, speed_model)
 from mixup_inference.core.training import train
 from mixup_inference.core.trainconfig import TrainConfig
 from test_training import NUM_CLASSES, make_data
@@ -76,6 +76,13 @@ def test_cpu_flags_are_read_from_cpuinfo_and_decide_this_machine(tmp_path):
     # the default reads this machine's flags: the same answer every time, never a timing
     expected = native_bf16(cpu_flags())[0]
     assert all(resolve_speed({}, CPU, purpose="train")["bf16"] is expected for _ in range(3))
+
+
+def test_cpu_model_is_read_from_cpuinfo_with_a_fallback(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000 @ 3GHz\nflags\t: fpu avx512_bf16\n")
+    assert cpu_model(str(info)) == "Test CPU 9000 @ 3GHz"
+    assert cpu_model(str(tmp_path / "missing")) and cpu_model(str(tmp_path / "missing")) != "Test CPU 9000 @ 3GHz"
 
 
 def test_the_bf16_measurement_leaves_the_model_unchanged():
