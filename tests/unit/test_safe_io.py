@@ -87,3 +87,14 @@ def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path):
         atomic_write_text(text, None)
     assert text.read_text() == "a,b\n1,2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact.pt", "results.csv"]  # no temporary left
+
+
+def test_the_same_object_saved_twice_gives_the_same_bytes(tmp_path):
+    """A re-run that computes the same model must write the same file (README "Determinism"): the
+    temporary file's random name must not leak into the zip that torch.save writes."""
+    obj = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "model_name": "m", "meta": {"seed": 0}}
+    atomic_save(obj, tmp_path / "a" / "model.pt")
+    atomic_save(obj, tmp_path / "b" / "model.pt")
+    first, second = (tmp_path / "a" / "model.pt").read_bytes(), (tmp_path / "b" / "model.pt").read_bytes()
+    assert first == second
+    assert torch.equal(load_checkpoint(tmp_path / "a" / "model.pt")["state_dict"]["w"], obj["state_dict"]["w"])

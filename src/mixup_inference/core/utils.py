@@ -81,13 +81,15 @@ def _umask_mode() -> int:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same directory, then rename: a killed job never
-    leaves a file that looks complete."""
+    leaves a file that looks complete. The same object gives the same bytes: torch.save is handed
+    an open file, not the temporary path, because from a path it names the zip's inner folder after
+    the (random) temporary file name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
