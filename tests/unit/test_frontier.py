@@ -112,4 +112,5 @@ def test_the_report_resumes_trains_only_missing_points_and_keeps_every_source(tm
     assert saved["rows"][-1]["label"] == "fast/erm/1ep/fp32" and saved["rows"][-1]["machine"]["threads"] == 1
     # nothing left to train: a third call trains nothing, and needs no data
     main(["--out", str(out), "--grid", "smoke", "--precision", "fp32"])
-    assert len(json.loads((out / "frontier.json").read_text())["rows"]) == len(known) + 1
+    again = json.loads((out / "frontier.json").read_text())
+    assert len(again["rows"]) == len(known) + 1 and again["commands"] == saved["commands"]  # it only redrew

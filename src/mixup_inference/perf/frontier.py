@@ -230,13 +230,13 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     regimes = [r for r in REGIMES if any(row["regime"] == r for row in rows)]
     fig, axes = plt.subplots(1, len(regimes), figsize=(4 * len(regimes), 3.4), squeeze=False)
+    series = sorted({(r["recipe"], r["bf16"]) for r in rows})  # one colour and marker per series in every panel
     for ax, regime in zip(axes[0], regimes):
-        for (recipe, bf16), marker in zip(sorted({(r["recipe"], r["bf16"]) for r in rows}), "os^vDP<>"):
+        for i, (recipe, bf16) in enumerate(series):
             mine = sorted((r for r in rows if r["regime"] == regime and r["recipe"] == recipe and r["bf16"] == bf16),
                           key=lambda r: r["core_seconds"])
-            if mine:
-                ax.plot([r["core_seconds"] for r in mine], [100 * r["test"]["accuracy"] for r in mine],
-                        marker=marker, label=f"{recipe} {'bf16' if bf16 else 'fp32'}")
+            ax.plot([r["core_seconds"] for r in mine], [100 * r["test"]["accuracy"] for r in mine],
+                    marker="os^vDP<>"[i % 8], color=f"C{i % 10}", label=f"{recipe} {'bf16' if bf16 else 'fp32'}")
         ax.set(title=regime, xlabel="training core-seconds", ylabel="test accuracy (%)", xscale="log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -276,14 +276,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python -m mixup_inference.perf.frontier " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     saved = json.loads((out / "frontier.json").read_text()) if (out / "frontier.json").exists() else {}
-    rows, commands = list(saved.get("rows", [])), [*saved.get("commands", []), command]
+    rows, commands = list(saved.get("rows", [])), list(saved.get("commands", []))
     added = [*(r for path in args.from_run for r in rows_from_run(path)),
              *(json.loads(line) for path in args.include for line in Path(path).read_text().splitlines() if line.strip())]
     known = {r["label"] for r in rows}
-    rows += [r for r in added if r["label"] not in known]  # the first row of a label stays
-    write_report(rows, out, commands)
+    added = [r for r in added if r["label"] not in known]  # the first row of a label stays
+    rows += added
     grid = frontier_points(args.grid, precisions) if args.grid != "none" else []
     todo = [p for p in grid if p.label not in {r["label"] for r in rows}]
+    if added or todo:  # the report names the commands that made its rows; a call that adds none only redraws
+        commands.append(command)
+    write_report(rows, out, commands)
     if todo and not args.data:
         parser.error(f"--grid {args.grid} has {len(todo)} points to train; pass --data results/<run>/<dataset>/data.pt")
     data = load_dataset(args.data) if todo else None
