@@ -45,30 +45,30 @@ DEFAULT_SPEED: dict[str, Any] = {"channels_last": "auto", "train_bf16": "auto", 
 BF16_CPU_FLAGS: frozenset[str] = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
-    """The CPU's feature flags (the first ``flags`` line of ``cpuinfo``), or None where there is no
-    such file (macOS, Windows) or no flags line (e.g. ARM's ``Features``)."""
+def _cpuinfo_value(key: str, cpuinfo: str) -> str | None:
+    """The value of the first ``key`` line of ``cpuinfo``, or None (no such file or line)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                if line.startswith(key):
+                    return line.partition(":")[2]
     except OSError:
         return None
     return None
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The CPU's feature flags (the first ``flags`` line of ``cpuinfo``), or None where there is no
+    such file (macOS, Windows) or no flags line (e.g. ARM's ``Features``)."""
+    flags = _cpuinfo_value("flags", cpuinfo)
+    return None if flags is None else frozenset(flags.split())
+
+
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name (``model name`` in ``cpuinfo``), else the platform's processor string:
     timings and the bf16 choice mean something only beside it."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    name = _cpuinfo_value("model name", cpuinfo)
+    return name.strip() if name is not None else platform.processor() or platform.machine()
 
 
 def native_bf16(flags: frozenset[str] | set[str] | None) -> tuple[bool, str]:

@@ -40,7 +40,7 @@ from ..core.utils import atomic_save
 from .points import ATTACK_LABELS
 
 __all__ = ["Evaluation", "EvaluationMeta", "RobustBudget", "RobustSchedule", "check", "correct_points", "expand_paths", "load",
-           "repeat_accuracy", "save"]
+           "repeat_accuracy", "save", "verdict_repeats"]
 
 #: Tensor fields every artifact holds (``target`` too since the jobs write it; old test fixtures
 #: without it still load).
@@ -194,6 +194,11 @@ def correct_points(artifact: dict[str, Any]) -> torch.Tensor:
     if artifact.get("repeat_correct") is not None:
         return artifact["attacked"] & artifact["repeat_correct"].all(0)
     return artifact["probs"].argmax(1) == artifact["y"]
+
+
+def verdict_repeats(artifact: dict[str, Any]) -> int:
+    """R, the verdict runs that judged a robust run's final examples (1 for any other artifact)."""
+    return int(artifact["repeat_correct"].shape[0]) if artifact.get("repeat_correct") is not None else 1
 
 
 def repeat_accuracy(artifact: dict[str, Any]) -> float:

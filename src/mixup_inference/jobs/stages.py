@@ -358,7 +358,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
     the un-cascaded ones exactly when the defense's draws do not change its output (the test uses
     Gaussian noise with sigma 0), and in distribution otherwise.
     """
-    from ..core.defended import TRAMER_2020, autoattack_rand, eot_pgd_through_defense, repeated_verdicts
+    from ..core.defended import autoattack_rand, eot_pgd_through_defense, repeated_verdicts
 
     options = robust_options(robustness)
     repeats = options["repeats"]
@@ -378,6 +378,12 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
     os.makedirs(out_dir, exist_ok=True)
     finals: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
+    def threat(run: dict) -> dict:
+        """The run's attack settings: the config's `attacks:`, except where the run brings its own
+        (Tramer et al.'s eps, step size, true labels and the defense it attacks through: plan.robust_runs)."""
+        return {**attack, **{key: run[key] for key in ("eps", "step_size", "labels") if key in run},
+                "targeted": run["targeted"]}
+
     def attack_run(run: dict, idx: torch.Tensor) -> torch.Tensor:
         """Attack the points idx with `run`, judge them by R verdict runs; bool [m] (all R correct)."""
         name = (run["kind"], run["attack"], run["eot"], defense, setting)
@@ -390,23 +396,20 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
         inner = int(run["n_samples_attack"])
         per_batch = max(1, job.batch_size // inner)  # bounds the copies held for one gradient
         common = dict(pool=job.pool, n_samples=inner, generator=generator, chunk_size=job.chunk_size)
+        settings = threat(run)
+        labels = job.labels(settings).to(job.device)[idx]
         if run["kind"] == "autoattack_rand":
-            labels = job.labels({**attack, "targeted": False}).to(job.device)[idx]
-            x_adv = autoattack_rand(job.model, xs, labels, defense, setting, eps=attack["eps"], n_iter=run["steps"],
+            x_adv = autoattack_rand(job.model, xs, labels, defense, setting, eps=settings["eps"], n_iter=run["steps"],
                                     eot_iter=run["eot"], n_restarts=run["n_restarts"],
                                     seed=derive_seed(seed, "robust-aa"), batch_size=per_batch, **common)
         else:
-            tramer = run["kind"] == "tramer"
-            eps = TRAMER_2020["eps"] if tramer else attack["eps"]
-            step_size = TRAMER_2020["step_size"] if tramer else attack["step_size"]
-            inside = (TRAMER_2020["defense"], TRAMER_2020["setting"]) if tramer else (defense, setting)
-            labels = (job.y if tramer else job.labels({**attack, "targeted": run["targeted"]})).to(job.device)[idx]
+            inside = (run.get("defense", defense), run.get("setting", setting))
             # one U[-1, 1] start per point of the job, indexed by point (see the docstring)
             start_gen = make_generator(derive_seed(seed, "robust-start", *name), job.device)
             start = (torch.rand(tuple(x.shape), generator=start_gen, device=job.device, dtype=x.dtype) * 2 - 1)[idx]
             x_adv = torch.cat([
-                eot_pgd_through_defense(job.model, xs[s], labels[s], *inside, eot=run["eot"], eps=eps,
-                                        step_size=step_size, steps=run["steps"], targeted=run["targeted"],
+                eot_pgd_through_defense(job.model, xs[s], labels[s], *inside, eot=run["eot"], eps=settings["eps"],
+                                        step_size=settings["step_size"], steps=run["steps"], targeted=run["targeted"],
                                         start=start[s], **common)
                 for s in batches(m, max(1, per_batch // run["eot"]))
             ])
@@ -434,17 +437,15 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, d
         repeat_correct = torch.zeros(repeats, n, dtype=torch.bool)
         if len(idx):
             probs[idx], plain[idx], attacked[idx], repeat_correct[:, idx] = probs_sub, plain_sub, True, verdicts
-        tramer = run["kind"] == "tramer"
-        budget = RobustBudget(n_samples_attack=int(run["n_samples_attack"]),
-                              eps=TRAMER_2020["eps"] if tramer else attack["eps"],
-                              step_size=(TRAMER_2020["step_size"] if tramer else
-                                         attack["step_size"] if run["kind"] == "eot_pgd" else None),
+        settings = threat(run)
+        budget = RobustBudget(n_samples_attack=int(run["n_samples_attack"]), eps=settings["eps"],
+                              step_size=None if run["kind"] == "autoattack_rand" else settings["step_size"],
                               n_restarts=run.get("n_restarts", 1))
         schedule = RobustSchedule(cascade=options["cascade"], repeats=repeats, family=run["family"],
                                   level=int(run["level"]), converged=result["converged"])
         info = EvaluationMeta(defense=defense, setting=setting, adaptive=run["kind"], n_adaptive=run["eot"],
                               n_samples=n_samples, attack=run["attack"],
-                              labels="true" if tramer else attack.get("labels", "prediction"), robust=budget,
+                              labels=settings.get("labels", "prediction"), robust=budget,
                               schedule=schedule, **(meta or {}))
         target = job.target if run["targeted"] else torch.full_like(job.y, -1)
         artifacts.save(Evaluation(probs, plain, job.y, target, info, attacked=attacked, repeat_correct=repeat_correct),

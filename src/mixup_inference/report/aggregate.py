@@ -34,7 +34,7 @@ from ..core.metrics import (accuracy_with_ci, confidence_score, mi_pl_detection_
 from ..core.attack_specs import ROBUST_KINDS, parse_attack
 from ..core.defense_specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
-from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy
+from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy, verdict_repeats
 
 __all__ = [
     "COMPONENT_COLUMNS",
@@ -47,6 +47,7 @@ __all__ = [
     "detection_rows",
     "ideal_linearity",
     "result_row",
+    "last_levels",
     "schedule_converged",
     "worst_case_rows",
 ]
@@ -102,7 +103,7 @@ def result_row(artifact: dict) -> dict:
         n, k = int(correct.numel()), int(correct.sum())
         low, high = wilson_interval(k, n)
         acc = {"accuracy": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "correct": k}
-        attacked, repeats = int(artifact["attacked"].sum()), int(artifact["repeat_correct"].shape[0])
+        attacked, repeats = int(artifact["attacked"].sum()), verdict_repeats(artifact)
     return {
         "dataset": meta["dataset"],
         "regime": meta["regime"],
@@ -192,25 +193,30 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
                      "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),
                      "ci_low": float(result["ci_low"]), "ci_high": float(result["ci_high"]), "n": result["n"],
                      "correct": result["correct"], "labels": labels, "attacked": n,
-                     "repeats": max(int(a["repeat_correct"].shape[0]) if a.get("repeat_correct") is not None else 1
-                                    for a in robust_runs),
+                     "repeats": max(verdict_repeats(a) for a in robust_runs),
                      "mean_accuracy": float("nan"), "level": max(int(a["meta"].get("level", 0)) for a in robust_runs),
                      "converged": schedule_converged(robust_runs)})
     return rows
+
+
+def last_levels(robust_runs: Sequence[dict]) -> dict[str, dict]:
+    """The meta of each attack family's highest level that ran, by family (jobs.plan.robust_runs;
+    artifacts from before issue 25 have no family: each run is its own)."""
+    last: dict[str, dict] = {}
+    for artifact in robust_runs:
+        meta = artifact["meta"]
+        family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{meta.get('n_adaptive', 0)}"
+        if family not in last or int(meta.get("level", 0)) > int(last[family].get("level", 0)):
+            last[family] = meta
+    return last
 
 
 def schedule_converged(robust_runs: Sequence[dict]) -> bool | None:
     """Whether every ladder (family) of a defense setting's convergence schedule converged: the last level
     each ran changed the worst case by no more than the tolerance (jobs.cascade). None without ladders
     (artifacts from before issue 25, or a schedule of one level and fixed runs only)."""
-    last: dict[str, dict] = {}
-    for artifact in robust_runs:
-        meta = artifact["meta"]
-        if meta.get("converged") is None:
-            continue
-        if meta["family"] not in last or meta["level"] > last[meta["family"]]["level"]:
-            last[meta["family"]] = meta
-    return all(meta["converged"] for meta in last.values()) if last else None
+    flags = [meta["converged"] for meta in last_levels(robust_runs).values() if meta.get("converged") is not None]
+    return all(flags) if flags else None
 
 
 def detection_masks(clean: dict, adv: dict) -> dict[str, torch.Tensor]:

@@ -34,8 +34,8 @@ import pandas as pd
 from torch import Tensor
 
 from .aggregate import (adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores,
-                        schedule_converged)
-from ..jobs.artifacts import correct_points
+                        last_levels, schedule_converged)
+from ..jobs.artifacts import correct_points, verdict_repeats
 from ..core.metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
 from ..core.defense_specs import DEFENSES, PLAIN_SETTING
 from ..jobs.paper_tables import RowSpec
@@ -263,16 +263,11 @@ def _convergence(oblivious: dict, runs: list[dict], n: int) -> dict:
         upto = [correct_points(a)[:n] for a in runs if int(a["meta"].get("level", 0)) <= k]
         level = worst_case([*oblivious.values(), *upto])
         curve.append(f"L{k} {_pct(level['accuracy']):.1f} [{_pct(level['ci_low']):.1f}, {_pct(level['ci_high']):.1f}]")
-    last: dict[str, dict] = {}
-    for a in runs:
-        meta = a["meta"]
-        family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{meta.get('n_adaptive', 0)}"
-        if family not in last or int(meta.get("level", 0)) > int(last[family].get("level", 0)):
-            last[family] = meta
+    last = last_levels(runs)
     budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('n_adaptive', 0)} x{m.get('n_samples_attack', '?')} "
                        f"(L{int(m.get('level', 0))})"
                        for _, m in sorted(last.items()))
-    repeats = max(int(a["repeat_correct"].shape[0]) if a.get("repeat_correct") is not None else 1 for a in runs)
+    repeats = max(verdict_repeats(a) for a in runs)
     return {"converged": bool(schedule_converged(runs)), "levels": " | ".join(curve), "budget": budget,
             "repeats": repeats}
 
