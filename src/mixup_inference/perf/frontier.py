@@ -55,7 +55,7 @@ from ..core.averaging import predict_probs
 from ..core.data import load_dataset, to_float
 from ..core.metrics import accuracy_with_ci, wilson_interval
 from ..core.models import build_model
-from ..core.speed import cpu_flags, cpu_model, native_bf16, speed_model
+from ..core.speed import cpu_model, resolve_speed, speed_model
 from ..core.training import train
 from ..core.trainconfig import REGIMES, TrainConfig
 from ..core.utils import atomic_write_text, derive_seed, resolve_device
@@ -266,13 +266,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if device.type == "cuda":
-        has_bf16, reason = torch.cuda.is_bf16_supported(), "CUDA"
-    else:
-        has_bf16, reason = native_bf16(cpu_flags())
-    precisions = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and has_bf16) else [])
+    auto = resolve_speed({"train_bf16": "auto"}, device, purpose="train")  # what the train jobs' `auto` chooses
+    precisions = [False] + ([True] if args.precision == "both" or (args.precision == "auto" and auto["bf16"]) else [])
     machine = {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
-               "device": str(device), "bf16_reason": reason, "python": platform.python_version()}
+               "device": str(device), "bf16_reason": auto["reason"], "python": platform.python_version()}
     command = "python -m mixup_inference.perf.frontier " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     saved = json.loads((out / "frontier.json").read_text()) if (out / "frontier.json").exists() else {}
@@ -280,15 +277,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     added = [*(r for path in args.from_run for r in rows_from_run(path)),
              *(json.loads(line) for path in args.include for line in Path(path).read_text().splitlines() if line.strip())]
     known = {r["label"] for r in rows}
-    added = [r for r in added if r["label"] not in known]  # the first row of a label stays
-    rows += added
+    new = []
+    for row in added:  # a label's first row stays, whichever source brings it again
+        if row["label"] not in known:
+            known.add(row["label"])
+            new.append(row)
+    rows += new
     grid = frontier_points(args.grid, precisions) if args.grid != "none" else []
-    todo = [p for p in grid if p.label not in {r["label"] for r in rows}]
-    if added or todo:  # the report names the commands that made its rows; a call that adds none only redraws
-        commands.append(command)
-    write_report(rows, out, commands)
+    todo = [p for p in grid if p.label not in known]
     if todo and not args.data:
         parser.error(f"--grid {args.grid} has {len(todo)} points to train; pass --data results/<run>/<dataset>/data.pt")
+    if new or todo:  # the report names the commands that made its rows; a call that adds none only redraws
+        commands.append(command)
+    write_report(rows, out, commands)
     data = load_dataset(args.data) if todo else None
     for point in todo:
         row = run_point(point, data, device=device, seed=args.seed)
