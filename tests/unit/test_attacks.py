@@ -123,7 +123,7 @@ def test_pgd_is_deterministic_given_the_generator(problem):
     (dict(eps=-0.1, step_size=0.01, steps=1), "eps must be >= 0"),
     (dict(eps=0.1, step_size=0.0, steps=1), "step_size must be > 0"),
     (dict(eps=0.1, step_size=0.01, steps=0), "steps must be"),
-    (dict(eps=0.01, step_size=0.1, steps=1), "must be <= eps"),
+    (dict(eps=0.01, step_size=0.1, steps=1), "must be <= 2 x eps"),
 ])
 def test_pgd_invalid_arguments(problem, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -205,7 +205,7 @@ def test_adaptive_attacks_are_at_least_as_strong_against_mi_as_oblivious_pgd(pro
     (dict(lam=0.0), "lam must be in"),
     (dict(n_adaptive=0), "n_adaptive"),
     (dict(mode="both"), "mode must"),
-    (dict(step_size=1.0), "must be <= eps"),
+    (dict(step_size=1.0), "must be <= 2 x eps"),
 ])
 def test_adaptive_attacks_invalid_arguments(problem, attack, overrides, message):
     with pytest.raises(ValueError, match=message):

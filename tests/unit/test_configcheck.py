@@ -87,9 +87,9 @@ BAD_CONFIGS = [
     ("training.at.eps", -0.1, "config key training.at.eps: -0.1 is below the minimum 0; use a value >= 0"),
     ("attacks.step_size", -0.01, "config key attacks.step_size: -0.01 must be greater than 0"),
     ("attacks.step_size", 0.1,
-     "attacks: step_size=0.1 is larger than eps=0.0313725; use a step size <= eps (paper: 2/255 for 8/255)"),
+     "attacks: step_size=0.1 is larger than 2 x eps=0.062745; use a step size <= 2 x eps (paper: 2/255 for 8/255; FGSM with a random start: 1.25 x eps)"),
     ("training.at.step_size", 0.1,
-     "training.at: step_size=0.1 is larger than eps=0.0313725; use a step size <= eps (paper: 2/255 for 8/255)"),
+     "training.at: step_size=0.1 is larger than 2 x eps=0.062745; use a step size <= 2 x eps (paper: 2/255 for 8/255; FGSM with a random start: 1.25 x eps)"),
     ("attacks.names", ["clean", "pgd0"],
      f"config key attacks.names[1]: 'pgd0' is not a valid attack; expected {ATTACK_HELP}"),
     ("training.at.steps", 0, "config key training.at.steps: 0 is below the minimum 1; use a value >= 1"),
@@ -108,7 +108,7 @@ BAD_CONFIGS = [
      "labels, names, batch_size"),
     ("sead", 1,
      "config key sead is not allowed (misspelled? did you mean seed?); allowed keys: run, seed, device, datasets, "
-     "model, models, training, attacks, defenses, tables, grids, components, detection, adaptive, robustness, speed, resources"),
+     "model, models, training, attacks, defenses, tables, grids, components, detection, adaptive, study, robustness, speed, resources"),
     ("datasets.synth.ntest", 40,
      "config key datasets.synth.ntest is not allowed (misspelled? did you mean n_test?); allowed keys: source, "
      "download_root, image_size, synthetic, n_test, pool_per_class"),
@@ -187,7 +187,7 @@ def test_a_robustness_target_naming_an_unknown_dataset_is_caught():
 @pytest.mark.parametrize("key, value, message", [
     ("attacks.stepsize", 0.01, "config key attacks.stepsize is not allowed (misspelled? did you mean step_size?)"),
     ("training.regimes.ermm", {}, f"config key training.regimes.ermm: unknown regime 'ermm'; expected one of {REGIMES}"),
-    ("attacks.step_size", 0.1, "attacks: step_size=0.1 is larger than eps=0.0313725; use a step size <= eps"),
+    ("attacks.step_size", 0.1, "attacks: step_size=0.1 is larger than 2 x eps=0.062745; use a step size <= 2 x eps"),
 ])
 def test_workflow_stops_on_bad_config_with_the_message_and_no_traceback(workdir, key, value, message):
     config = smoke_config()

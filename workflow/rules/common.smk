@@ -45,7 +45,7 @@ ENV = "../envs/mixup-inference.yaml"
 try:
     from mixup_inference.jobs.configcheck import check_config, validate_config
     from mixup_inference.core.downloads import is_url, url_filename
-    from mixup_inference.jobs import plan
+    from mixup_inference.jobs import plan, study
     from mixup_inference.report.findings import FINDINGS
     from mixup_inference.core.attack_specs import attack_pattern, parse_attack
     from mixup_inference.core.defense_specs import DEFENSES
@@ -84,6 +84,9 @@ wildcard_constraints:
     robust_defense="|".join(name for name, spec in DEFENSES.items() if spec.randomized),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
+    recipe=r"[a-z0-9][a-z0-9_]*",
+    epochs=r"[0-9]+",
+    seed=r"[0-9]+",
 
 
 # Output paths: one obvious place for each artifact.
@@ -100,6 +103,9 @@ EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{se
 EVALUATIONS = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}"
 # One robust job writes every adaptive attack run of the `robustness:` section against one defense setting.
 ROBUST = f"{RESULTS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}"
+# The training study (config study:): one folder per model that is not the run's own.
+STUDY = f"{RESULTS}/{{dataset}}/study/{{regime}}/{{recipe}}-e{{epochs}}-s{{seed}}"
+STUDY_MODEL = f"{STUDY}/model.pt"
 ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
 
 
@@ -272,12 +278,30 @@ def dataset_config(wildcards):
 
 def training_params(wildcards):
     """The resolved training config of one regime: the shared keys, then the regime's overrides."""
-    shared = {k: v for k, v in config["training"].items() if k not in ("at", "regimes")}
-    at = config["training"]["at"]
-    shared.update(at_eps=at["eps"], at_step_size=at["step_size"], at_steps=at["steps"])
-    shared.update(config["training"]["regimes"].get(wildcards.regime, {}))
-    shared.update(regime=wildcards.regime, seed=config["seed"])
-    return shared
+    return study.regime_training(config, wildcards.regime)
+
+
+def study_model(wildcards):
+    return study.StudyModel(wildcards.regime, wildcards.recipe, int(wildcards.epochs), int(wildcards.seed))
+
+
+def study_training_params(wildcards):
+    return study.study_training(config, study_model(wildcards))
+
+
+def study_model_file(dataset, model):
+    """Where a study model is: the run's own model where it is one (study.is_run_model), else the study's."""
+    if study.is_run_model(config, model):
+        return MODEL.format(dataset=dataset, regime=model.regime)
+    return STUDY_MODEL.format(dataset=dataset, regime=model.regime, recipe=model.recipe, epochs=model.epochs,
+                              seed=model.seed)
+
+
+def study_model_files():
+    """Every model of the study, in the config's order."""
+    if not config.get("study"):
+        return []
+    return [study_model_file(config["study"]["dataset"], m) for m in study.study_models(config)]
 
 
 def evaluate_settings(wildcards):

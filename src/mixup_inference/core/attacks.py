@@ -32,8 +32,10 @@ def check_pgd_args(eps: float, step_size: float, steps: int) -> None:
         raise ValueError(f"step_size must be > 0 (got {step_size}); pass e.g. step_size=2/255")
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1 (got {steps}); pass e.g. steps=10")
-    if eps > 0 and step_size > eps:
-        raise ValueError(f"step_size ({step_size}) must be <= eps ({eps}); lower step_size, e.g. to eps/4")
+    # A step up to 2 eps is legitimate: Wong et al. 2020's FGSM with a random start steps 1.25 eps and
+    # projects back. A larger one lands on the same corner of the ball whatever the start: a typo.
+    if eps > 0 and step_size > 2 * eps:
+        raise ValueError(f"step_size ({step_size}) must be <= 2 x eps ({2 * eps}); lower step_size, e.g. to eps/4")
 
 
 def check_labels(x: Tensor, y: Tensor) -> None:
@@ -78,7 +80,8 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
             the true label, config/paper.yaml the clean prediction); for targeted attacks a random
             target != true label.
         eps: L-inf radius in [0, 1] pixel units (paper: 8/255). eps = 0 returns x.
-        step_size: step per iteration in pixel units (paper: 2/255); must be <= eps.
+        step_size: step per iteration in pixel units (paper: 2/255); must be <= 2 x eps
+            (Wong et al.'s FGSM with a random start: one step of 1.25 eps).
         steps: number of iterations (paper: 10, 50, 200).
         targeted: False (default) = untargeted, True = move toward y.
         random_start: True (default) = uniform random start in the eps-ball.

@@ -52,7 +52,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (100, 150)  # epochs after which the lr is multiplied by 0.1 (step)
     mixup_alpha: float = 1.0              # Beta(alpha, alpha) mixing ratio (mixup, interpolated_at)
     at_eps: float = 8 / 255               # PGD L-inf radius, [0, 1] pixel units (at, interpolated_at)
-    at_step_size: float = 2 / 255         # PGD step, pixel units
+    at_step_size: float = 2 / 255         # PGD step, pixel units (<= 2 at_eps; FGSM-RS: 1 step of 1.25 at_eps)
     at_steps: int = 10                    # PGD iterations
     augment: bool = True                  # random crop (pad 4) + horizontal flip on tensors
     init: str = "kaiming_fan_out"         # initialisation of the model the workflow builds (models.INITS)
@@ -85,9 +85,10 @@ class TrainConfig:
             raise ValueError(f"mixup_alpha must be a finite number > 0 (got {self.mixup_alpha!r}); paper: 1.0")
         if not _is_number(self.at_eps) or not 0 < self.at_eps <= 1:
             raise ValueError(f"at_eps must be in (0, 1] pixel units (got {self.at_eps!r}); paper: 8/255")
-        if not _is_number(self.at_step_size) or not 0 < self.at_step_size <= self.at_eps:
-            raise ValueError(f"at_step_size must be in (0, at_eps={self.at_eps}] (got {self.at_step_size!r}); "
-                             "paper: 2/255")
+        if not _is_number(self.at_step_size) or not 0 < self.at_step_size <= 2 * self.at_eps:
+            raise ValueError(f"at_step_size must be in (0, 2 x at_eps={2 * self.at_eps}] (got {self.at_step_size!r}); "
+                             "paper: 2/255 with 10 steps; FGSM with a random start (Wong et al. 2020): 1.25 x at_eps "
+                             "with 1 step")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)} (got {self.init!r}); paper: kaiming_fan_out")
         if not isinstance(self.augment, bool):

@@ -233,8 +233,9 @@ def check_memory(config: dict[str, Any], memory_bytes: int | None = None) -> Non
 def _check_eps_step(eps: float, step: float, key: str) -> None:
     if eps < 0 or step <= 0:
         raise ValueError(f"{key}: eps must be >= 0 and step_size > 0 (got eps={eps}, step_size={step})")
-    if eps > 0 and step > eps:
-        raise ValueError(f"{key}: step_size={step} is larger than eps={eps}; use a step size <= eps (paper: 2/255 for 8/255)")
+    if eps > 0 and step > 2 * eps:
+        raise ValueError(f"{key}: step_size={step} is larger than 2 x eps={2 * eps}; use a step size <= 2 x eps "
+                         "(paper: 2/255 for 8/255; FGSM with a random start: 1.25 x eps)")
 
 
 def check_models(config: dict[str, Any]) -> None:
@@ -281,6 +282,27 @@ def check_label_smoothing(training: dict[str, Any]) -> None:
             raise ValueError(f"config key training.{where}label_smoothing: {smoothing} would apply to regime {regime}; "
                              "label smoothing is for erm only (mixup's targets are already soft, AT and interpolated "
                              "AT keep the paper's targets): set it under training.regimes.erm")
+
+
+def check_study(config: dict[str, Any], need_dataset) -> None:
+    """study: its data set exists, each model is a training regime with a known recipe, and each model's training
+    config is valid (TrainConfig's own checks, named by the model)."""
+    spec = config.get("study")
+    if not spec:
+        return
+    from ..core.trainconfig import REGIMES, TrainConfig
+    from .study import study_models, study_training
+
+    need_dataset("study.dataset", spec["dataset"])
+    for model in study_models(config):
+        key = f"study.models ({model.name})"
+        if model.regime not in REGIMES:
+            raise ValueError(f"{key}: {model.regime!r} is not a training regime ({', '.join(REGIMES)}); the study "
+                             "trains models, it does not import them")
+        try:
+            TrainConfig(**study_training(config, model))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{key}: {error}; fix study.recipes.{model.recipe}") from None
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -349,6 +371,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
     check_models(config)
+    check_study(config, need_dataset)
     check_memory(config)
     rob = config.get("robustness")
     if rob is not None:

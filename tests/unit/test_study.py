@@ -1,0 +1,61 @@
+"""The training study's design (jobs.study): which models it trains, each one's training config, and the
+run's own model recognised instead of trained twice."""
+
+from __future__ import annotations
+
+import yaml
+from reliability_helpers import config_problem, smoke_config
+from workflow_helpers import REPO
+
+from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.jobs.study import StudyModel, is_run_model, regime_training, study_models, study_training
+
+
+def _config() -> dict:
+    config = smoke_config()
+    config["study"] = {"dataset": "synth", "recipes": {"preset": {}, "fgsm_rs": {"at_steps": 1, "at_step_size": 10 / 255}},
+                       "models": [["mixup", "preset", 3, [0, 1]], ["at", "fgsm_rs", 2, [0]], ["mixup", "preset", 3, [1]]]}
+    return config
+
+
+def test_models_in_config_order_each_once():
+    assert study_models(_config()) == [StudyModel("mixup", "preset", 3, 0), StudyModel("mixup", "preset", 3, 1),
+                                       StudyModel("at", "fgsm_rs", 2, 0)]
+
+
+def test_training_is_the_regimes_with_the_recipe_epochs_and_seed():
+    config = _config()
+    model = StudyModel("at", "fgsm_rs", 2, 5)
+    training = study_training(config, model)
+    assert training == {**regime_training(config, "at"), "at_steps": 1, "at_step_size": 10 / 255, "epochs": 2, "seed": 5}
+    # Wong et al.'s FGSM-RS step (1.25 eps) is a valid training config
+    assert TrainConfig(**training).at_step_size > TrainConfig(**training).at_eps
+
+
+def test_the_runs_own_model_is_recognised():
+    config = _config()
+    epochs = regime_training(config, "mixup")["epochs"]
+    assert is_run_model(config, StudyModel("mixup", "preset", epochs, config["seed"]))
+    assert not is_run_model(config, StudyModel("mixup", "preset", epochs, config["seed"] + 1))
+    assert not is_run_model(config, StudyModel("mixup", "preset", epochs + 1, config["seed"]))
+    assert not is_run_model(config, StudyModel("at", "fgsm_rs", regime_training(config, "at")["epochs"], config["seed"]))
+
+
+def test_bad_study_configs_name_the_model_and_the_fix():
+    config = _config()
+    config["study"]["models"].append(["mixup", "wong", 3, [0]])
+    assert "study.models (mixup/wong-e3-s0)" in config_problem(config)
+    assert "study.recipes" in config_problem(config)
+    config = _config()
+    config["study"]["recipes"]["fgsm_rs"]["at_step_size"] = 0.5
+    assert config_problem(config).startswith("study.models (at/fgsm_rs-e2-s0): at_step_size must be in")
+    config = _config()
+    config["study"]["recipes"]["fgsm_rs"]["at_stepsize"] = 0.01
+    assert "at_stepsize" in config_problem(config)
+
+
+def test_default_preset_study_is_valid():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    models = study_models(config)
+    assert {m.seed for m in models if (m.regime, m.recipe, m.epochs) == ("mixup", "preset", 40)} == {0, 1, 2}
+    assert sum(is_run_model(config, m) for m in models) == 3  # mixup, interpolated AT and AT of the run itself
