@@ -44,11 +44,11 @@ def test_the_runs_own_model_is_recognised():
 def test_bad_study_configs_name_the_model_and_the_fix():
     config = _config()
     config["study"]["models"].append(["mixup", "wong", 3, [0]])
-    assert "study.models (mixup/wong-e3-s0)" in config_problem(config)
+    assert "study.models (mixup-wong-e3-s0)" in config_problem(config)
     assert "study.recipes" in config_problem(config)
     config = _config()
     config["study"]["recipes"]["fgsm_rs"]["at_step_size"] = 0.5
-    assert config_problem(config).startswith("study.models (at/fgsm_rs-e2-s0): at_step_size must be in")
+    assert config_problem(config).startswith("study.models (at-fgsm_rs-e2-s0): at_step_size must be in")
     config = _config()
     config["study"]["recipes"]["fgsm_rs"]["at_stepsize"] = 0.01
     assert "at_stepsize" in config_problem(config)
@@ -59,3 +59,17 @@ def test_default_preset_study_is_valid():
     models = study_models(config)
     assert {m.seed for m in models if (m.regime, m.recipe, m.epochs) == ("mixup", "preset", 40)} == {0, 1, 2}
     assert sum(is_run_model(config, m) for m in models) == 3  # mixup, interpolated AT and AT of the run itself
+
+
+def test_model_names_round_trip_and_pick_the_training():
+    from mixup_inference.jobs.study import model_name, model_training, parse_model_name
+
+    config = _config()
+    model = StudyModel("at", "fgsm_rs", 2, 0)
+    assert model.name == "at-fgsm_rs-e2-s0" and parse_model_name(model.name) == model
+    assert parse_model_name("mixup") is None and parse_model_name("interpolated_at") is None
+    assert model_training(config, model.name) == study_training(config, model)
+    assert model_training(config, "mixup") == regime_training(config, "mixup")
+    epochs = regime_training(config, "mixup")["epochs"]
+    assert model_name(config, StudyModel("mixup", "preset", epochs, config["seed"])) == "mixup"
+    assert model_name(config, StudyModel("mixup", "preset", epochs, 1)) == f"mixup-preset-e{epochs}-s1"

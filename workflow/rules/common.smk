@@ -84,9 +84,6 @@ wildcard_constraints:
     robust_defense="|".join(name for name, spec in DEFENSES.items() if spec.randomized),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
-    recipe=r"[a-z0-9][a-z0-9_]*",
-    epochs=r"[0-9]+",
-    seed=r"[0-9]+",
 
 
 # Output paths: one obvious place for each artifact.
@@ -103,9 +100,6 @@ EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{se
 EVALUATIONS = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}"
 # One robust job writes every adaptive attack run of the `robustness:` section against one defense setting.
 ROBUST = f"{RESULTS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}"
-# The training study (config study:): one folder per model that is not the run's own.
-STUDY = f"{RESULTS}/{{dataset}}/study/{{regime}}/{{recipe}}-e{{epochs}}-s{{seed}}"
-STUDY_MODEL = f"{STUDY}/model.pt"
 ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
 
 
@@ -277,31 +271,16 @@ def dataset_config(wildcards):
 
 
 def training_params(wildcards):
-    """The resolved training config of one regime: the shared keys, then the regime's overrides."""
-    return study.regime_training(config, wildcards.regime)
-
-
-def study_model(wildcards):
-    return study.StudyModel(wildcards.regime, wildcards.recipe, int(wildcards.epochs), int(wildcards.seed))
-
-
-def study_training_params(wildcards):
-    return study.study_training(config, study_model(wildcards))
-
-
-def study_model_file(dataset, model):
-    """Where a study model is: the run's own model where it is one (study.is_run_model), else the study's."""
-    if study.is_run_model(config, model):
-        return MODEL.format(dataset=dataset, regime=model.regime)
-    return STUDY_MODEL.format(dataset=dataset, regime=model.regime, recipe=model.recipe, epochs=model.epochs,
-                              seed=model.seed)
+    """The resolved training config of one model: the preset's of its regime, or a study model's (config study:)."""
+    return study.model_training(config, wildcards.regime)
 
 
 def study_model_files():
-    """Every model of the study, in the config's order."""
+    """The model file of every model of the study (config study:), in the config's order."""
     if not config.get("study"):
         return []
-    return [study_model_file(config["study"]["dataset"], m) for m in study.study_models(config)]
+    dataset = config["study"]["dataset"]
+    return [MODEL.format(dataset=dataset, regime=study.model_name(config, m)) for m in study.study_models(config)]
 
 
 def evaluate_settings(wildcards):

@@ -1,33 +1,6 @@
 # The training study (config study:, issue 35): models at other seeds, lengths and recipes than the
-# preset's. `snakemake study_models` trains them (resumes from checkpoints like the train rule).
-
-
-rule study_train:
-    input:
-        data=DATA,
-    output:
-        model=STUDY_MODEL,
-        log=f"{STUDY}/train_log.jsonl",
-        metrics=f"{STUDY}/train_metrics.json",
-    log:
-        f"{LOGS}/{{dataset}}/study/{{regime}}/{{recipe}}-e{{epochs}}-s{{seed}}/train.log",
-    benchmark:
-        f"{BENCHMARKS}/{{dataset}}/study/{{regime}}/{{recipe}}-e{{epochs}}-s{{seed}}/train.tsv"
-    priority: 2
-    conda:
-        ENV
-    threads: config["resources"]["threads"]
-    resources:
-        **GPU_RESOURCES,
-        runtime=720,
-    params:
-        model=config["model"],
-        training=study_training_params,
-        checkpoint_dir=lambda wc: f"{STUDY.format(**wc)}/checkpoints",
-        device=config["device"],
-        speed=SPEED,
-    script:
-        "../scripts/train.py"
+# preset's. Each is a model of the run, named <regime>-<recipe>-e<epochs>-s<seed> (jobs/study.py), that the
+# train rule makes like the regimes' (resuming from its checkpoints). `snakemake study_models` trains them.
 
 
 rule study_models:

@@ -291,9 +291,10 @@ def check_study(config: dict[str, Any], need_dataset) -> None:
     if not spec:
         return
     from ..core.trainconfig import REGIMES, TrainConfig
-    from .study import study_models, study_training
+    from .study import model_name, study_models, study_training
 
     need_dataset("study.dataset", spec["dataset"])
+    files = config.get("models") or {}
     for model in study_models(config):
         key = f"study.models ({model.name})"
         if model.regime not in REGIMES:
@@ -303,6 +304,8 @@ def check_study(config: dict[str, Any], need_dataset) -> None:
             TrainConfig(**study_training(config, model))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{key}: {error}; fix study.recipes.{model.recipe}") from None
+        if model_name(config, model) in files.get(spec["dataset"], {}):
+            raise ValueError(f"{key}: models.{spec['dataset']} has a model of the same name; rename one of them")
 
 
 def check_config(config: dict[str, Any]) -> None:

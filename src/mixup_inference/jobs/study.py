@@ -4,8 +4,11 @@ The study (issue 35) asks what MI's gain follows: the training seed, the trainin
 robust-training recipe. Each of its models is one :class:`StudyModel` (regime, recipe, epochs, training
 seed). A recipe is a set of overrides of the preset's training of a regime (``study.recipes``; ``{}``
 is the preset's own), so a study model differs from the run's model of its regime only in what its
-name says. The run's seed with the preset's recipe at the preset's epochs *is* the run's model: the
-study reads it from the run instead of training it twice (:func:`is_run_model`).
+name says. A study model is a model of the run like the four regimes' (the workflow's ``{regime}``
+wildcard names models): its name is ``<regime>-<recipe>-e<epochs>-s<seed>`` (``mixup-preset-e80-s0``),
+except that the run's seed with the preset's recipe at the preset's epochs *is* the run's model, named
+by its regime (``mixup``), so the study reads it from the run instead of training it twice
+(:func:`is_run_model`, :func:`model_name`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StudyModel", "is_run_model", "regime_training", "study_models", "study_training"]
+import re
+
+__all__ = ["StudyModel", "is_run_model", "model_name", "model_training", "parse_model_name", "regime_training",
+           "study_models", "study_training"]
+
+_NAME = re.compile(r"(?P<regime>[a-z_]+)-(?P<recipe>[a-z0-9][a-z0-9_]*)-e(?P<epochs>[1-9][0-9]*)-s(?P<seed>[0-9]+)")
 
 
 @dataclass(frozen=True, order=True)
@@ -27,7 +35,16 @@ class StudyModel:
 
     @property
     def name(self) -> str:
-        return f"{self.regime}/{self.recipe}-e{self.epochs}-s{self.seed}"
+        """Its model name (results/<run>/<dataset>/<name>/) when it is not the run's own model."""
+        return f"{self.regime}-{self.recipe}-e{self.epochs}-s{self.seed}"
+
+
+def parse_model_name(name: str) -> StudyModel | None:
+    """The study model a model name denotes (``mixup-preset-e80-s0``), None for any other name."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    return StudyModel(match["regime"], match["recipe"], int(match["epochs"]), int(match["seed"]))
 
 
 def study_models(config: dict[str, Any]) -> list[StudyModel]:
@@ -65,3 +82,17 @@ def study_training(config: dict[str, Any], model: StudyModel) -> dict[str, Any]:
 def is_run_model(config: dict[str, Any], model: StudyModel) -> bool:
     """True where the study model is the run's own model of its regime (same training config exactly)."""
     return study_training(config, model) == regime_training(config, model.regime)
+
+
+def model_name(config: dict[str, Any], model: StudyModel) -> str:
+    """The model name the workflow knows a study model by: its regime where it is the run's own model."""
+    return model.regime if is_run_model(config, model) else model.name
+
+
+def model_training(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The training config of the model the train rule makes under `name`: a study model's
+    (:func:`study_training`) where the name is one of ``study.models``, else the preset's of the regime `name`."""
+    model = parse_model_name(name)
+    if model is not None and model in study_models(config):
+        return study_training(config, model)
+    return regime_training(config, name)
