@@ -149,7 +149,7 @@ def test_worst_case_is_the_per_point_and_and_below_every_attack():
 
 
 def test_mcnemar_p_exact_binomial_tail():
-    from mixup_inference.core.metrics import mcnemar_p
+    from mixup_inference.core.metrics import mcnemar_p, paired_difference_ci
 
     assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(1, 1) == 1.0
     assert abs(mcnemar_p(3, 0) - 0.25) < 1e-12 and mcnemar_p(3, 0) == mcnemar_p(0, 3)
