@@ -215,3 +215,34 @@ def test_robustness_levels_say_converged_only_when_the_last_doubling_stayed_with
                        "budget", "repeats"):
             assert column in page, (ext, column)
         assert "is converged" in page and "upper bound" in page
+
+
+def test_adjust_applies_holm_within_each_family_and_words_follow_it():
+    """Three MI gains with raw p 0.01, 0.02 and 0.04 (all 'significant' alone): Holm within the family keeps only the
+    first (0.03); the baseline row is its own family, so its raw 0.04 stays 0.04 and it holds; a significant negative
+    difference is 'reversed'; the detection family is adjusted apart."""
+    import pandas as pd
+
+    from mixup_inference.report.findings import HOLDS, NO_EVIDENCE, REVERSED, adjust
+
+    gains = pd.DataFrame([
+        {"regime": "mixup", "defense": "mi_ol", "difference": 5.0, "p": 0.01},
+        {"regime": "mixup", "defense": "mi_pl", "difference": 4.0, "p": 0.02},
+        {"regime": "interpolated_at", "defense": "mi_ol", "difference": 3.0, "p": 0.04},
+        {"regime": "mixup", "defense": "gaussian", "difference": 2.0, "p": 0.04},
+        {"regime": "erm", "defense": "mi_ol", "difference": -9.0, "p": 0.001},
+    ])
+    detection = pd.DataFrame([{"difference": 0.1, "p": 0.02}, {"difference": -0.2, "p": 0.5}])
+    out = adjust({"gains": gains, "detection": detection})
+    g = out["gains"]
+    assert list(g["family"]) == ["mi_gains", "mi_gains", "mi_gains", "baselines", "ablations"]
+    assert list(g["p_holm"]) == pytest.approx([0.03, 0.04, 0.04, 0.04, 0.001])
+    assert list(g["verdict"]) == [HOLDS, HOLDS, HOLDS, HOLDS, REVERSED]
+    gains.loc[2, "p"] = 0.03  # 3 x 0.01 = 0.03, 2 x 0.02 = 0.04, 1 x 0.03 -> 0.04: all hold; one more test breaks it
+    gains.loc[5] = {"regime": "mixup", "defense": "mi_combined", "difference": 1.0, "p": 0.3}
+    g = adjust({"gains": gains})["gains"]
+    assert list(g["p_holm"][:3]) == pytest.approx([0.04, 0.06, 0.06])
+    assert list(g["verdict"][:3]) == [HOLDS, NO_EVIDENCE, NO_EVIDENCE]
+    assert list(out["detection"]["p_holm"]) == pytest.approx([0.04, 0.5])
+    assert list(out["detection"]["verdict"]) == [HOLDS, NO_EVIDENCE]
+    assert "p_holm" not in gains  # the input is not changed

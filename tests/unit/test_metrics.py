@@ -146,3 +146,23 @@ def test_worst_case_is_the_per_point_and_and_below_every_attack():
         worst_case([runs["pgd"], runs["eot"][:10]])
     with pytest.raises(ValueError, match="at least one"):
         worst_case({})
+
+
+def test_mcnemar_p_exact_binomial_tail():
+    from mixup_inference.core.metrics import mcnemar_p, paired_difference_ci
+
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(1, 1) == 1.0
+    assert abs(mcnemar_p(3, 0) - 0.25) < 1e-12 and mcnemar_p(3, 0) == mcnemar_p(0, 3)
+    assert abs(mcnemar_p(10, 2) - 2 * sum(math.comb(12, i) for i in range(3)) / 2 ** 12) < 1e-12
+    # paired_difference_ci carries it
+    a = torch.tensor([True] * 12 + [False] * 8)
+    b = torch.tensor([False] * 10 + [True] * 2 + [False] * 8)
+    assert abs(paired_difference_ci(a, b)["p"] - mcnemar_p(10, 0)) < 1e-12
+
+
+def test_holm_step_down_in_input_order():
+    from mixup_inference.core.metrics import holm
+
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(adjusted[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []

@@ -15,8 +15,8 @@ from torch import Tensor
 # scipy.stats and sklearn.metrics (1.5 s + 0.5 s to import) are imported inside the AUC functions:
 # only the aggregate jobs compute AUCs, and every other job imports this module for accuracies.
 
-__all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc",
-           "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci",
+__all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc", "holm",
+           "mcnemar_p", "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci",
            "wilson_interval", "worst_case"]
 
 Z_95 = 1.959964  # two-sided 95% normal quantile
@@ -106,7 +106,8 @@ def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) 
     it stays inside [-1, 1] and keeps its coverage when b and c are small.
 
     correct_a, correct_b: bool [n], whether each point is classified correctly under a and under b.
-    Returns {"difference", "low", "high", "n", "only_a", "only_b"} (floats, then ints).
+    Returns {"difference", "low", "high", "n", "only_a", "only_b", "p"}: floats, the counts as ints, and `p` the
+    exact two-sided McNemar p-value of "no difference" (:func:`mcnemar_p`), for multiplicity adjustments.
     """
     a_ok = torch.as_tensor(correct_a).detach().cpu().bool().flatten()
     b_ok = torch.as_tensor(correct_b).detach().cpu().bool().flatten()
@@ -126,7 +127,35 @@ def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) 
     delta = math.sqrt(max(0.0, (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2))
     eps = math.sqrt(max(0.0, (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2))
     return {"difference": diff, "low": max(-1.0, diff - delta), "high": min(1.0, diff + eps), "n": n,
-            "only_a": only_a, "only_b": only_b}
+            "only_a": only_a, "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: under "a and b are equally accurate" each discordant point (right under
+    one, wrong under the other) is right under a with probability 1/2, so only_a ~ Binomial(only_a + only_b, 1/2);
+    p = min(1, 2 P(X <= min(only_a, only_b))). 1.0 when there is no discordant point."""
+    m, k = only_a + only_b, min(only_a, only_b)
+    if m == 0:
+        return 1.0
+    # the binomial tail in log space (exact for any m this project meets; no scipy import for accuracies)
+    logs = [math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) - m * math.log(2) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, 2 * math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's (1979) step-down adjusted p-values, in the input's order: sort ascending, multiply the i-th smallest
+    (from 0) by (m - i), keep them non-decreasing, cap at 1. Rejecting where the adjusted p < alpha controls the
+    family-wise error rate at alpha for any dependence between the tests (NaN p-values are left out and stay NaN)."""
+    values = [float(p) for p in p_values]
+    finite = sorted((p, i) for i, p in enumerate(values) if not math.isnan(p))
+    m = len(finite)
+    adjusted = [float("nan")] * len(values)
+    running = 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def _check_probs(probs: Tensor, name: str) -> None:
@@ -311,13 +340,18 @@ def paired_auc_difference_ci(clean_a: Tensor, adv_a: Tensor, clean_b: Tensor, ad
     are scored on the same resampled points, so the interval counts both pairings (clean with
     adversarial, detector a with detector b).
 
-    Returns {"auc_a", "auc_b", "difference", "low", "high", "n"}.
+    Returns {"auc_a", "auc_b", "difference", "low", "high", "n", "p"}; `p` is the bootstrap's two-sided p-value of
+    "no difference", 2 x the smaller share of resampled differences on either side of 0 ((count + 1) / (B + 1),
+    so never 0), for multiplicity adjustments.
     """
     _check_bootstrap(n_resamples, level)
     pairs = [_paired_scores(clean_a, adv_a), _paired_scores(clean_b, adv_b)]
     if pairs[0][0].shape != pairs[1][0].shape:
         raise ValueError(f"both detectors must score the same points ({pairs[0][0].numel()} vs {pairs[1][0].numel()})")
     (auc_a, auc_b), resampled = _bootstrap_aucs(pairs, n_resamples, generator)
-    low, high = _percentiles(resampled[:, 0] - resampled[:, 1], level)
+    differences = resampled[:, 0] - resampled[:, 1]
+    low, high = _percentiles(differences, level)
+    below, above = int((differences <= 0).sum()), int((differences >= 0).sum())
+    p = min(1.0, 2 * (min(below, above) + 1) / (differences.numel() + 1))
     return {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "low": low, "high": high,
-            "n": int(pairs[0][0].numel())}
+            "n": int(pairs[0][0].numel()), "p": p}

@@ -36,13 +36,15 @@ from torch import Tensor
 from .aggregate import (adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores,
                         last_levels, schedule_converged)
 from ..jobs.artifacts import correct_points, verdict_repeats
-from ..core.metrics import detection_auc, paired_auc_difference_ci, paired_difference_ci, worst_case
+from ..core.metrics import detection_auc, holm, paired_auc_difference_ci, paired_difference_ci, worst_case
 from ..core.defense_specs import DEFENSES, PLAIN_SETTING
 from ..jobs.paper_tables import RowSpec
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 
 __all__ = [
     "FINDINGS",
+    "adjust",
+    "family_of",
     "adaptive_levels",
     "defense_gains",
     "detection_differences",
@@ -87,7 +89,13 @@ def _rate(correct: Tensor) -> float:
 
 
 def _difference_columns(result: dict) -> dict:
-    return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"])}
+    return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"]),
+            "p": _p(result["p"])}
+
+
+def _p(value: float) -> float:
+    """A p-value to 4 significant digits (the CSV and the page print what the verdicts used)."""
+    return float(f"{value:.4g}")
 
 
 def defense_gains(index: dict[Key, dict], rows: Sequence[RowSpec], dataset: str, attacks: Sequence[str]) -> pd.DataFrame:
@@ -162,7 +170,10 @@ def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequenc
                 "regime": regime, "attack": attack, "setting": setting,
                 "auc_mi_pl": round(diff["auc_a"], 4), "auc_confidence": round(diff["auc_b"], 4),
                 "difference": round(diff["difference"], 4), "low": round(diff["low"], 4),
-                "high": round(diff["high"], 4), "n": diff["n"],
+                "high": round(diff["high"], 4), "p": _p(diff["p"]), "n": diff["n"],
+                # plain confidence with its sign flipped (low confidence = adversarial) detects with AUC
+                # 1 - auc_confidence: an AUC far below 0.5 is a strong detector read the other way round
+                "auc_confidence_flipped": round(1 - diff["auc_b"], 4),
                 "auc_mi_pl_all": round(detection_auc(clean_scores["mi_pl"], adv_scores["mi_pl"]), 4),
                 "auc_confidence_all": round(detection_auc(clean_scores["confidence"], adv_scores["confidence"]), 4),
                 "n_all": int(masks["all"].numel()),
@@ -206,9 +217,9 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
     adaptive runs' n points, its accuracy under the oblivious attacks (worst case over them, clean
     included), under the strongest single adaptive run, and the worst case per point over every
     evaluation (metrics.worst_case), each with its Wilson interval; then the worst case minus the bare
-    model's oblivious worst case on the same points (Newcombe's paired interval). `claim_survives`
-    says, from these numbers, whether the paper's claim that the defense adds robustness to its model
-    holds against this attacker: the paired interval lies above 0.
+    model's oblivious worst case on the same points (Newcombe's paired interval) and its McNemar p-value;
+    :func:`adjust` then says, after Holm's adjustment over the section's rows, whether the paper's claim
+    that the defense adds robustness to its model holds against this attacker.
 
     Issue 25: a robust run's per-point verdict is jobs.artifacts.correct_points (attacked by its cascade
     and right in all R verdict runs). `levels` is the convergence curve, the worst case over the oblivious
@@ -248,7 +259,7 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
             record.update({name: _pct(level["accuracy"]), f"{name}_low": _pct(level["ci_low"]),
                            f"{name}_high": _pct(level["ci_high"])})
         record.update({"bare_oblivious": _pct(worst_case(bare)["accuracy"]), "difference": _pct(diff["difference"]),
-                       "low": _pct(diff["low"]), "high": _pct(diff["high"]), "claim_survives": bool(diff["low"] > 0),
+                       "low": _pct(diff["low"]), "high": _pct(diff["high"]), "p": _p(diff["p"]),
                        "attacks": levels["worst_case"]["attacks"], "n": n})
         record.update(_convergence(oblivious, runs, n))
         records.append(record)
@@ -276,11 +287,16 @@ def robustness_statement(frame: pd.DataFrame) -> str:
     """One plain sentence per attacked defense, computed from `robustness_levels`' numbers."""
     if not len(frame):
         return "No defense was attacked adaptively (no `robustness:` section)."
+    if "verdict" not in frame:  # not yet adjusted: Holm over this table's rows alone
+        frame = adjust({"robustness": frame})["robustness"]
     lines = []
     for r in frame.to_dict("records"):
-        verdict = ("survives: the defense keeps more points than the bare model under every attack"
-                   if r["claim_survives"] else "does not survive at this scale: the worst case is not above the bare "
-                   "model's oblivious level")
+        verdict = {HOLDS: "holds: the defense keeps more points than the bare model under every attack (Holm-adjusted "
+                            f"p = {r['p_holm']:.3g})",
+                   REVERSED: "is reversed: the worst case is below the bare model's, beyond chance (Holm-adjusted p = "
+                             f"{r['p_holm']:.3g})",
+                   NO_EVIDENCE: "has no evidence at this scale: the difference is within chance after Holm's adjustment "
+                                f"(p = {r['p_holm']:.3g})"}[r["verdict"]]
         lines.append(f"- {r['regime']} + {r['defense']} ({r['setting']}): oblivious {r['oblivious']:.1f}% "
                      f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest adaptive {r['adaptive']:.1f}% "
                      f"[{r['adaptive_low']:.1f}, {r['adaptive_high']:.1f}] ({r['strongest_adaptive']}), worst case "
@@ -292,6 +308,51 @@ def robustness_statement(frame: pd.DataFrame) -> str:
                         f"{r.get('budget', 'the configured budget')}")
                      + f"; verdicts over R = {r.get('repeats', 1)} runs of the defense.")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ multiplicity (issue 33)
+#: The verdict words. A claim "holds" only where its Holm-adjusted p-value is below ALPHA with the claimed sign;
+#: where the adjusted p-value is not, there is "no evidence" either way (never "gone").
+HOLDS, REVERSED, NO_EVIDENCE = "holds", "reversed", "no evidence"
+ALPHA = 0.05
+
+
+def family_of(name: str, row: dict) -> str:
+    """The family a findings row is adjusted in (Holm within each): the Table-2 rows split into MI's gains (MI on
+    the mixup-trained or interpolated-AT model), the ablations (MI on ERM or AT models) and the baselines (input
+    transformations); the matched baselines of Fig. 3b, the detection AUCs, Fig. 4's paper adaptive attack and the
+    robustness evaluation are one family each. Every row claims the first side is better (a defense over its bare
+    model, MI-OL over a baseline, MI-PL's AUC over confidence's)."""
+    if name == "gains":
+        if DEFENSES[row["defense"]].baseline:
+            return "baselines"
+        return "ablations" if row["regime"] in ("erm", "at") else "mi_gains"
+    return name
+
+
+def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Every findings table with `family`, `p_holm` (Holm's adjustment of `p` within the family, across the
+    tables: :func:`family_of`) and `verdict` (:data:`HOLDS` where p_holm < ALPHA and the difference is > 0,
+    :data:`REVERSED` where p_holm < ALPHA and it is < 0, :data:`NO_EVIDENCE` otherwise)."""
+    out = {name: frame.copy() for name, frame in frames.items()}
+    members: dict[str, list[tuple[str, int]]] = {}
+    for name, frame in out.items():
+        if not len(frame) or "p" not in frame:
+            continue
+        frame["family"] = [family_of(name, row) for row in frame.to_dict("records")]
+        for i, family in enumerate(frame["family"]):
+            members.setdefault(family, []).append((name, i))
+        frame["p_holm"] = float("nan")
+    for family, where in members.items():
+        adjusted = holm([out[name]["p"].iat[i] for name, i in where])
+        for (name, i), value in zip(where, adjusted):
+            out[name].iat[i, out[name].columns.get_loc("p_holm")] = _p(value)
+    for frame in out.values():
+        if "p_holm" in frame:
+            significant = frame["p_holm"] < ALPHA
+            frame["verdict"] = [HOLDS if sig and d > 0 else REVERSED if sig and d < 0 else NO_EVIDENCE
+                                for sig, d in zip(significant, frame["difference"])]
+    return out
 
 
 FINDINGS = ("gains", "matched", "detection", "adaptive", "robustness")
@@ -307,12 +368,19 @@ _TITLES = {
 }
 _INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs: in [0, 1]); `low`/`high` bound "
           "it with 95% confidence: Newcombe's paired score interval for accuracies, a bootstrap over points for AUCs "
-          "(each point's clean and adversarial scores, and both detectors, resampled together).")
+          "(each point's clean and adversarial scores, and both detectors, resampled together). The intervals are "
+          "raw (each at 95% on its own). `p` is the raw two-sided p-value of no difference (exact McNemar test for "
+          "accuracies, the bootstrap for AUCs) and `p_holm` its Holm adjustment within the row's `family` (MI gains, "
+          "ablations and baselines among the Table-2 rows; the matched baselines; detection; Fig. 4's adaptive "
+          "attack; the robustness evaluation), which bounds the chance of any false claim in a family at 5%. "
+          f"`verdict`: '{HOLDS}' where p_holm < 0.05 and the difference is positive (the paper's direction), "
+          f"'{REVERSED}' where p_holm < 0.05 and it is negative, '{NO_EVIDENCE}' otherwise.")
 
 
 def write_findings(frames: dict[str, pd.DataFrame], stem: str | Path) -> list[Path]:
-    """The five tables (keys :data:`FINDINGS`) as ``stem.md`` and ``stem.html`` (one page, a section each)
-    and ``stem_<name>.csv`` (one per table), each written atomically."""
+    """The five tables (keys :data:`FINDINGS`), adjusted for multiplicity (:func:`adjust`), as ``stem.md`` and
+    ``stem.html`` (one page, a section each) and ``stem_<name>.csv`` (one per table), each written atomically."""
+    frames = adjust(frames)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     md = ["# The paper's findings on this run: paired differences with 95% intervals", _INTRO]
