@@ -22,19 +22,21 @@ def test_groups_partition_the_evaluations(preset):
     assert len(set(evaluations)) == len(evaluations)
     groups = plan.evaluation_groups(config)
     flat = sorted((*key, *pair) for key, pairs in groups.items() for pair in pairs)
-    assert flat == evaluations
+    # the groups are the run's evaluations and the training study's (config study:), each once
+    assert flat == sorted(set(evaluations) | set(plan.study_evaluations(config)))
     for pairs in groups.values():
         assert len(set(pairs)) == len(pairs)
         for defense, setting in pairs:
             parse_setting(defense, setting)  # every setting is canonical and parses
-    assert {(d, r) for d, r, _ in groups} <= set(plan.trained_models(config))
+    study_names = {e[1] for e in plan.study_evaluations(config)}
+    assert {(d, r) for d, r, _ in groups if r not in study_names} <= set(plan.trained_models(config))
 
 
 def test_smoke_counts():
     """Counted by hand in tests/test_workflow.py: 73 evaluations over 4 regimes x 3 attacks."""
     config = load("smoke")
     assert len(plan.evaluations(config)) == 73
-    assert len(plan.evaluation_groups(config)) == 12
+    assert len({e[:3] for e in plan.evaluations(config)}) == 12  # evaluate jobs of the run (the study adds its own)
     assert len(plan.adaptive_runs(config)) == 4
     assert plan.trained_models(config) == [("synth", r) for r in sorted(["erm", "mixup", "at", "interpolated_at"])]
     assert plan.used_datasets(config) == ["synth"]

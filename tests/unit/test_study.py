@@ -14,7 +14,9 @@ from mixup_inference.jobs.study import StudyModel, is_run_model, regime_training
 def _config() -> dict:
     config = smoke_config()
     config["study"] = {"dataset": "synth", "recipes": {"preset": {}, "fgsm_rs": {"at_steps": 1, "at_step_size": 10 / 255}},
-                       "models": [["mixup", "preset", 3, [0, 1]], ["at", "fgsm_rs", 2, [0]], ["mixup", "preset", 3, [1]]]}
+                       "models": [["mixup", "preset", 3, [0, 1]], ["at", "fgsm_rs", 2, [0]], ["mixup", "preset", 3, [1]]],
+                       "attacks": ["clean", "pgd5"], "table": "table2", "settings": {"mi_ol": ["lam=0.5", "lam=1"]},
+                       "robustness": [["mixup", "preset", 3, "mi_ol", "lam=0.5"]]}
     return config
 
 
@@ -73,3 +75,45 @@ def test_model_names_round_trip_and_pick_the_training():
     epochs = regime_training(config, "mixup")["epochs"]
     assert model_name(config, StudyModel("mixup", "preset", epochs, config["seed"])) == "mixup"
     assert model_name(config, StudyModel("mixup", "preset", epochs, 1)) == f"mixup-preset-e{epochs}-s1"
+
+
+def test_bad_study_evaluation_keys_name_the_fix():
+    config = _config()
+    config["study"]["attacks"] = ["clean", "pgd50"]
+    assert "study.attacks: attack 'pgd50' is not in attacks.names" in config_problem(config)
+    config = _config()
+    config["study"]["table"] = "table3"
+    assert config_problem(config).startswith("study.table: 'table3' is not under tables")
+    config = _config()
+    config["study"]["robustness"] = [["mixup", "preset", 7, "mi_ol", "lam=0.5"]]
+    assert config_problem(config).startswith("study.robustness[0]: no study model is mixup-preset-e7")
+    config = _config()
+    config["study"]["settings"] = {"mi_ol": ["lam=1.5"]}
+    assert "study.settings.mi_ol[0]" in config_problem(config)
+
+
+def test_study_evaluations_cover_every_model_and_the_robust_targets():
+    from mixup_inference.jobs import plan
+
+    config = _config()
+    evaluations = plan.study_evaluations(config)
+    names = {e[1] for e in evaluations}
+    epochs = regime_training(config, "mixup")["epochs"]
+    expected = {("mixup" if epochs == 3 else "mixup-preset-e3-s0"), "mixup-preset-e3-s1", "at-fgsm_rs-e2-s0"}
+    assert names == expected
+    for name in expected:
+        regime = name.split("-")[0]
+        for attack in ("clean", "pgd5"):
+            for defense, setting in plan.study_settings(config, regime):
+                assert ("synth", name, attack, defense, setting) in evaluations
+    # every seed of the robustness group is a target, with the oblivious evaluations its cascade starts from
+    targets = plan.study_robust_targets(config)
+    assert [t[1] for t in targets] == sorted(n for n in expected if n.startswith("mixup"))
+    for _, name, defense, setting in targets:
+        for attack in config["attacks"]["names"]:
+            assert ("synth", name, attack, defense, setting) in evaluations
+            assert ("synth", name, attack, "none", "plain") in evaluations
+    # the study joins the evaluate jobs' groups, not the run's own evaluations (its report reads only those)
+    groups = plan.evaluation_groups(config)
+    assert all((d, n, a) in groups and (f, s) in groups[d, n, a] for d, n, a, f, s in evaluations)
+    assert not {e[1] for e in plan.evaluations(config)} & {"mixup-preset-e3-s1", "at-fgsm_rs-e2-s0"}

@@ -165,3 +165,29 @@ def test_smoke_on_real_cifar10_jpeg_images(tmp_path):
     provenance = yaml.safe_load((workdir / "reports" / "smoke-cifar" / "provenance.yaml").read_text())
     data = provenance["datasets"]["synth"]
     assert data["n_train"] == 50_000 and data["n_test"] == 10_000
+
+
+def test_study_target_trains_its_models_and_writes_its_report(smoke_run):
+    """`snakemake study` after the smoke run: it trains only the study's own models (the run's seed-0 models are
+    reused), evaluates them with the run's jobs, and writes training_study.csv and study.md with every model."""
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    jobs = dry_run_jobs(smoke_run.workdir, "study", "--configfile", "config/smoke.yaml")
+    from mixup_inference.jobs.study import model_name, study_models
+
+    models = study_models(config)
+    new = [m for m in models if model_name(config, m) != m.regime]
+    assert jobs["train"] == len(new) == 5
+    snakemake(smoke_run.workdir, "study", "--cores", "2", "--configfile", "config/smoke.yaml")
+    out = smoke_run.reports / "study"
+    rows = pd.read_csv(out / "training_study.csv")
+    assert set(rows["model"]) == {model_name(config, m) for m in models}
+    assert {"worst_case", "clean", "pgd5"} <= set(rows["attack"])
+    text = (out / "study.md").read_text()
+    assert "## 1. Seeds" in text and "## 2. Training length" in text and "## 3. Recipe" in text
+    seeds = pd.read_csv(out / "study_seeds.csv")
+    assert set(seeds["regime"]) == {"mixup", "interpolated_at"} and (seeds["seeds"] == "0 1").all()
+    assert (seeds["attack"] == "worst_case").sum() == 1  # mixup + MI-OL's robustness evaluation on both seeds
+    recipes = pd.read_csv(out / "study_recipes.csv")
+    assert list(recipes["regime"]) == ["at"]
+    # nothing of the run itself is redone by the study
+    assert dry_run_jobs(smoke_run.workdir, "--configfile", "config/smoke.yaml") == {}

@@ -172,7 +172,9 @@ def evaluation_paths():
 
 
 def evaluation_dirs():
-    return [EVALUATIONS.format(dataset=d, regime=r, attack=a) for d, r, a in evaluation_groups()]
+    """The evaluate jobs' directories the run's report reads (not the study's models': the study target asks for
+    those, study_outputs)."""
+    return [EVALUATIONS.format(dataset=d, regime=r, attack=a) for d, r, a in sorted({e[:3] for e in evaluations()})]
 
 
 def adaptive_paths():
@@ -273,6 +275,37 @@ def dataset_config(wildcards):
 def training_params(wildcards):
     """The resolved training config of one model: the preset's of its regime, or a study model's (config study:)."""
     return study.model_training(config, wildcards.regime)
+
+
+def study_entries():
+    """[model name, regime, recipe, epochs, seed] of every study model (the study rule's param)."""
+    if not config.get("study"):
+        return []
+    return [[study.model_name(config, m), m.regime, m.recipe, m.epochs, m.seed] for m in study.study_models(config)]
+
+
+def study_metrics():
+    dataset = config["study"]["dataset"] if config.get("study") else None
+    return [TRAIN_METRICS.format(dataset=dataset, regime=name) for name, *_ in study_entries()]
+
+
+def study_evaluation_dirs():
+    groups = sorted({e[:3] for e in plan.study_evaluations(config)})
+    return [EVALUATIONS.format(dataset=d, regime=r, attack=a) for d, r, a in groups]
+
+
+def study_evaluation_paths():
+    return [
+        EVALUATION.format(dataset=d, regime=r, attack=a, defense=f, setting=s)
+        for d, r, a, f, s in plan.study_evaluations(config)
+    ]
+
+
+def study_robust_dirs():
+    return [
+        ROBUST.format(dataset=d, regime=r, robust_defense=f, setting=s)
+        for d, r, f, s in plan.study_robust_targets(config)
+    ]
 
 
 def study_model_files():

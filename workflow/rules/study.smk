@@ -6,3 +6,39 @@
 rule study_models:
     input:
         study_model_files(),
+
+
+rule study:
+    input:
+        metrics=study_metrics(),
+        evaluations=study_evaluation_dirs(),
+        robust=study_robust_dirs(),
+    output:
+        csv=report(
+            f"{REPORTS}/study/training_study.csv",
+            caption="../report/study.rst",
+            category="Training study",
+        ),
+        markdown=report(
+            f"{REPORTS}/study/study.md",
+            caption="../report/study.rst",
+            category="Training study",
+        ),
+    log:
+        f"{LOGS}/study.log",
+    benchmark:
+        f"{BENCHMARKS}/study.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        entries=study_entries(),
+        evaluations=study_evaluation_paths(),
+        robust=[f"{d}/schedule.json" for d in study_robust_dirs()],
+        seed=config["seed"],
+        table=config["study"]["table"] if config.get("study") else None,
+    script:
+        "../scripts/study.py"

@@ -284,16 +284,35 @@ def check_label_smoothing(training: dict[str, Any]) -> None:
                              "AT keep the paper's targets): set it under training.regimes.erm")
 
 
-def check_study(config: dict[str, Any], need_dataset) -> None:
+def check_study(config: dict[str, Any], need_dataset, need_attack) -> None:
     """study: its data set exists, each model is a training regime with a known recipe, and each model's training
-    config is valid (TrainConfig's own checks, named by the model)."""
+    config is valid (TrainConfig's own checks, named by the model); its attacks are crafted, its table configured,
+    its settings valid, and each robustness group names study models and needs the robustness: section."""
     spec = config.get("study")
     if not spec:
         return
     from ..core.trainconfig import REGIMES, TrainConfig
-    from .study import model_name, study_models, study_training
+    from .study import StudyModel, model_name, study_models, study_training
 
-    need_dataset("study.dataset", spec["dataset"])
+    size = _image_size(need_dataset("study.dataset", spec["dataset"]))
+    for attack in spec["attacks"]:
+        need_attack("study.attacks", attack)
+    if spec["table"] not in config["tables"]:
+        raise ValueError(f"study.table: {spec['table']!r} is not under tables (configured: "
+                         f"{', '.join(config['tables'])}); name one of them")
+    for defense, settings in (spec.get("settings") or {}).items():
+        for i, setting in enumerate(settings):
+            check_setting(defense, setting, image_size=size, key=f"study.settings.{defense}[{i}]")
+    groups = {(m.regime, m.recipe, m.epochs) for m in study_models(config)}
+    for i, (regime, recipe, epochs, defense, setting) in enumerate(spec.get("robustness") or []):
+        key = f"study.robustness[{i}]"
+        if (regime, recipe, int(epochs)) not in groups:
+            raise ValueError(f"{key}: no study model is {StudyModel(regime, recipe, int(epochs), 0).name[:-3]}; "
+                             "list it under study.models or fix the group")
+        if not config.get("robustness"):
+            raise ValueError(f"{key}: the robustness evaluation needs the robustness: section (its attacks and "
+                             "budgets); add it or remove study.robustness")
+        check_setting(defense, setting, image_size=size, key=key)
     files = config.get("models") or {}
     for model in study_models(config):
         key = f"study.models ({model.name})"
@@ -374,7 +393,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"adaptive.n_test={ada['n_test']} exceeds datasets.{ada['dataset']}.n_test={ds['n_test']}; "
                          "adaptive attacks use a prefix of the run's test subset")
     check_models(config)
-    check_study(config, need_dataset)
+    check_study(config, need_dataset, need_attack)
     check_memory(config)
     rob = config.get("robustness")
     if rob is not None:

@@ -9,7 +9,9 @@ tests and the workflow benchmark all derive the same job lists from one place:
   :func:`trained_models` (every model the run needs), :func:`used_datasets`;
 - :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
   file (config ``models:``, the import_model rule) and which the train rule makes;
-- :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model.
+- :func:`table_specs`: the paper's tables of the config, and one Table-2-shaped table per user model;
+- :func:`study_evaluations`, :func:`study_robust_targets`: what the training study (config ``study:``,
+  jobs.study) evaluates on its models.
 
 Settings are canonical strings (core.defense_specs), so a config's lambda 0.70 and 0.7 name one job.
 """
@@ -19,12 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.attack_specs import AttackName
-from ..core.defense_specs import PLAIN_SETTING, format_setting
+from ..core.defense_specs import DEFENSES, PLAIN_SETTING, format_setting
 from .paper_tables import TABLE_SPECS, RowSpec, model_rows
+from .study import model_name, study_models
 from ..core.trainconfig import REGIMES
 
 __all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "robust_options", "robust_runs", "robust_target", "robust_targets", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+           "models_to_train", "robust_options", "robust_runs", "robust_target", "robust_targets", "study_evaluations",
+           "study_mi_settings", "study_robust_targets", "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -109,11 +113,63 @@ def evaluation_groups(config: dict[str, Any]) -> dict[tuple[str, str, str], list
     """The evaluations grouped per (dataset, regime, attack) -> sorted [(defense, setting), ...].
 
     The workflow runs one evaluate job per group: the job loads the model, the examples and the MI
-    pool once and writes every setting's artifact (see jobs.run_evaluate_group)."""
+    pool once and writes every setting's artifact (see jobs.run_evaluate_group). The training study's
+    evaluations (:func:`study_evaluations`) join the groups: on the run's own models they are a few more
+    settings of the run's jobs, on the study's models jobs of their own that only the study target asks for."""
     groups: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-    for dataset, regime, attack, defense, setting in evaluations(config):
+    for dataset, regime, attack, defense, setting in sorted(set(evaluations(config)) | set(study_evaluations(config))):
         groups.setdefault((dataset, regime, attack), []).append((defense, setting))
     return groups
+
+
+# ------------------------------------------------------------------ what the study evaluates
+def study_mi_settings(config: dict[str, Any], regime: str) -> list[tuple[str, str]]:
+    """(defense, setting) of every MI row (a defense that takes the MI pool) of ``study.table`` (as configured under
+    ``tables:``) for `regime`: Table 4's settings, the rows the study's headline differences are about."""
+    spec = table_specs(config)[config["study"]["table"]]
+    return [(row.defense, row.setting) for row in spec["rows"]
+            if row.regime == regime and DEFENSES[row.defense].needs_pool]
+
+
+def study_settings(config: dict[str, Any], regime: str) -> list[tuple[str, str]]:
+    """Every (defense, setting) the study evaluates on a model of `regime`: the bare model, the MI rows of its
+    regime (:func:`study_mi_settings`) and ``study.settings`` (Fig. 2's MI-OL at lambda 0.5 and 1, for F_y)."""
+    settings = [("none", PLAIN_SETTING), *study_mi_settings(config, regime)]
+    settings += [(defense, setting) for defense, values in config["study"].get("settings", {}).items()
+                 for setting in values]
+    return list(dict.fromkeys(settings))
+
+
+def study_robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(dataset, model name, defense, setting) the robustness evaluation (``robustness:``) attacks among the study's
+    models: every seed of each ``study.robustness`` group [regime, recipe, epochs, defense, setting]."""
+    spec = config.get("study") or {}
+    targets = []
+    for regime, recipe, epochs, defense, setting in spec.get("robustness", []):
+        for model in study_models(config):
+            if (model.regime, model.recipe, model.epochs) == (regime, recipe, int(epochs)):
+                targets.append((spec["dataset"], model_name(config, model), defense, setting))
+    return sorted(set(targets))
+
+
+def study_evaluations(config: dict[str, Any]) -> list[Evaluation]:
+    """Every oblivious evaluation of the study: each model under ``study.attacks`` with :func:`study_settings`, and
+    the robust targets' oblivious evaluations (every attack of ``attacks.names``, defended and bare: the
+    robustness evaluation's cascade starts from them, as in the run)."""
+    spec = config.get("study")
+    if not spec:
+        return []
+    jobs: set[Evaluation] = set()
+    for model in study_models(config):
+        name = model_name(config, model)
+        for attack in spec["attacks"]:
+            for defense, setting in study_settings(config, model.regime):
+                jobs.add((spec["dataset"], name, attack, defense, setting))
+    for dataset, name, defense, setting in study_robust_targets(config):
+        for attack in config["attacks"]["names"]:
+            jobs.add((dataset, name, attack, defense, setting))
+            jobs.add((dataset, name, attack, "none", PLAIN_SETTING))
+    return sorted(jobs)
 
 
 def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:

@@ -96,3 +96,4 @@ def model_training(config: dict[str, Any], name: str) -> dict[str, Any]:
     if model is not None and model in study_models(config):
         return study_training(config, model)
     return regime_training(config, name)
+
