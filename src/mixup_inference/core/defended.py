@@ -9,7 +9,7 @@ softmax of fresh MI samples. This module does that for every defense of `defense
   defense's own prediction) and gradients flowing to the input (`averaging.averaged_softmax`
   with grad=True: memory bounded by the chunk size);
 - `eot_pgd_through_defense`: Expectation-over-Transformation PGD (Athalye et al. 2018) on it, untargeted
-  or targeted, `eot` draws of the whole defense per step;
+  or targeted, `eot` draws of the whole defense per step (`attacks.pgd_loop` with this gradient);
 - `autoattack_rand`: AutoAttack's protocol for randomized defenses (Croce and Hein 2020,
   version='rand': APGD-CE then APGD-DLR, EOT over 20 draws per gradient, 100 iterations), from the
   reference implementation (PyPI `pyautoattack`, fra31/auto-attack).
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks import check_labels, check_pgd_args, project_to_ball, uniform_start
+from .attacks import check_labels, check_pgd_args, input_gradient, pgd_loop, project_to_ball, uniform_start
 from .averaging import predict_probs
 from .checks import check_positive_int
 from .defense_specs import apply_defense, defense_spec
@@ -98,7 +98,7 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
                     start: Tensor | None = None) -> Tensor:
     """EOT PGD (Athalye et al. 2018) through any randomized defense of the registry.
 
-    One x_adv (random start U[-eps, eps], projection to the eps-ball then [0, 1], as `attacks.pgd`).
+    One x_adv (random start U[-eps, eps], projection to the eps-ball then [0, 1]: `attacks.pgd_loop`).
     At every step the defense runs `eot` independent times on x_adv (each a full defense with
     `n_samples` executions and fresh draws, batched as eot x B inputs), and x_adv moves by
     step_size * sign(sum_d grad NLL(log F_defense,d(x_adv), y)) (ascent untargeted, away from y;
@@ -136,31 +136,26 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
         return x.clone()
     defended = DefendedModel(model, defense, setting, pool=pool, n_samples=n_samples, generator=generator,
                              chunk_size=chunk_size)
-    sign = -1.0 if targeted else 1.0
-    labels = y.to(x.device).repeat_interleave(int(eot))
-    if start is not None and random_start:
-        if start.shape != x.shape:
-            raise ValueError(f"start {tuple(start.shape)} must have the shape of x {tuple(x.shape)}")
-        x_adv = (x + start.to(x.device, x.dtype) * eps).clamp(0.0, 1.0)
-    else:
-        x_adv = uniform_start(x, eps, random_start, generator)
-    plain = groups = None
+    draws = int(eot)
+    labels = y.to(x.device).repeat_interleave(draws)
+    start = uniform_start(x, eps, random_start, generator, noise=start)
+    groups = None  # the pool's class groups, checked once (first step), so the steps read nothing back
+
+    def eot_gradient(x_adv: Tensor) -> Tensor:
+        """The gradient of the NLL summed over `eot` fresh draws of the defense on x_adv."""
+        nonlocal groups
+        plain = None
+        if defense_spec(defense).needs_pool:
+            # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
+            # copies of a point: computed once on the B points, not eot times on the B x eot copies.
+            plain = predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(draws, 0)
+            if groups is None:
+                groups = class_groups(pool[1], plain.shape[1], x.device)
+        return input_gradient(lambda v: F.nll_loss(defended(v.repeat_interleave(draws, 0), plain=plain, groups=groups),
+                                                    labels, reduction="sum"), x_adv)
+
     with eval_mode(model):
-        for _ in range(int(steps)):
-            if defense_spec(defense).needs_pool:
-                # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
-                # copies of a point: computed once on the B points, not eot times on the B x eot copies.
-                # The pool's class groups are checked once (first step), so the steps read nothing back.
-                plain = predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(int(eot), 0)
-                if groups is None:
-                    groups = class_groups(pool[1], plain.shape[1], x.device)
-            with torch.enable_grad():
-                x_adv.requires_grad_(True)
-                log_p = defended(x_adv.repeat_interleave(int(eot), 0), plain=plain, groups=groups)
-                loss = F.nll_loss(log_p, labels, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = project_to_ball(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+        return pgd_loop(eot_gradient, start, x, eps=eps, step_size=step_size, steps=steps, targeted=targeted)
 
 
 def _configure_apgd(apgd, *, n_iter: int, eot_iter: int, n_restarts: int) -> None:
