@@ -63,6 +63,19 @@ def test_defended_model_is_the_defense_and_passes_gradients(problem, defense):  
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_defended_model_parses_its_setting_once(problem, monkeypatch):  # noqa: F811
+    """The setting is parsed at construction (a malformed one fails there), not at every attack step."""
+    from mixup_inference.core import defense_specs
+    calls = []
+    parse = defense_specs.parse_setting
+    monkeypatch.setattr(defense_specs, "parse_setting", lambda *args, **kw: calls.append(args) or parse(*args, **kw))
+    eot_pgd_through_defense(problem["model"], problem["x"][:4], problem["y"][:4], "mi_ol", "lam=0.5",
+                            pool=pool_of(problem), n_samples=2, eot=2, steps=3, generator=make_generator(0), **BUDGET)
+    assert calls == [("mi_ol", "lam=0.5")]
+    with pytest.raises(ValueError, match="malformed"):
+        DefendedModel(problem["model"], "mi_ol", "lambda=0.5", pool=pool_of(problem), n_samples=2, generator=None)
+
+
 def test_differentiable_engine_matches_gradient_of_the_unchunked_average(problem):  # noqa: F811
     model, x = problem["model"], problem["x"][:5]
     noise = torch.randn(5 * 3, *x.shape[1:], generator=make_generator(0)) * 0.05

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
+from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd, pgd_loop
 from mixup_inference.core.defenses import mixup_inference
 from mixup_inference.core.utils import make_generator
 
@@ -70,6 +70,20 @@ def assert_in_ball(x_adv, x, eps):
 # --------------------------------------------------------------------------------------------
 # PGD
 # --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_pgd_loop_steps_by_the_sign_and_clamps_delta_then_image(targeted):
+    """Closed form: a constant gradient moves every pixel by `steps` signed steps until the eps-ball
+    stops it (ascent untargeted, descent targeted); pixels near 0 or 1 stop at the image range."""
+    center = torch.tensor([[0.5, 0.5, 0.01, 0.99]])
+    gradient = lambda x_adv: torch.tensor([[3.0, -0.5, -1.0, 1.0]]).expand_as(x_adv)  # noqa: E731
+    x_adv = pgd_loop(gradient, center.clone(), center, eps=0.05, step_size=0.02, steps=2, targeted=targeted)
+    s = -1.0 if targeted else 1.0
+    expected = (center + (s * torch.tensor([[1.0, -1, -1, 1]]) * 0.04)).clamp(0, 1)
+    torch.testing.assert_close(x_adv, expected)
+    x_far = pgd_loop(gradient, center.clone(), center, eps=0.05, step_size=0.02, steps=10, targeted=targeted)
+    torch.testing.assert_close(x_far, (center + s * torch.tensor([[1.0, -1, -1, 1]]) * 0.05).clamp(0, 1))
+
 
 def test_pgd_untargeted_breaks_the_model_within_the_ball(problem):
     model, x, y = problem["model"], problem["x"], problem["y"]

@@ -4,14 +4,17 @@ against Mixup Inference used in this project.
 Threat model (paper Sec. 4.1): pixels in [0, 1], L-inf ball of radius eps = 8/255, step 2/255
 (the authors' attack_resnet_*.py scripts work in [-1, 1] and write 16/255 and 4/255: the same
 attack).
-Every attack here is the same PGD: uniform random start in the eps-ball (then clamped to
-[0, 1]), a fixed number of signed-gradient steps, projection onto the eps-ball followed by a
-clamp to [0, 1] after every step, no early stopping, no per-example restarts.
+Every attack here, and the EOT PGD through a defense in defended.py, is one loop, `pgd_loop`:
+uniform random start in the eps-ball (then clamped to [0, 1]), a fixed number of signed-gradient
+steps on a loss summed over the batch, projection onto the eps-ball followed by a clamp to [0, 1]
+after every step, no early stopping, no per-example restarts. The attacks differ only in the
+gradient they pass in (and, for the paper's adaptive PGD, in the points the loop moves).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +24,8 @@ from .checks import check_lam, check_mode, check_positive_int
 from .pool import check_pool, class_groups, pool_images, sample_pool_indices
 from .utils import eval_mode, rand
 
-__all__ = ["adaptive_pgd", "check_labels", "check_pgd_args", "eot_pgd", "pgd", "project_to_ball", "uniform_start"]
+__all__ = ["adaptive_pgd", "check_labels", "check_pgd_args", "eot_pgd", "input_gradient", "pgd", "pgd_loop",
+           "project_to_ball", "uniform_start"]
 
 
 def check_pgd_args(eps: float, step_size: float, steps: int) -> None:
@@ -43,10 +47,18 @@ def check_labels(x: Tensor, y: Tensor) -> None:
         raise ValueError(f"y must have shape [B] = [{x.shape[0]}] (got {tuple(y.shape)}); pass one label per image")
 
 
-def uniform_start(x: Tensor, eps: float, random_start: bool, generator: torch.Generator | None) -> Tensor:
-    """x + U[-eps, eps] noise clamped to [0, 1] (or x itself when random_start is False)."""
+def uniform_start(x: Tensor, eps: float, random_start: bool, generator: torch.Generator | None,
+                  noise: Tensor | None = None) -> Tensor:
+    """x + U[-eps, eps] noise clamped to [0, 1] (or x itself when random_start is False).
+
+    `noise`: U[-1, 1] numbers shaped like x, drawn by the caller, to use instead of drawing from
+    `generator` (the start is then clamp(x + eps * noise, 0, 1))."""
     if not random_start or eps == 0:
         return x.clone()
+    if noise is not None:
+        if noise.shape != x.shape:
+            raise ValueError(f"start {tuple(noise.shape)} must have the shape of x {tuple(x.shape)}")
+        return (x + noise.to(x.device, x.dtype) * eps).clamp(0.0, 1.0)
     noise = (rand(tuple(x.shape), generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
     return (x + noise).clamp(0.0, 1.0)
 
@@ -57,6 +69,46 @@ def project_to_ball(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
+def input_gradient(loss: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """d loss(x) / dx for a scalar `loss`, by torch.autograd.grad with respect to the input only (the
+    parameters' `.grad` are untouched), with gradients enabled inside (callable under no_grad)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(x), x)
+    return grad
+
+
+def pgd_loop(gradient: Callable[[Tensor], Tensor], start: Tensor, center: Tensor, *, eps: float, step_size: float,
+             steps: int, targeted: bool = False) -> Tensor:
+    """The L-inf PGD loop every attack of this project runs (Madry et al. 2018).
+
+    From x_adv = `start`, `steps` times (no early stopping, no restarts):
+    x_adv <- x_adv + step_size * sign(g) untargeted (ascent) or x_adv - step_size * sign(g) targeted
+    (descent), with g = gradient(x_adv); then delta = clamp(x_adv - center, -eps, eps) and
+    x_adv = clamp(center + delta, 0, 1) (the perturbation first, then the image, as in the paper).
+
+    Args:
+        gradient: x_adv [B, ...] -> the gradient of the attack's loss at x_adv, same shape; the loss
+            is summed over the batch, so each point's step does not depend on the batch size. The
+            attack's randomness (EOT draws, the defense's executions) happens inside, every step.
+            `pgd`: the model's cross entropy; `adaptive_pgd`: its summed over MI's mixed copies;
+            `eot_pgd`: the NLL of MI's averaged prediction on fresh draws; `eot_pgd_through_defense`:
+            the NLL of the defense's averaged probabilities over `eot` draws.
+        start: the first x_adv, e.g. `uniform_start(center, ...)`, inside the eps-ball of center.
+        center: the clean points [B, ...] in [0, 1] whose eps-ball the iterates stay in.
+        eps, step_size, steps, targeted: as in `pgd` (checked here, with `check_pgd_args`).
+
+    Returns:
+        The detached final x_adv, with max |x_adv - center| <= eps and pixels in [0, 1].
+    """
+    check_pgd_args(eps, step_size, steps)
+    sign = -1.0 if targeted else 1.0
+    x_adv = start.detach()
+    for _ in range(int(steps)):
+        x_adv = project_to_ball(x_adv + sign * step_size * gradient(x_adv).sign(), center, eps)
+    return x_adv.detach()
+
+
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float, steps: int,
         targeted: bool = False, random_start: bool = True,
         generator: torch.Generator | None = None) -> Tensor:
@@ -65,7 +117,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
     Norm: L-inf. Loss: cross entropy of `model(x_adv)` against `y`, summed over the batch (so each
     image's step is independent of the batch size).
 
-    Algorithm: x_adv = clamp(x + U[-eps, eps], 0, 1) if `random_start` else x; then `steps` times:
+    Algorithm (`pgd_loop`): x_adv = clamp(x + U[-eps, eps], 0, 1) if `random_start` else x; then `steps` times:
     x_adv <- x_adv + step_size * sign(grad) (untargeted: ascent, away from y) or
     x_adv <- x_adv - step_size * sign(grad) (targeted: descent, toward y), followed by
     delta = clamp(x_adv - x, -eps, eps); x_adv = clamp(x + delta, 0, 1).
@@ -102,15 +154,13 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
     x = x.detach()
     if eps == 0:
         return x.clone()
-    x_adv = uniform_start(x, eps, random_start, generator)
-    sign = -1.0 if targeted else 1.0
-    with eval_mode(model), torch.enable_grad():
-        for _ in range(int(steps)):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = project_to_ball(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+    start = uniform_start(x, eps, random_start, generator)
+
+    def gradient(x_adv: Tensor) -> Tensor:
+        return input_gradient(lambda v: F.cross_entropy(model(v), y, reduction="sum"), x_adv)
+
+    with eval_mode(model):
+        return pgd_loop(gradient, start, x, eps=eps, step_size=step_size, steps=steps, targeted=targeted)
 
 
 def _check_adaptive_args(x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tensor, lam: float, mode: str,
@@ -173,19 +223,18 @@ def adaptive_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y:
         return x.clone()
     n = int(n_adaptive)
     copies = (x.shape[0], n, *x.shape[1:])
-    sign = -1.0 if targeted else 1.0
     labels = y.repeat_interleave(n)
+
+    def shared_gradient(u_adv: Tensor) -> Tensor:
+        """Eq. 24: every copy of an input gets the sum of its copies' gradients (so one shared sign)."""
+        grad = input_gradient(lambda v: F.cross_entropy(model(v), labels, reduction="sum"), u_adv)
+        return grad.reshape(copies).sum(1).repeat_interleave(n, 0)
+
     with eval_mode(model):
         x_s, _ = _draw_mixing_images(model, x, pool_x, pool_y, mode=mode, n=n, generator=generator)
         mixed = lam * x.repeat_interleave(n, 0) + (1.0 - lam) * x_s
-        u_adv = uniform_start(mixed, eps, random_start, generator)
-        with torch.enable_grad():
-            for _ in range(int(steps)):
-                u_adv.requires_grad_(True)
-                loss = F.cross_entropy(model(u_adv), labels, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, u_adv)
-                step = grad.reshape(copies).sum(1).sign().repeat_interleave(n, 0)
-                u_adv = project_to_ball(u_adv.detach() + sign * step_size * step, mixed, eps)
+        start = uniform_start(mixed, eps, random_start, generator)
+        u_adv = pgd_loop(shared_gradient, start, mixed, eps=eps, step_size=step_size, steps=steps, targeted=targeted)
     delta = (u_adv - mixed).reshape(copies).mean(1)
     return (x + delta).clamp(0.0, 1.0).detach()
 
@@ -214,18 +263,20 @@ def eot_pgd(model: nn.Module, x: Tensor, y: Tensor, pool_x: Tensor, pool_y: Tens
     if eps == 0:
         return x.clone()
     n = int(n_adaptive)
-    sign = -1.0 if targeted else 1.0
-    x_adv = uniform_start(x, eps, random_start, generator)
+    start = uniform_start(x, eps, random_start, generator)
     groups = None  # the pool's class groups, checked once (first step), so the steps never sync
+
+    def mi_nll(v: Tensor, x_s: Tensor) -> Tensor:
+        logits = model(lam * v.repeat_interleave(n, 0) + (1.0 - lam) * x_s)
+        log_p = torch.logsumexp(F.log_softmax(logits, 1).reshape(x.shape[0], n, -1), 1) - math.log(n)
+        return F.nll_loss(log_p, y, reduction="sum")
+
+    def eot_gradient(x_adv: Tensor) -> Tensor:
+        """Fresh pool draws for the current x_adv, then the gradient through all N_A mixed copies."""
+        nonlocal groups
+        x_s, groups = _draw_mixing_images(model, x_adv, pool_x, pool_y, mode=mode, n=n, generator=generator,
+                                          groups=groups)
+        return input_gradient(lambda v: mi_nll(v, x_s), x_adv)
+
     with eval_mode(model):
-        for _ in range(int(steps)):
-            x_s, groups = _draw_mixing_images(model, x_adv, pool_x, pool_y, mode=mode, n=n, generator=generator,
-                                              groups=groups)
-            with torch.enable_grad():
-                x_adv.requires_grad_(True)
-                logits = model(lam * x_adv.repeat_interleave(n, 0) + (1.0 - lam) * x_s)
-                log_p = torch.logsumexp(F.log_softmax(logits, 1).reshape(x.shape[0], n, -1), 1) - math.log(n)
-                loss = F.nll_loss(log_p, y, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = project_to_ball(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+        return pgd_loop(eot_gradient, start, x, eps=eps, step_size=step_size, steps=steps, targeted=targeted)

@@ -9,7 +9,7 @@ softmax of fresh MI samples. This module does that for every defense of `defense
   defense's own prediction) and gradients flowing to the input (`averaging.averaged_softmax`
   with grad=True: memory bounded by the chunk size);
 - `eot_pgd_through_defense`: Expectation-over-Transformation PGD (Athalye et al. 2018) on it, untargeted
-  or targeted, `eot` draws of the whole defense per step;
+  or targeted, `eot` draws of the whole defense per step (`attacks.pgd_loop` with this gradient);
 - `autoattack_rand`: AutoAttack's protocol for randomized defenses (Croce and Hein 2020,
   version='rand': APGD-CE then APGD-DLR, EOT over 20 draws per gradient, 100 iterations), from the
   reference implementation (PyPI `pyautoattack`, fra31/auto-attack).
@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks import check_labels, check_pgd_args, project_to_ball, uniform_start
+from .attacks import check_labels, check_pgd_args, input_gradient, pgd_loop, project_to_ball, uniform_start
 from .averaging import predict_probs
 from .checks import check_positive_int
-from .defense_specs import apply_defense, defense_spec
+from .defense_specs import DefenseSetting, apply_defense
 from .pool import class_groups
 from .utils import eval_mode
 
@@ -43,8 +43,8 @@ AUTOATTACK_RAND = {"n_iter": 100, "eot_iter": 20, "n_restarts": 1}
 #: sample classes follow the current prediction), foolbox LinfPGD (random start, signed steps) for 50
 #: steps of 0.5/255 in an eps = 8/255 ball, pushing away from the TRUE labels, one draw of the 15-sample
 #: defense per gradient. Their notebook feeds the averaged probabilities to the cross entropy as if they
-#: were logits; here the loss is the NLL of log of the averaged probabilities (`DefendedModel`), the
-#: correct EOT loss (NOTES.md).
+#: were logits (a softmax of numbers in [0, 1], nearly uniform); here the loss is the NLL of log of the
+#: averaged probabilities (`DefendedModel`), the cross entropy of the defense's own prediction.
 TRAMER_2020 = {"defense": "mi_ol", "setting": "lam=0.6", "n_samples": 15, "steps": 50, "step_size": 0.5 / 255,
                "eps": 8 / 255, "eot": 1, "labels": "true", "targeted": False}
 
@@ -55,7 +55,7 @@ class DefendedModel(nn.Module):
 
     Every call draws fresh random parameters from `generator` (MI's pool samples, the noise, the
     angles, the windows), so calling it twice gives two draws of the defense; with a given
-    generator state the output is log of `defenses.apply_defense(...)` with that state. When grad
+    generator state the output is log of `defense_specs.apply_defense(...)` with that state. When grad
     is enabled and x requires grad, the defense runs differentiably (averaging.averaged_softmax
     with grad=True); otherwise under inference mode. log is taken of the probabilities clamped to
     the dtype's smallest normal number, so a class with probability 0 gives a finite log (its
@@ -63,7 +63,8 @@ class DefendedModel(nn.Module):
 
     Args:
         model: logits classifier on [0, 1] images (kept as a submodule; run in eval mode).
-        defense: a name of defense_specs.DEFENSES.  setting: its canonical setting (defense_specs).
+        defense: a name of defense_specs.DEFENSES.  setting: its canonical setting (defense_specs),
+            parsed once here (a ValueError names the expected form).
         pool: (pool_x, pool_y), the MI sample pool (needed by MI-PL, MI-OL, MI-Combined).
         n_samples: executions N inside the defense (MI-Combined's 5 + 15 are its own).
         generator: the only source of the defense's randomness.  chunk_size: as the defenses'.
@@ -72,7 +73,8 @@ class DefendedModel(nn.Module):
     def __init__(self, model: nn.Module, defense: str, setting: str, *, pool: tuple[Tensor, Tensor] | None = None,
                  n_samples: int, generator: torch.Generator | None, chunk_size: int | None = None) -> None:
         super().__init__()
-        if defense_spec(defense).needs_pool and pool is None:
+        self.parsed = DefenseSetting.parse(defense, setting)
+        if self.parsed.spec.needs_pool and pool is None:
             raise ValueError(f"defense {defense!r} needs the MI sample pool; pass pool=(pool_x, pool_y)")
         check_positive_int(n_samples, "n_samples")
         self.model = model
@@ -82,12 +84,11 @@ class DefendedModel(nn.Module):
 
     def forward(self, x: Tensor, plain: Tensor | None = None,
                 groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
-        """log F_defense(x). Optional, from a caller that has them (see defenses.apply_defense):
+        """log F_defense(x). Optional, from a caller that has them (see defense_specs.apply_defense):
         `plain`, softmax(model(x)); `groups`, the pool's class groups."""
         grad = torch.is_grad_enabled() and x.requires_grad
-        probs = apply_defense(self.model, x, self.defense, self.setting, pool=self.pool, n_samples=self.n_samples,
-                              chunk_size=self.chunk_size, generator=self.generator, grad=grad, plain=plain,
-                              groups=groups)
+        probs = self.parsed(self.model, x, pool=self.pool, n_samples=self.n_samples, chunk_size=self.chunk_size,
+                            generator=self.generator, grad=grad, plain=plain, groups=groups)
         return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
 
@@ -98,7 +99,7 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
                     start: Tensor | None = None) -> Tensor:
     """EOT PGD (Athalye et al. 2018) through any randomized defense of the registry.
 
-    One x_adv (random start U[-eps, eps], projection to the eps-ball then [0, 1], as `attacks.pgd`).
+    One x_adv (random start U[-eps, eps], projection to the eps-ball then [0, 1]: `attacks.pgd_loop`).
     At every step the defense runs `eot` independent times on x_adv (each a full defense with
     `n_samples` executions and fresh draws, batched as eot x B inputs), and x_adv moves by
     step_size * sign(sum_d grad NLL(log F_defense,d(x_adv), y)) (ascent untargeted, away from y;
@@ -136,31 +137,26 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
         return x.clone()
     defended = DefendedModel(model, defense, setting, pool=pool, n_samples=n_samples, generator=generator,
                              chunk_size=chunk_size)
-    sign = -1.0 if targeted else 1.0
-    labels = y.to(x.device).repeat_interleave(int(eot))
-    if start is not None and random_start:
-        if start.shape != x.shape:
-            raise ValueError(f"start {tuple(start.shape)} must have the shape of x {tuple(x.shape)}")
-        x_adv = (x + start.to(x.device, x.dtype) * eps).clamp(0.0, 1.0)
-    else:
-        x_adv = uniform_start(x, eps, random_start, generator)
-    plain = groups = None
+    draws = int(eot)
+    labels = y.to(x.device).repeat_interleave(draws)
+    start = uniform_start(x, eps, random_start, generator, noise=start)
+    groups = None  # the pool's class groups, checked once (first step), so the steps read nothing back
+
+    def eot_gradient(x_adv: Tensor) -> Tensor:
+        """The gradient of the NLL summed over `eot` fresh draws of the defense on x_adv."""
+        nonlocal groups
+        plain = None
+        if defended.parsed.spec.needs_pool:
+            # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
+            # copies of a point: computed once on the B points, not eot times on the B x eot copies.
+            plain = predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(draws, 0)
+            if groups is None:
+                groups = class_groups(pool[1], plain.shape[1], x.device)
+        return input_gradient(lambda v: F.nll_loss(defended(v.repeat_interleave(draws, 0), plain=plain, groups=groups),
+                                                    labels, reduction="sum"), x_adv)
+
     with eval_mode(model):
-        for _ in range(int(steps)):
-            if defense_spec(defense).needs_pool:
-                # MI's plain forward (its predicted label; MI-Combined's switch) is the same for the eot
-                # copies of a point: computed once on the B points, not eot times on the B x eot copies.
-                # The pool's class groups are checked once (first step), so the steps read nothing back.
-                plain = predict_probs(model, x_adv, chunk_size=chunk_size).repeat_interleave(int(eot), 0)
-                if groups is None:
-                    groups = class_groups(pool[1], plain.shape[1], x.device)
-            with torch.enable_grad():
-                x_adv.requires_grad_(True)
-                log_p = defended(x_adv.repeat_interleave(int(eot), 0), plain=plain, groups=groups)
-                loss = F.nll_loss(log_p, labels, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = project_to_ball(x_adv.detach() + sign * step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+        return pgd_loop(eot_gradient, start, x, eps=eps, step_size=step_size, steps=steps, targeted=targeted)
 
 
 def _configure_apgd(apgd, *, n_iter: int, eot_iter: int, n_restarts: int) -> None:

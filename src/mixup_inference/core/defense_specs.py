@@ -47,8 +47,8 @@ from .averaging import predict_probs
 from .baselines import gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad, random_rotation
 from .defenses import mi_combined, mi_ol, mi_pl
 
-__all__ = ["DEFENSES", "PARAM_KINDS", "PLAIN_SETTING", "SETTING_PATTERN", "DefenseSpec", "Param", "apply_defense",
-           "defense_spec", "format_setting", "parse_setting", "register_defense", "setting_param"]
+__all__ = ["DEFENSES", "PARAM_KINDS", "PLAIN_SETTING", "SETTING_PATTERN", "DefenseSetting", "DefenseSpec", "Param",
+           "apply_defense", "defense_spec", "format_setting", "parse_setting", "register_defense", "setting_param"]
 
 #: The setting string of the undefended model.
 PLAIN_SETTING = "plain"
@@ -303,6 +303,38 @@ def setting_param(defense: str, setting: str) -> float:
     return math.nan if main is None else float(params[main])
 
 
+@dataclass(frozen=True)
+class DefenseSetting:
+    """A defense with its setting string parsed once, callable like `apply_defense` (for a caller that
+    runs the same setting many times, e.g. an attack step after step).
+
+    Attributes:
+        spec: the defense's spec.  setting: its canonical setting string.
+        params: the keyword arguments the setting encodes (`parse_setting`).
+    """
+
+    spec: DefenseSpec
+    setting: str
+    params: dict
+
+    @classmethod
+    def parse(cls, defense: str, setting: str) -> DefenseSetting:
+        """ValueError for an unknown defense or a malformed setting (see `parse_setting`)."""
+        return cls(defense_spec(defense), setting, parse_setting(defense, setting))
+
+    def __call__(self, model: nn.Module, x: Tensor, *, pool: tuple[Tensor, Tensor], n_samples: int,
+                 chunk_size: int | None, generator: torch.Generator | None, grad: bool = False,
+                 plain: Tensor | None = None, groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+        """The defense's averaged softmax on x: see `apply_defense`."""
+        spec, kwargs = self.spec, dict(self.params)
+        args = (model, x, *pool) if spec.needs_pool else (model, x)
+        if spec.takes_n_samples:
+            kwargs["n_samples"] = n_samples
+        if spec.needs_pool:
+            kwargs.update(plain=plain, groups=groups)
+        return spec.function(*args, **kwargs, generator=generator, chunk_size=chunk_size, grad=grad)
+
+
 def apply_defense(model: nn.Module, x: Tensor, defense: str, setting: str, *, pool: tuple[Tensor, Tensor],
                   n_samples: int, chunk_size: int | None, generator: torch.Generator | None,
                   grad: bool = False, plain: Tensor | None = None,
@@ -313,12 +345,7 @@ def apply_defense(model: nn.Module, x: Tensor, defense: str, setting: str, *, po
     (MI-Combined's 5 + 15 executions are its own). `grad=True`: differentiable in x (see
     averaging.averaged_softmax). `plain`: the model's plain softmax on x when the caller has it
     (MI's predicted label and MI-Combined's switch use it, never differentiated); `groups`: the
-    pool's class groups (see defenses.mixup_inference); defenses without the pool ignore both."""
-    spec = defense_spec(defense)
-    kwargs = parse_setting(defense, setting)
-    args = (model, x, *pool) if spec.needs_pool else (model, x)
-    if spec.takes_n_samples:
-        kwargs["n_samples"] = n_samples
-    if spec.needs_pool:
-        kwargs.update(plain=plain, groups=groups)
-    return spec.function(*args, **kwargs, generator=generator, chunk_size=chunk_size, grad=grad)
+    pool's class groups (see defenses.mixup_inference); defenses without the pool ignore both.
+    A caller running one setting many times parses it once: `DefenseSetting.parse(defense, setting)`."""
+    return DefenseSetting.parse(defense, setting)(model, x, pool=pool, n_samples=n_samples, chunk_size=chunk_size,
+                                                  generator=generator, grad=grad, plain=plain, groups=groups)

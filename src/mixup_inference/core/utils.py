@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -79,37 +79,40 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same directory, then rename: a killed job never
-    leaves a file that looks complete. The same object gives the same bytes: torch.save is handed
-    an open file, not the temporary path, because from a path it names the zip's inner folder after
-    the (random) temporary file name."""
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file handle whose bytes appear at `path` only when the block ends without an error:
+    they go to a temporary file in the same directory (its parent created), renamed over `path` at
+    the end, so a killed job never leaves a file that looks complete and a failed write keeps the old
+    file. The file gets the mode an ordinary new file would (umask), not mkstemp's private 0600.
+    The one atomic writer: `atomic_save`, `atomic_write_text` and the report's figures use it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            yield handle
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through `atomic_open`. The same object gives the same bytes: torch.save is handed
+    an open file, not the temporary path, because from a path it names the zip's inner folder after
+    the (random) temporary file name."""
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write text as UTF-8 through `atomic_open`."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str (got {type(text).__name__}); pass the file's contents as a string")
+    with atomic_open(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -58,7 +58,7 @@ from ..core.models import build_model
 from ..core.speed import cpu_model, resolve_speed, speed_model
 from ..core.training import train
 from ..core.trainconfig import REGIMES, TrainConfig
-from ..core.utils import atomic_write_text, derive_seed, resolve_device
+from ..core.utils import atomic_open, atomic_write_text, derive_seed, resolve_device
 
 __all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "rows_from_run", "run_point",
            "write_report"]
@@ -241,10 +241,9 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_open(path) as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

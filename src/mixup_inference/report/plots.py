@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +29,7 @@ from matplotlib.lines import Line2D
 from .aggregate import ideal_linearity
 from ..core.attack_specs import ADAPTIVE_KINDS, ROBUST_KINDS, parse_attack
 from ..core.defense_specs import DEFENSES
+from ..core.utils import atomic_open
 from .tables import attack_display_name
 
 __all__ = [
@@ -70,20 +70,13 @@ def _regime_rank(name: str) -> tuple[int, str]:
 
 
 def _save(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write fig as stem.png and stem.svg (each to a temporary file, then renamed); deterministic bytes."""
+    """Write fig as stem.png and stem.svg (each through utils.atomic_open); deterministic bytes."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
         path = stem.with_name(f"{stem.name}.{fmt}")
-        # not mkstemp: its files are mode 0600, a report's figures should get the usual umask mode
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path) as handle:
+            fig.savefig(handle, format=fmt, dpi=DPI, metadata=metadata, bbox_inches="tight")
         paths.append(path)
     return paths
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from ...core.defense_specs import DEFENSES
+from ...core.utils import atomic_open
 
 
 def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
@@ -47,11 +47,9 @@ def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
         ax_c.set_title("bare model cost vs images per pass")
         ax_c.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_open(path) as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 _LABELS = {"adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
