@@ -7,7 +7,8 @@ import re
 import pytest
 
 from mixup_inference.core import attack_specs
-from mixup_inference.core.attack_specs import (ADAPTIVE_KINDS, ATTACKS, PAPER_ATTACKS, ROBUST_KINDS, AttackName,
+from mixup_inference.core.attack_kinds import ROBUST_KINDS
+from mixup_inference.core.attack_specs import (ADAPTIVE_KINDS, ATTACKS, PAPER_ATTACKS, AttackName,
                                                AttackSpec, attack_pattern, parse_attack, register_attack)
 from mixup_inference.core.attacks import pgd
 
@@ -57,7 +58,8 @@ def test_oblivious_pattern_is_what_the_attack_rule_crafts():
 
 
 def test_robust_kinds_are_the_adaptive_kinds_of_the_robust_rule():
-    assert ROBUST_KINDS == ("autoattack_rand", "eot_pgd", "tramer")
+    assert tuple(ROBUST_KINDS) == ("autoattack_rand", "eot_pgd", "tramer")
+    assert [k for k, s in ADAPTIVE_KINDS.items() if s.rule == "robust"] == list(ROBUST_KINDS)
     assert [k for k, s in ADAPTIVE_KINDS.items() if s.rule == "adaptive"] == ["paper", "eot"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,8 @@ from mixup_inference.jobs import artifacts
 from mixup_inference.jobs.artifacts import correct_points, expand_paths, repeat_accuracy
 from mixup_inference.jobs.cascade import run_schedule
 from mixup_inference.jobs.plan import robust_runs
-from mixup_inference.jobs.stages import run_robust
+from mixup_inference.jobs.context import JobContext
+from mixup_inference.jobs.robust import run_robust
 from mixup_inference.report.aggregate import aggregate, worst_case_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -58,11 +60,10 @@ def trained(tmp_path_factory):
 
 def _run(trained, out, robustness, **kwargs):
     _root, data_path, model_path = trained
-    return run_robust(str(data_path), str(model_path), out, defense=robustness["targets"][0][1],
-                      setting=robustness["targets"][0][2], robustness=robustness,
-                      attack={"eps": EPS, "step_size": STEP, "labels": "true"}, n_subset=40, n_samples=2,
-                      chunk_size=None, pool_per_class=10, batch_size=7, seed=0, device="cpu",
-                      meta={"dataset": "synth", "regime": "mixup"}, **kwargs)
+    return run_robust(str(data_path), str(model_path), out, target=("synth", "mixup", *robustness["targets"][0][1:]),
+                      robustness=robustness, attack={"eps": EPS, "step_size": STEP, "labels": "true"},
+                      job=JobContext(n_subset=40, n_samples=2, chunk_size=None, pool_per_class=10, batch_size=7,
+                                     seed=0, device="cpu"), **kwargs)
 
 
 def _worst(out) -> torch.Tensor:
@@ -81,9 +82,9 @@ def test_cascade_and_every_run_on_every_point_give_identical_per_point_worst_cas
     cascaded = _run(trained, tmp_path / "cascade", rob)
     full = _run(trained, tmp_path / "full", {**rob, "cascade": False})
     assert torch.equal(_worst(tmp_path / "cascade"), _worst(tmp_path / "full"))
-    assert [r["ran"] for r in cascaded] == [r["ran"] for r in full]
-    assert [r["survivors"] for r in cascaded] == [r["survivors"] for r in full]
-    assert sum(r["attacked"] for r in cascaded) < sum(r["attacked"] for r in full)
+    assert [r.ran for r in cascaded] == [r.ran for r in full]
+    assert [r.survivors for r in cascaded] == [r.survivors for r in full]
+    assert sum(r.attacked for r in cascaded) < sum(r.attacked for r in full)
 
 
 def test_a_runs_artifact_lists_exactly_the_points_it_attacked(trained, tmp_path):
@@ -91,9 +92,9 @@ def test_a_runs_artifact_lists_exactly_the_points_it_attacked(trained, tmp_path)
     results = _run(trained, tmp_path, rob)
     alive = torch.ones(24, dtype=torch.bool)
     for record in results:
-        if not record["ran"]:
+        if not record.ran:
             continue
-        art = artifacts.load(tmp_path / record["file"])
+        art = artifacts.load(tmp_path / record.run.file)
         assert torch.equal(art["attacked"], alive)  # exactly the survivors of every earlier run
         assert torch.isnan(art["probs"][~alive]).all() and not torch.isnan(art["probs"][alive]).any()
         assert art["repeat_correct"].shape == (2, 24)
@@ -102,8 +103,8 @@ def test_a_runs_artifact_lists_exactly_the_points_it_attacked(trained, tmp_path)
     assert schedule["runs"][-1]["survivors"] == int(alive.sum())
 
 
-def _fake_runs(levels: int) -> list[dict]:
-    return [{"family": "f", "level": k, "ladder": True, "file": f"f{k}"} for k in range(levels)]
+def _fake_runs(levels: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(family="f", level=k, ladder=True, file=f"f{k}") for k in range(levels)]
 
 
 def test_convergence_stops_when_a_doubling_changes_nothing_and_goes_on_when_it_does():
@@ -111,22 +112,22 @@ def test_convergence_stops_when_a_doubling_changes_nothing_and_goes_on_when_it_d
 
     def breaks(per_level):  # level k breaks the points per_level[k]
         def attack(run, idx):
-            return ~torch.isin(idx, torch.tensor(per_level[run["level"]], dtype=torch.long))
+            return ~torch.isin(idx, torch.tensor(per_level[run.level], dtype=torch.long))
         return attack
 
     # levels 0 and 1 break the same points: the doubling changed nothing -> converged at level 1, level 2 skipped
     out = run_schedule(_fake_runs(3), alive, breaks([[0, 1], [0, 1], [2]]), cascade=True, tolerance=0.0)
-    assert [r["ran"] for r in out] == [True, True, False] and out[1]["converged"] is True
+    assert [r.ran for r in out] == [True, True, False] and out[1].converged is True
     # level 1 breaks more: go on; level 2 breaks nothing new -> converged at level 2
     out = run_schedule(_fake_runs(4), alive, breaks([[0], [1], [1], [3]]), cascade=True, tolerance=0.0)
-    assert [r["ran"] for r in out] == [True, True, True, False]
-    assert [r["converged"] for r in out[:3]] == [False, False, True] and out[2]["survivors"] == 8
+    assert [r.ran for r in out] == [True, True, True, False]
+    assert [r.converged for r in out[:3]] == [False, False, True] and out[2].survivors == 8
     # a cap reached while still falling: not converged (an upper bound)
     out = run_schedule(_fake_runs(2), alive, breaks([[0], [1]]), cascade=False, tolerance=0.0)
-    assert out[-1]["ran"] and out[-1]["converged"] is False
+    assert out[-1].ran and out[-1].converged is False
     # the tolerance: one point's worth on 10 points
     out = run_schedule(_fake_runs(3), alive, breaks([[0], [1], [2]]), cascade=True, tolerance=0.1)
-    assert [r["ran"] for r in out] == [True, True, False]
+    assert [r.ran for r in out] == [True, True, False]
 
 
 class _Margin(nn.Module):
@@ -152,15 +153,15 @@ def test_convergence_on_a_model_where_longer_attacks_do_better(tmp_path):
         if not len(idx):
             return torch.zeros(0, dtype=torch.bool)
         x_adv = eot_pgd_through_defense(model, x[idx], y[idx], "gaussian", "sigma=0", n_samples=1, eot=1,
-                                        eps=1.0, step_size=h, steps=run["steps"], random_start=False,
+                                        eps=1.0, step_size=h, steps=run.steps, random_start=False,
                                         generator=make_generator(0))
         return model(x_adv).argmax(1) == y[idx]
 
-    runs = [{"family": "pgd", "level": k, "ladder": True, "steps": 2 ** k, "file": str(k)} for k in range(5)]
+    runs = [SimpleNamespace(family="pgd", level=k, ladder=True, steps=2 ** k, file=str(k)) for k in range(5)]
     out = run_schedule(runs, torch.ones(5, dtype=torch.bool), attack, cascade=True, tolerance=0.0)
     # 1 step breaks 1, 2 steps 2 more, 4 steps 1 more, 8 steps nothing new: converged at 8 steps, 16 skipped
-    assert [r["new_broken"] for r in out[:4]] == [1, 2, 1, 0]
-    assert [r["ran"] for r in out] == [True, True, True, True, False] and out[3]["converged"] is True
+    assert [r.new_broken for r in out[:4]] == [1, 2, 1, 0]
+    assert [r.ran for r in out] == [True, True, True, True, False] and out[3].converged is True
 
 
 def test_repeated_verdicts_differ_and_one_wrong_draw_makes_a_point_not_robust(trained):
@@ -182,20 +183,20 @@ def test_repeated_verdicts_differ_and_one_wrong_draw_makes_a_point_not_robust(tr
 
 
 def test_tramer_run_has_the_papers_parameters():
-    (run,) = [r for r in robust_runs(_robustness(kinds=["tramer"])) if r["kind"] == "tramer"]
-    assert (run["defense"], run["setting"], run["n_samples_attack"]) == ("mi_ol", "lam=0.6", 15)
-    assert (run["attack"], run["steps"], run["eot"], run["targeted"], run["labels"]) == ("pgd50", 50, 1, False, "true")
-    assert run["step_size"] == pytest.approx(0.5 / 255) and run["eps"] == pytest.approx(8 / 255)
-    assert not run["ladder"] and TRAMER_2020["n_samples"] == 15
+    (run,) = [r for r in robust_runs(_robustness(kinds=["tramer"])) if r.kind == "tramer"]
+    assert (run.extra("defense"), run.extra("setting"), run.n_samples_attack) == ("mi_ol", "lam=0.6", 15)
+    assert (run.attack, run.steps, run.eot, run.targeted, run.extra("labels")) == ("pgd50", 50, 1, False, "true")
+    assert run.extra("step_size") == pytest.approx(0.5 / 255) and run.extra("eps") == pytest.approx(8 / 255)
+    assert not run.ladder and TRAMER_2020["n_samples"] == 15
 
 
 def test_runs_are_in_cost_order_and_ladders_double_every_budget():
     runs = robust_runs(_robustness(kinds=["autoattack_rand", "eot_pgd", "tramer"]))
-    costs = [r["cost"] for r in runs]
+    costs = [r.cost for r in runs]
     assert costs == sorted(costs)
-    ladder = [r for r in runs if r["family"] == "autoattack_rand"]
-    assert [(r["steps"], r["eot"], r["n_samples_attack"]) for r in ladder] == [(2, 1, 1), (4, 2, 2), (8, 4, 4)]
-    assert len({r["file"] for r in runs}) == len(runs)
+    ladder = [r for r in runs if r.family == "autoattack_rand"]
+    assert [(r.steps, r.eot, r.n_samples_attack) for r in ladder] == [(2, 1, 1), (4, 2, 2), (8, 4, 4)]
+    assert len({r.file for r in runs}) == len(runs)
 
 
 def test_aggregate_reads_the_schedule_and_reports_the_new_columns(trained, tmp_path):

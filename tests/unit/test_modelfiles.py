@@ -11,6 +11,7 @@ import torch
 from reliability_helpers import job_error, prepared, tiny_training
 
 from mixup_inference.jobs.joblog import job_log
+from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.stages import run_attack, run_train
 from mixup_inference.core.modelfiles import load_model, save_model
 from mixup_inference.core.models import build_model
@@ -42,7 +43,8 @@ def test_checkpoints_of_another_architecture_or_class_count_are_refused(tmp_path
     model = out / "model.pt"
     message = job_error(tmp_path / "attack.log", lambda: run_attack(
         str(data3), str(model), tmp_path / "adv.pt", attack={"targeted": False, "steps": 1, "eps": 0.03,
-                                                              "step_size": 0.01}, n_test=4, device="cpu"))
+                                                              "step_size": 0.01},
+        job=JobContext(n_subset=4, device="cpu")))
     assert message == f"model {model} has 4 classes but the data set has 3; retrain it (delete the file) for this data set"
     assert not (tmp_path / "adv.pt").exists()
 

@@ -64,7 +64,7 @@ def test_protocol_names_the_switches_and_every_attack_budget():
     runs = budgets["robustness"]["runs"]
     # every run of the schedule's cap (plan.robust_runs: each family's levels, Tramer's run), cheapest first
     expected = robust_runs(rob)
-    assert [(r["kind"], r["steps"], r["eot"]) for r in runs] == [(r["kind"], r["steps"], r["eot"]) for r in expected]
+    assert [(r["kind"], r["steps"], r["eot"]) for r in runs] == [(r.kind, r.steps, r.eot) for r in expected]
     assert {r["kind"] for r in runs} == set(rob["kinds"])
     aa = [run for run in runs if run["kind"] == "autoattack_rand"]
     assert aa[0]["steps"] == rob["autoattack"]["n_iter"] and [r["cost"] for r in runs] == sorted(r["cost"] for r in runs)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mixup_inference.core.attack_specs import ROBUST_KINDS
+from mixup_inference.core.attack_kinds import ROBUST_KINDS
 from mixup_inference.jobs import plan
 from workflow_helpers import (
     SMOKE_JOBS,
@@ -105,7 +105,7 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     assert {"autoattack_rand", "eot_pgd", "tramer", "worst_case"} <= set(results.adaptive)
     for row in results[results.adaptive == "worst_case"].itertuples():
         same = results[(results.regime == row.regime) & (results.defense == row.defense)
-                       & (results.setting == row.setting) & results.adaptive.isin(ROBUST_KINDS)]
+                       & (results.setting == row.setting) & results.adaptive.isin(list(ROBUST_KINDS))]
         # a cascaded run counts the points an earlier run broke as broken: the worst case is its last run's
         assert len(same) == len(runs) and row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
     assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()

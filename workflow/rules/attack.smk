@@ -21,10 +21,6 @@ rule attack:
         runtime=240,
     params:
         attack=attack_params,
-        n_test=lambda wc: dataset_config(wc)["n_test"],
-        batch_size=config["attacks"].get("batch_size", "auto"),
-        seed=config["seed"],
-        device=config["device"],
-        speed=SPEED,
+        job=job_params(["n_subset", "batch_size", "seed", "device", "speed"]),
     script:
         "../scripts/attack.py"

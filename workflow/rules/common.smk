@@ -1,6 +1,7 @@
 # Shared by every stage: config validation, wildcard constraints, output paths, the job lists
 # derived from the config, and the input functions. Stage files hold rules only.
 
+import dataclasses
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ try:
     from mixup_inference.jobs.configcheck import check_config, validate_config
     from mixup_inference.core.downloads import is_url, url_filename
     from mixup_inference.jobs import plan, study
+    from mixup_inference.jobs.context import JobContext
     from mixup_inference.report.findings import FINDINGS
     from mixup_inference.core.attack_specs import attack_pattern, parse_attack
     from mixup_inference.core.defense_specs import DEFENSES
@@ -341,6 +343,31 @@ def attack_params(wildcards):
 # The fast paths of the train, attack, evaluate and adaptive jobs (core/speed.py): the config's `speed:`
 # section over its auto defaults. A param, so switching a fast path reruns what it may change.
 SPEED = {**DEFAULT_SPEED, **config.get("speed", {})}
+
+# Every setting of jobs.context.JobContext, in its order.
+ALL_JOB_SETTINGS = [field.name for field in dataclasses.fields(JobContext)]
+
+
+def job_params(names):
+    """The `job` param of an attack, evaluate, adaptive or robust rule: the shared job settings
+    (jobs.context.JobContext) of `names`, from the config; the pool and the test subset are the
+    dataset's. A rule names only the settings its job reads, so changing another never reruns it."""
+
+    def params(wildcards):
+        dataset = config["datasets"][wildcards.dataset]
+        settings = {
+            "seed": config["seed"],
+            "device": config["device"],
+            "speed": SPEED,
+            "batch_size": config["attacks"].get("batch_size", "auto"),
+            "chunk_size": config["defenses"].get("chunk_size", "auto"),
+            "n_samples": config["defenses"]["n_samples"],
+            "pool_per_class": dataset["pool_per_class"],
+            "n_subset": dataset["n_test"],
+        }
+        return {name: settings[name] for name in names}
+
+    return params
 
 
 # Resources of the rules that want a GPU (train, attack, evaluate, adaptive); a profile maps `gpu`

@@ -30,12 +30,7 @@ rule evaluate:
         runtime=120,
     params:
         settings=evaluate_settings,
-        n_samples=config["defenses"]["n_samples"],
-        chunk_size=config["defenses"].get("chunk_size", "auto"),
-        pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],
-        seed=config["seed"],
-        device=config["device"],
-        speed=SPEED,
+        job=job_params(["n_samples", "chunk_size", "pool_per_class", "seed", "device", "speed"]),
     script:
         "../scripts/evaluate.py"
 
@@ -63,13 +58,6 @@ rule adaptive:
         kind="{kind}",
         n_adaptive=lambda wc: int(wc.n_adaptive),
         n_test=config["adaptive"]["n_test"],
-        n_subset=lambda wc: dataset_config(wc)["n_test"],
-        n_samples=config["defenses"]["n_samples"],
-        chunk_size=config["defenses"].get("chunk_size", "auto"),
-        pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],
-        batch_size=config["attacks"].get("batch_size", "auto"),
-        seed=config["seed"],
-        device=config["device"],
-        speed=SPEED,
+        job=job_params(ALL_JOB_SETTINGS),
     script:
         "../scripts/adaptive.py"

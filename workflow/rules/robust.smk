@@ -31,14 +31,7 @@ rule robust:
         setting="{setting}",
         robustness=config.get("robustness", {}),
         attack=threat_model(),
-        n_subset=lambda wc: dataset_config(wc)["n_test"],
         oblivious=robust_oblivious,
-        n_samples=config["defenses"]["n_samples"],
-        chunk_size=config["defenses"].get("chunk_size", "auto"),
-        pool_per_class=lambda wc: dataset_config(wc)["pool_per_class"],
-        batch_size=config["attacks"].get("batch_size", "auto"),
-        seed=config["seed"],
-        device=config["device"],
-        speed=SPEED,
+        job=job_params(ALL_JOB_SETTINGS),
     script:
         "../scripts/robust.py"

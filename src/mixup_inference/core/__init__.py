@@ -10,3 +10,7 @@ artifact; device and dtype come from the inputs, randomness from an explicit gen
 
 May import: only `core` and third-party packages.
 """
+
+# The robustness evaluation's attack kinds register themselves (into attack_specs.ADAPTIVE_KINDS too)
+# when their package loads: loading it with the layer makes every reader of a core module see them.
+from . import attack_kinds  # noqa: F401

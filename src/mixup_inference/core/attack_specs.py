@@ -15,10 +15,12 @@ kind                      the attack                                            
 ``none``                  oblivious: crafted on the bare model                       attack
 ``paper``                 the paper's adaptive PGD on MI's mixed copies (App. B.2)   adaptive
 ``eot``                   EOT PGD on MI's mixed copies (`attacks.eot_pgd`)            adaptive
-``autoattack_rand``       AutoAttack rand through the whole defense (`defended`)     robust
-``eot_pgd``               EOT PGD through the whole defense (`defended`)             robust
-``tramer``                Tramer et al. 2020's PGD-50 through MI-OL (`defended`)     robust
+(each robustness kind)    through the whole defense (`core.attack_kinds`)            robust
 ========================  =========================================================  ==============
+
+The robustness evaluation's kinds (``autoattack_rand``, ``eot_pgd``, ``tramer``, and any registered at
+run time) are specs of `core.attack_kinds`, which adds each to ADAPTIVE_KINDS when it registers it;
+importing the core layer registers the built-in ones (core/__init__.py), so every reader sees them.
 
 Adding an attack: its function (in attacks.py or defended.py) and one spec below (or
 `register_attack` at run time); the config schema's name pattern, the workflow's wildcard, the
@@ -35,7 +37,7 @@ from torch import Tensor
 
 from .attacks import pgd
 
-__all__ = ["ADAPTIVE_KINDS", "ATTACKS", "PAPER_ATTACKS", "ROBUST_KINDS", "AdaptiveSpec", "AttackName", "AttackSpec",
+__all__ = ["ADAPTIVE_KINDS", "ATTACKS", "PAPER_ATTACKS", "AdaptiveSpec", "AttackName", "AttackSpec",
            "attack_pattern", "parse_attack", "register_attack"]
 
 
@@ -164,15 +166,9 @@ class AdaptiveSpec:
     rule: str
 
 
-#: Kind -> spec, in the order the report lists them.
+#: Kind -> spec, in the order the report lists them; core.attack_kinds.register_kind adds the robust kinds.
 ADAPTIVE_KINDS: dict[str, AdaptiveSpec] = {spec.kind: spec for spec in (
     AdaptiveSpec("none", "oblivious", "attack"),
     AdaptiveSpec("paper", "adaptive PGD (paper, Eq. 24)", "adaptive"),
     AdaptiveSpec("eot", "EOT PGD", "adaptive"),
-    AdaptiveSpec("autoattack_rand", "AutoAttack rand through the defense", "robust"),
-    AdaptiveSpec("eot_pgd", "EOT PGD through the defense", "robust"),
-    AdaptiveSpec("tramer", "Tramer et al. 2020 (PGD-50 through MI-OL, 15 samples)", "robust"),
 )}
-
-#: The kinds of the config's `robustness:` section, in the order a robust job runs them.
-ROBUST_KINDS: tuple[str, ...] = tuple(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "robust")

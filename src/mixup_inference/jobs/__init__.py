@@ -1,8 +1,9 @@
 """The job layer: one function per workflow job, and what the workflow knows about a config.
 
 `stages` holds the jobs (`run_prepare`, `run_train`, `run_import`, `run_attack`, `run_evaluate_group`,
-`run_adaptive`, `run_robust`), each reading its input files, calling `core`, and writing its artifact
-atomically; `artifacts` is the evaluation artifact the evaluate, adaptive and robust jobs write and
+`run_adaptive`) and `robust` the robust job (`run_robust`), each reading its input files, calling `core`,
+and writing its artifact atomically; `context` what the attack and evaluation jobs share (`JobContext`,
+the settings built once from the config; the eval model; the attacked points); `artifacts` is the evaluation artifact the evaluate, adaptive and robust jobs write and
 the report reads; `points` the run's attacked test points, MI pool and attack labels; `batching`
 the batch and chunk sizes; `plan` expands a config into the jobs it asks for (with the paper's
 tables as data in `paper_tables`); `configcheck` validates a config before any job runs; `joblog`

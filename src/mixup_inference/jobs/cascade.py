@@ -17,38 +17,67 @@ run's "new breaks" are the points it breaks that survived everything before it, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["run_schedule"]
+__all__ = ["RunOutcome", "ScheduledRun", "run_schedule"]
 
 
-def run_schedule(runs: list[dict[str, Any]], alive: Tensor, attack: Callable[[dict[str, Any], Tensor], Tensor], *,
+class ScheduledRun(Protocol):
+    """What the schedule reads of a run (core.attack_kinds.RobustRun has it)."""
+
+    family: str
+    level: int
+    ladder: bool
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one run of the schedule did.
+
+    Attributes:
+        run: the run.  ran: False if its family had converged, so it was skipped.
+        attacked: points attacked.  new_broken: points it broke that survived every earlier run.
+        survivors: the worst case's correct count after it (None if nothing ran yet).
+        converged: ladders only: whether its family's last doubling, this run, changed the worst case
+            by at most the tolerance (a skipped run's family had: True); None otherwise.
+    """
+
+    run: Any
+    ran: bool
+    attacked: int
+    new_broken: int
+    survivors: int | None
+    converged: bool | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run's fields (`as_dict`) and the outcome's, as schedule.json lists them."""
+        return {**self.run.as_dict(), "ran": self.ran, "attacked": self.attacked, "new_broken": self.new_broken,
+                "survivors": self.survivors, "converged": self.converged}
+
+
+def run_schedule(runs: Sequence[ScheduledRun], alive: Tensor, attack: Callable[[Any, Tensor], Tensor], *,
                  cascade: bool, tolerance: float,
-                 record: Callable[[dict[str, Any], Tensor, Tensor, dict[str, Any]], None] | None = None,
-                 ) -> list[dict[str, Any]]:
-    """Run `runs` in order against one defense setting and return one record per run.
+                 record: Callable[[Any, Tensor, Tensor, RunOutcome], None] | None = None) -> list[RunOutcome]:
+    """Run `runs` in order against one defense setting and return one outcome per run.
 
     Args:
-        runs: jobs.plan.robust_runs (each with "family", "level", "ladder").
+        runs: jobs.plan.robust_runs (each with family, level, ladder).
         alive: bool [n] on the attack's device: the points no earlier evaluation broke (the oblivious ones).
         attack: ``attack(run, idx) -> correct`` attacks the points ``idx`` (int64 [m], on alive's device)
             and returns bool [m] on that device: whether each final example survives (all R verdicts).
         cascade: attack only the points still alive (True), or every point (False).
         tolerance: a family converges once a doubling (level >= 1) breaks at most tolerance * n points.
-        record: called after each run that ran, ``record(run, idx, correct, result)`` (e.g. to write its
-            artifact with result["converged"]).
+        record: called after each run that ran, ``record(run, idx, correct, outcome)`` (e.g. to write its
+            artifact with outcome.converged).
 
     Returns:
-        One dict per run: the run's keys plus "ran" (False: its family had converged, so it was skipped),
-        "attacked" (points attacked), "new_broken" (points it broke that survived every earlier run),
-        "survivors" (the worst case's correct count after it) and "converged" (ladders only: whether its
-        family's last doubling, this run, changed the worst case by at most the tolerance; None otherwise).
-        Per run only two numbers come back from the device (new breaks and survivors), which decide
-        whether the family goes on; survivors are selected on the device.
+        One `RunOutcome` per run. Per run only two numbers come back from the device (new breaks and
+        survivors), which decide whether the family goes on; survivors are selected on the device.
     """
     alive = alive.to(torch.bool).clone()
     n = alive.numel()
@@ -57,9 +86,8 @@ def run_schedule(runs: list[dict[str, Any]], alive: Tensor, attack: Callable[[di
     survivors = None
     results = []
     for run in runs:
-        if run["family"] in converged_families:
-            results.append({**run, "ran": False, "attacked": 0, "new_broken": 0, "survivors": survivors,
-                            "converged": True})
+        if run.family in converged_families:
+            results.append(RunOutcome(run, ran=False, attacked=0, new_broken=0, survivors=survivors, converged=True))
             continue
         idx = alive.nonzero().squeeze(1) if cascade else everything
         correct_sub = attack(run, idx).to(torch.bool)
@@ -69,12 +97,12 @@ def run_schedule(runs: list[dict[str, Any]], alive: Tensor, attack: Callable[[di
         new_broken, survivors = (int(v) for v in torch.stack([(alive & ~after).sum(), after.sum()]).tolist())
         alive = after
         converged = None
-        if run.get("ladder"):
-            converged = run["level"] >= 1 and new_broken <= tolerance * n
+        if run.ladder:
+            converged = run.level >= 1 and new_broken <= tolerance * n
             if converged:
-                converged_families.add(run["family"])
-        result = {**run, "ran": True, "attacked": int(idx.numel()), "new_broken": new_broken, "survivors": survivors,
-                  "converged": converged}
+                converged_families.add(run.family)
+        result = RunOutcome(run, ran=True, attacked=int(idx.numel()), new_broken=new_broken, survivors=survivors,
+                            converged=converged)
         if record is not None:
             record(run, idx, correct_sub, result)
         results.append(result)

@@ -12,14 +12,17 @@ reported as one line that names the config key and the fix, e.g.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from pathlib import Path
 from typing import Any
 
+from ..core.attack_kinds import ROBUST_KINDS, robust_kind
 from ..core.attack_specs import attack_pattern, parse_attack
 from ..core.defense_specs import DEFENSES, SETTING_PATTERN, parse_setting
 from ..core.sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
+from .plan import robust_target
 
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
@@ -127,9 +130,11 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> N
 
 
 def schema_with_registries(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with its defense enums and attack/setting patterns taken from the registries
-    (core.defense_specs, core.attack_specs), so a defense or attack registered at run time is a valid
-    config value. The schema file lists the built-in ones for its readers; a test keeps them equal."""
+    """The schema with its defense enums, attack/setting patterns and robustness kinds taken from the
+    registries (core.defense_specs, core.attack_specs, core.attack_kinds), so a defense, attack or attack
+    kind registered at run time is a valid config value. Each robustness kind brings its enum value, its
+    section's schema (`RobustKind.config_key`, `.schema`) and the rule that a config naming the kind
+    has that section. The schema file lists the built-in ones for its readers; a test keeps them equal."""
     randomized = [name for name, spec in DEFENSES.items() if spec.randomized]
     oblivious = attack_pattern(oblivious_only=True)
     defs = schema["$defs"]
@@ -138,6 +143,18 @@ def schema_with_registries(schema: dict[str, Any]) -> dict[str, Any]:
     defs["adversarial_attack"]["pattern"] = "^(" + "|".join(p for p in oblivious.split("|") if p != "clean") + ")$"
     defs["setting"]["pattern"] = SETTING_PATTERN
     schema["properties"]["grids"]["properties"]["settings"]["propertyNames"]["enum"] = randomized
+    robustness = schema["properties"]["robustness"]
+    robustness["properties"]["kinds"]["items"]["enum"] = list(ROBUST_KINDS)
+    sections = {kind.name: kind.config_key for kind in ROBUST_KINDS.values() if kind.config_key}
+    shared = set(robustness["properties"]) - set(sections.values())  # the section's own keys (dataset, ...)
+    for kind in ROBUST_KINDS.values():
+        if kind.config_key in shared:
+            raise ValueError(f"attack kind {kind.name!r}: config_key {kind.config_key!r} is a key of robustness: "
+                             "itself; name its section after the kind")
+        if kind.config_key:
+            robustness["properties"][kind.config_key] = copy.deepcopy(dict(kind.schema))
+    robustness["allOf"] = [{"if": {"properties": {"kinds": {"contains": {"const": name}}}},
+                            "then": {"required": [key]}} for name, key in sections.items()]
     return schema
 
 
@@ -397,8 +414,6 @@ def check_config(config: dict[str, Any]) -> None:
     check_memory(config)
     rob = config.get("robustness")
     if rob is not None:
-        from .plan import robust_target  # plan imports torch: only configs with this section pay for it
-
         need_dataset("robustness.dataset", rob["dataset"])
         for i, target in enumerate(rob["targets"]):
             name, _regime, defense, setting = robust_target(rob, target)
@@ -407,11 +422,5 @@ def check_config(config: dict[str, Any]) -> None:
             if rob["n_test"] > ds["n_test"]:
                 raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
                                  f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
-        levels = (rob.get("convergence") or {}).get("levels", 1)
-        if levels > 1 and "eot_pgd" in rob["kinds"] and (len(rob["eot_pgd"]["steps"]) > 1 or len(rob["eot_pgd"]["eot"]) > 1):
-            raise ValueError(f"robustness.convergence.levels={levels} doubles EOT PGD's budget from one start: give "
-                             f"robustness.eot_pgd.steps and .eot one value each (got {rob['eot_pgd']['steps']} and "
-                             f"{rob['eot_pgd']['eot']}), or set convergence.levels: 1 to sweep them")
-        if "tramer" in rob["kinds"] and abs(float(config["attacks"]["eps"]) - 8 / 255) > 1e-4:
-            raise ValueError(f"robustness.kinds names tramer, Tramer et al.'s attack at eps 8/255, but attacks.eps="
-                             f"{config['attacks']['eps']}: drop tramer from robustness.kinds or set attacks.eps: 0.0313725")
+        for name in rob["kinds"]:  # what each kind needs of the section and the config (its spec's check)
+            robust_kind(name).check(rob, config)

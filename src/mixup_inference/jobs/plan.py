@@ -18,15 +18,15 @@ Settings are canonical strings (core.defense_specs), so a config's lambda 0.70 a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..core.attack_specs import AttackName
+from ..core.attack_kinds import ROBUST_KINDS, RobustRun, robust_kind
 from ..core.defense_specs import DEFENSES, PLAIN_SETTING, format_setting
 from .paper_tables import TABLE_SPECS, RowSpec, model_rows
 from .study import model_name, study_models
 from ..core.trainconfig import REGIMES
 
-__all__ = ["adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
+__all__ = ["AdaptiveRun", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
            "models_to_train", "robust_options", "robust_runs", "robust_target", "robust_targets", "study_evaluations",
            "study_mi_settings", "study_robust_targets", "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
@@ -69,7 +69,18 @@ def table_rows(spec: dict[str, Any]) -> list[RowSpec]:
     return [row if isinstance(row, RowSpec) else RowSpec(*row) for row in spec["rows"]]
 
 Evaluation = tuple[str, str, str, str, str]  # dataset, regime, attack, defense, setting
-AdaptiveRun = tuple[str, str, str, str, str, str, int]  # dataset, regime, defense, setting, kind, attack, n_adaptive
+
+
+class AdaptiveRun(NamedTuple):
+    """One run of Fig. 4's adaptive attacks (the config's `adaptive:` section; one adaptive job each)."""
+
+    dataset: str
+    regime: str
+    defense: str
+    setting: str
+    kind: str  # "paper" (App. B.2 adaptive PGD) or "eot" (EOT PGD on MI's mixed copies)
+    attack: str
+    n_adaptive: int
 
 
 def evaluations(config: dict[str, Any]) -> list[Evaluation]:
@@ -176,7 +187,7 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
     """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
     ada = config["adaptive"]
     return [
-        (ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
+        AdaptiveRun(ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
         for kind in ada["kinds"]
         for attack in ada["attacks"]
         for n in ada["n_adaptive"]
@@ -213,68 +224,23 @@ def robust_options(robustness: dict[str, Any]) -> dict[str, Any]:
             "convergence": {"levels": int(convergence["levels"]), "tolerance": float(convergence["tolerance"])}}
 
 
-def _run_cost(run: dict[str, Any]) -> int:
-    """Forward+backward passes of one copy per attacked point, the cascade's order: steps x EOT draws x
-    executions inside the defense x restarts (x 2 for AutoAttack's APGD-CE then APGD-DLR, an upper bound)."""
-    return (run["steps"] * run["eot"] * run["n_samples_attack"] * run.get("n_restarts", 1)
-            * (2 if run["kind"] == "autoattack_rand" else 1))
-
-
-def robust_runs(robustness: dict[str, Any]) -> list[dict[str, Any]]:
+def robust_runs(robustness: dict[str, Any]) -> list[RobustRun]:
     """Every attack run of the config's `robustness:` section against one defense, in the order the
-    robust job runs them (jobs.stages.run_robust): cheapest first (`_run_cost`; ties by level, then family),
-    so a cascade's expensive runs see only the points the cheap ones left.
+    robust job runs them (jobs.robust.run_robust): cheapest first (`RobustKind.cost`; ties by level, then
+    family), so a cascade's expensive runs see only the points the cheap ones left.
 
-    Each run: {"kind", "attack" (pgd<steps> / tpgd<steps>; AutoAttack: aa<n_iter>, core.attack_specs),
-    "targeted", "steps", "eot", "n_samples_attack" (executions inside the defense while attacking),
-    "family" (the ladder it belongs to), "level" (0 = the configured start budget), "ladder" (whether its
-    family doubles), "cost", "file" (its artifact inside the robust job's directory)}; AutoAttack's with
-    "n_restarts"; Tramer et al.'s with its own "step_size", "eps", "labels", "defense", "setting".
-
-    Convergence (`convergence.levels` = L > 1, Carlini et al. 2019's check that accuracy is flat as the
-    attack grows): each family -- AutoAttack rand; EOT PGD per targeted value -- gets levels 0..L-1, level k
-    with the steps (AutoAttack: iterations), the EOT draws and the executions inside the defense all
-    2^k times the start budget. Which levels actually run is the job's decision (a family stops once a
-    doubling changed the worst case by no more than the tolerance); the list is the schedule's cap.
-    Tramer et al.'s run (kind "tramer", core.defended.TRAMER_2020) is a published attack with fixed
-    parameters: one run, no ladder."""
+    Each kind of ``robustness.kinds`` (core.attack_kinds, in the registry's order) gives its runs
+    (`RobustKind.runs`): with convergence.levels = L > 1 (Carlini et al. 2019's check that accuracy is
+    flat as the attack grows) each family gets levels 0..L-1, level k with the steps, the EOT draws and
+    the executions inside the defense 2^k times the start budget; a kind with fixed parameters (Tramer
+    et al.'s) gives one run, no ladder. Which levels actually run is the job's decision (a family stops
+    once a doubling changed the worst case by no more than the tolerance); the list is the schedule's
+    cap. An unknown kind is a ValueError naming the registered ones."""
     levels = robust_options(robustness)["convergence"]["levels"]
-    inner = int(robustness["n_samples"])
-    runs: list[dict[str, Any]] = []
-
-    def ladder(family: str, base: dict[str, Any]) -> None:
-        for k in range(levels):
-            scale = 2 ** k
-            run = {**base, "steps": base["steps"] * scale, "eot": base["eot"] * scale,
-                   "n_samples_attack": inner * scale, "family": family, "level": k, "ladder": levels > 1}
-            run["attack"] = AttackName("autoattack" if run["kind"] == "autoattack_rand" else "pgd", run["targeted"],
-                                       run["steps"]).name
-            runs.append(run)
-
-    if "autoattack_rand" in robustness["kinds"]:
-        aa = robustness["autoattack"]
-        ladder("autoattack_rand", {"kind": "autoattack_rand", "targeted": False, "steps": int(aa["n_iter"]),
-                                   "eot": int(aa["eot_iter"]), "n_restarts": int(aa["n_restarts"])})
-    if "eot_pgd" in robustness["kinds"]:
-        eot = robustness["eot_pgd"]
-        for targeted in eot["targeted"]:
-            for steps in eot["steps"]:
-                for draws in eot["eot"]:
-                    family = f"eot_pgd-{'t' if targeted else ''}pgd{int(steps)}-e{int(draws)}"
-                    ladder(family, {"kind": "eot_pgd", "targeted": bool(targeted), "steps": int(steps),
-                                    "eot": int(draws)})
-    if "tramer" in robustness["kinds"]:
-        from ..core.defended import TRAMER_2020  # defended imports the defenses: only configs naming it pay
-
-        runs.append({"kind": "tramer", "attack": AttackName("pgd", False, TRAMER_2020["steps"]).name,
-                     "targeted": False, "steps": TRAMER_2020["steps"], "eot": TRAMER_2020["eot"],
-                     "n_samples_attack": TRAMER_2020["n_samples"], "step_size": TRAMER_2020["step_size"],
-                     "eps": TRAMER_2020["eps"], "labels": TRAMER_2020["labels"], "defense": TRAMER_2020["defense"],
-                     "setting": TRAMER_2020["setting"], "family": "tramer", "level": 0, "ladder": False})
-    for run in runs:
-        run["cost"] = _run_cost(run)
-        run["file"] = f"{run['kind']}-{run['attack']}-e{run['eot']}.pt"
-    return sorted(runs, key=lambda run: (run["cost"], run["level"], run["family"]))
+    asked = {robust_kind(name).name for name in robustness["kinds"]}
+    runs = [run for name, kind in ROBUST_KINDS.items() if name in asked
+            for run in kind.runs(robustness, levels=levels, n_samples=int(robustness["n_samples"]))]
+    return sorted(runs, key=lambda run: (run.cost, run.level, run.family))
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:

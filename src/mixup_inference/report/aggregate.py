@@ -31,7 +31,8 @@ import torch
 
 from ..core.metrics import (accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, wilson_interval,
                             worst_case)
-from ..core.attack_specs import ROBUST_KINDS, parse_attack
+from ..core.attack_kinds import ROBUST_KINDS
+from ..core.attack_specs import parse_attack
 from ..core.defense_specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
 from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy, verdict_repeats

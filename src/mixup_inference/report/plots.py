@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import ideal_linearity
-from ..core.attack_specs import ADAPTIVE_KINDS, ROBUST_KINDS, parse_attack
+from ..core.attack_kinds import ROBUST_KINDS, robust_kind
+from ..core.attack_specs import ADAPTIVE_KINDS, parse_attack
 from ..core.defense_specs import DEFENSES
 from ..core.utils import atomic_open
 from .tables import attack_display_name
@@ -394,22 +395,13 @@ def _flag(value) -> bool | None:
 
 
 def _family(row) -> tuple:
-    """The ladder a robust run belongs to, from its results.csv row: AutoAttack rand is one family; EOT PGD
-    one per (targeted, start steps, start draws), level k having 2^k times the start's steps and draws;
-    Tramer et al.'s run is its own (jobs.plan.robust_runs)."""
-    if row["adaptive"] == "eot_pgd":
-        scale = 2 ** int(row["level"])
-        return ("eot_pgd", bool(row["targeted"]), int(row["steps"]) // scale, int(row["n_adaptive"]) // scale)
-    return (row["adaptive"],)
+    """The ladder a robust run belongs to, from its results.csv row: its kind's key (`RobustKind.family`,
+    e.g. one per (targeted, start steps, start draws) for EOT PGD), whose first item is the kind."""
+    return robust_kind(row["adaptive"]).family(row)
 
 
 def _family_label(family: tuple) -> str:
-    if family[0] == "eot_pgd":
-        _, targeted, steps, draws = family
-        return f"EOT {'tPGD' if targeted else 'PGD'}-{steps}, {draws} draw{'s' if draws > 1 else ''} (start)"
-    if family[0] == "autoattack_rand":
-        return "AutoAttack rand"
-    return ADAPTIVE_KINDS[family[0]].label if family[0] in ADAPTIVE_KINDS else family[0]
+    return robust_kind(family[0]).family_label(family)
 
 
 @_styled
@@ -417,14 +409,15 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 5: the adaptive evaluation's convergence (the `robustness:` section, issue 25), one small panel
     per attacked (dataset, regime, defense, setting).
 
-    Per attack family (AutoAttack rand; EOT PGD per targeted value and start budget), each level's
+    Per attack family (its kind's, core.attack_kinds: AutoAttack rand; EOT PGD per targeted value and
+    start budget; one per kind registered beside them), labelled by its kind, each level's
     accuracy with its 95% Wilson interval against the level (x: the budget multiplier 2^level of steps,
     EOT draws and executions inside the defense). In a cascade a run attacks only the points every
     cheaper run and the oblivious evaluations left, so its accuracy is the worst case up to that run.
     A family's last level is filled where its last doubling changed the worst case by no more than the
     tolerance (results.csv ``converged`` True) and open where it did not (an upper bound); no such
-    marker without a ladder (one level, or a results.csv from before issue 25). Tramer et
-    al.'s run (a fixed budget, no ladder) is a dash-dotted level; the worst case per point over every
+    marker without a ladder (one level, or a results.csv from before issue 25). A kind with a
+    fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a dash-dotted level; the worst case per point over every
     evaluation is the black dotted line with its interval shaded, and the panel title says "converged"
     or "upper bound" (the worst-case row's ``converged``)."""
     title = "Fig. 5: adaptive evaluation, worst case vs attack budget"
@@ -437,7 +430,7 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         if column not in df:
             df[column] = default
     df["level"] = df["level"].fillna(0).astype(int)
-    runs = df[df["adaptive"].isin(ROBUST_KINDS)]
+    runs = df[df["adaptive"].isin(list(ROBUST_KINDS))]
     if runs.empty:
         return _no_data(stem, title, "no adaptive evaluation (no robustness: section)")
     _require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"],
@@ -446,7 +439,8 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     key = ["dataset", "regime", "defense", "setting"]
     targets = sorted(runs.groupby(key).groups, key=lambda t: (t[0], _regime_rank(t[1]), t[2], t[3]))
     fig, axes = _figure(len(targets), ncols=4, panel_size=(3.0, 2.6))
-    families = sorted({_family(r) for r in runs.to_dict("records")}, key=lambda f: (f[0] == "tramer", f))
+    # the ladders first, then the runs with a fixed budget (Tramer et al.'s)
+    families = sorted({_family(r) for r in runs.to_dict("records")}, key=lambda f: (robust_kind(f[0]).fixed, f))
     colors = {family: f"C{i % 10}" for i, family in enumerate(families)}
     top = int(runs["level"].max())
     multi_dataset = runs["dataset"].nunique() > 1
@@ -461,7 +455,7 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
             color, label = colors[family], _family_label(family)
             acc = np.array([100 * r["accuracy"] for r in line])
             err = 100 * np.array([[r["accuracy"] - r["ci_low"] for r in line], [r["ci_high"] - r["accuracy"] for r in line]])
-            if family[0] == "tramer":
+            if robust_kind(family[0]).fixed:
                 ax.axhline(acc[0], color=color, ls="-.", lw=1.0)
                 handles.setdefault(label, Line2D([], [], color=color, ls="-.", lw=1.0))
                 continue

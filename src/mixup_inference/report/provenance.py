@@ -21,6 +21,7 @@ import yaml
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
 from ..jobs.plan import robust_options, robust_runs
+from ..core.attack_kinds import robust_kind
 from ..core.attack_specs import parse_attack
 from ..core.speed import cpu_flags, cpu_model, native_bf16
 from ..core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
@@ -187,11 +188,9 @@ def protocol(config: dict) -> dict[str, Any]:
             # issue 25: the runs in cascade order, each on the points every earlier run left (cascade: true),
             # each final example judged by R verdict runs, budgets doubled up to the convergence cap
             **robust_options(rob),
-            "runs": [{k: v for k, v in run.items() if k != "file"}
-                     | ({"step_size": attacks.get("step_size")} if run["kind"] == "eot_pgd"
-                        else {"version": "rand", "package": "pyautoattack (APGD-CE, APGD-DLR with EOT)"}
-                        if run["kind"] == "autoattack_rand"
-                        else {"source": "Tramer et al. 2020, wielandbrendel/adaptive_attacks_paper 10_mixup"})
+            # each run's budget, and what its kind adds (its source, version, step size: RobustKind.provenance)
+            "runs": [{k: v for k, v in run.as_dict().items() if k != "file"}
+                     | robust_kind(run.kind).provenance(run, attacks)
                      for run in robust_runs(rob)],
         }
     return {

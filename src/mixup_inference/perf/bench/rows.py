@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
@@ -236,32 +237,33 @@ def cascade_rows(s: Setup) -> None:
     definition records the points each mode attacked). Labels = the bare model's predictions, so every
     point starts robust."""
     from ...core.defended import repeated_verdicts
-    from ...jobs.cascade import run_schedule
+    from ...jobs.cascade import RunOutcome, run_schedule
 
     cfg, dev, model = s.cfg, s.device, s.model
     b, ns, eot, steps = cfg.robust_batch, cfg.robust_samples, cfg.robust_eot, cfg.robust_steps
     x = random_images(cfg, b, dev, 20)
     y = predict_probs(model, x).argmax(1)
     pool = (s.pool_x, s.pool_y)
-    runs = [{"family": f"{t}pgd", "level": k, "ladder": True, "targeted": t == "t", "steps": steps * 2 ** k,
-             "eot": eot * 2 ** k, "inner": ns * 2 ** k} for k in range(2) for t in ("", "t")]
+    # the schedule reads a run's family, level and ladder (jobs.cascade.ScheduledRun)
+    runs = [SimpleNamespace(family=f"{t}pgd", level=k, ladder=True, targeted=t == "t", steps=steps * 2 ** k,
+                            eot=eot * 2 ** k, inner=ns * 2 ** k) for k in range(2) for t in ("", "t")]
 
-    def attack(run: dict, idx: Tensor) -> Tensor:
+    def attack(run: SimpleNamespace, idx: Tensor) -> Tensor:
         if not len(idx):
             return torch.zeros(0, dtype=torch.bool, device=dev)
-        labels = (y[idx] + 1) % 10 if run["targeted"] else y[idx]
+        labels = (y[idx] + 1) % 10 if run.targeted else y[idx]
         x_adv = eot_pgd_through_defense(model, x[idx], labels, "gaussian", "sigma=0.04", pool=pool,
-                                        n_samples=run["inner"], eot=run["eot"], eps=8 / 255, step_size=2 / 255,
-                                        steps=run["steps"], targeted=run["targeted"],
+                                        n_samples=run.inner, eot=run.eot, eps=8 / 255, step_size=2 / 255,
+                                        steps=run.steps, targeted=run.targeted,
                                         generator=make_generator(cfg.seed))
         verdicts = repeated_verdicts(model, x_adv, "gaussian", "sigma=0.04", repeats=2, n_samples=ns, pool=pool,
                                      generator=make_generator(cfg.seed))
         return (verdicts.argmax(2) == y[idx]).all(0)
 
-    def schedule(cascade: bool) -> list[dict]:
+    def schedule(cascade: bool) -> list[RunOutcome]:
         return run_schedule(runs, torch.ones(b, dtype=torch.bool, device=dev), attack, cascade=cascade,
                             tolerance=0.0)
-    attacked = {mode: sum(r["attacked"] for r in schedule(mode)) for mode in (True, False)}
+    attacked = {mode: sum(r.attacked for r in schedule(mode)) for mode in (True, False)}
     measure_row(s, name="robust_cascade_gaussian", group="cascade", workload=lambda: schedule(True),
                 limit=lambda: schedule(False),
                 definition={"workload": f"run_schedule(cascade=True): EOT PGD ladder (steps {steps}, eot {eot}, "
