@@ -120,7 +120,7 @@ def test_a_kind_registered_at_run_time_is_planned_run_plotted_and_named_in_prove
     assert [run.cost for run in runs] == sorted(run.cost for run in runs)
 
     # run by the robust job on the smoke preset's section and job settings, as the workflow's robust rule runs it
-    dataset, regime, defense, setting = plan.robust_target(rob, rob["targets"][0])
+    dataset, regime, defense, setting = next(t for t in plan.robust_targets(config) if t[2] == "mi_ol")
     spec, attacks = config["datasets"][dataset], config["attacks"]
     job = JobContext(seed=config["seed"], device=config["device"], batch_size=attacks["batch_size"],
                      chunk_size=config["defenses"]["chunk_size"], n_samples=config["defenses"]["n_samples"],

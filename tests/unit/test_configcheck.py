@@ -72,6 +72,21 @@ BAD_CONFIGS = [
      "tiny_cnn, airbench94, airbench94_narrow"),
     ("tables.table2.dataset", "cifar11",
      "tables.table2.dataset: dataset 'cifar11' is not defined under datasets (defined: synth)"),
+    # robustness.targets: tables (every randomized row), filtered tables and explicit targets
+    ("robustness.targets", ["table9"],
+     "config key robustness.targets[0]: unknown table 'table9'; expected one of table2, table3"),
+    ("robustness.targets", ["table2", "table3"],
+     "robustness.targets[1]: table 'table3' is not under tables: (configured: table2); add tables.table3 or name a "
+     "configured table"),
+    ("robustness.targets", [{"table": "table2", "regimes": ["erm"], "defenses": ["xie"]}],
+     "robustness.targets[0]: {'table': 'table2', 'regimes': ['erm'], 'defenses': ['xie']} selects no row with a "
+     "randomized defense of the table as configured under tables:; widen its regimes/defenses or remove it"),
+    ("robustness.targets", [{"table": "table2", "regime": ["mixup"]}],
+     "config key robustness.targets[0].regime is not allowed (misspelled? did you mean regimes?); allowed keys: "
+     "table, regimes, defenses"),
+    ("robustness.targets", ["table2", ["mixup", "jpeg", "q=75"]],
+     "config key robustness.targets[1][1]: unknown randomized defense 'jpeg'; expected one of mi_pl, mi_ol, "
+     "mi_combined, gaussian, rotation, xie, xie_resize, guo"),
     ("datasets.synth.source", "cifar11",
      "datasets.synth.source: 'cifar11' is neither a known data set (cifar10, cifar100, synthetic) nor an existing "
      "folder or archive; fix the path"),
@@ -175,7 +190,7 @@ def test_image_folder_with_too_few_test_images_is_caught_before_any_job(tmp_path
 def test_a_robustness_target_naming_an_unknown_dataset_is_caught():
     config = smoke_config()
     config["robustness"]["targets"].append(["cifar10", "mixup", "xie", "size=16-24"])
-    assert config_problem(config) == ("robustness.targets[4]: dataset 'cifar10' is not defined under datasets "
+    assert config_problem(config) == ("robustness.targets[1]: dataset 'cifar10' is not defined under datasets "
                                       "(defined: synth)")
     config["robustness"]["targets"][-1] = ["synth", "mixup", "xie", "size=16-24"]
     check_config(config)

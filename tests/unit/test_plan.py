@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from mixup_inference.jobs import plan
-from mixup_inference.core.defense_specs import parse_setting
+from mixup_inference.jobs.paper_tables import rows_of
+from mixup_inference.core.defense_specs import DEFENSES, parse_setting
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -50,21 +51,49 @@ def test_component_lambdas_are_canonical_settings():
     assert {"lam=1", "lam=0.5"} <= settings and "lam=1.0" not in settings
 
 
-@pytest.mark.parametrize("preset", ["config", "paper", "authors"])
+@pytest.mark.parametrize("preset", ["config", "paper", "paper-fast", "authors"])
 def test_robustness_attacks_every_randomized_row_of_the_presets_tables(preset):
     """The adaptive evaluation of the CPU, paper and authors presets targets exactly the randomized
-    rows of their tables (Table 4/5's settings, TABLE_SPECS; the default preset: the mixup and IAT
-    rows only) plus MI-PL at lam 0.5 on each mixup model."""
+    rows of their tables as configured (Table 4/5's settings; the default preset: the mixup and IAT rows
+    only, not the ERM/AT ablations) plus MI-PL at lam 0.5 on each mixup model."""
     config = load(preset)
     regimes = {"config": {"mixup", "interpolated_at"}}.get(preset)
     expected = set()
     for name, spec in config["tables"].items():
         allowed = regimes or set(spec.get("regimes", ["erm", "mixup", "at", "interpolated_at"]))
-        for row in plan.TABLE_SPECS[name][0]:
+        for row in rows_of(name):
             if row.defense != "none" and row.regime in allowed:
                 expected.add((spec["dataset"], row.regime, row.defense, row.setting))
         expected.add((spec["dataset"], "mixup", "mi_pl", "lam=0.5"))
     assert set(plan.robust_targets(config)) == expected
+
+
+def test_table_targets_follow_the_tables_rows_and_filters():
+    """`table2` is every row of tables.table2 (its data set, its regimes) whose defense is randomized; a
+    mapping filters it by regimes and defenses; explicit targets mix in, each target once, sorted."""
+    config = load("smoke")
+    rob = config["robustness"]
+    randomized = [row for row in rows_of("table2") if DEFENSES[row.defense].randomized]
+    rob["targets"] = ["table2"]
+    assert plan.robust_targets(config) == sorted(("synth", r.regime, r.defense, r.setting) for r in randomized)
+    config["tables"]["table2"]["regimes"] = ["interpolated_at"]  # the table as configured
+    assert {r for _d, r, _f, _s in plan.robust_targets(config)} == {"interpolated_at"}
+    del config["tables"]["table2"]["regimes"]
+    mixup_mi_ol = ("synth", "mixup", "mi_ol", next(r.setting for r in randomized if (r.regime, r.defense) == ("mixup", "mi_ol")))
+    rob["targets"] = [{"table": "table2", "regimes": ["mixup"], "defenses": ["mi_ol"]}, list(mixup_mi_ol[1:]),
+                      ["other", "mixup", "mi_pl", "lam=0.5"]]
+    assert plan.robust_targets(config) == [("other", "mixup", "mi_pl", "lam=0.5"), mixup_mi_ol]
+    rob["targets"] = ["table3"]
+    with pytest.raises(ValueError, match="table 'table3' is not under tables:"):
+        plan.robust_targets(config)
+
+
+def test_the_smoke_preset_attacks_one_defense_of_each_transform_kind():
+    """Mixing (MI-OL), switch (MI-Combined), gather (Xie) and grid_sample (Guo), at Table 4's settings."""
+    config = load("smoke")
+    settings = {(r.regime, r.defense): r.setting for r in rows_of("table2")}
+    assert plan.robust_targets(config) == sorted(("synth", "mixup", d, settings["mixup", d])
+                                                 for d in ("mi_ol", "mi_combined", "xie", "guo"))
 
 
 def test_a_robustness_target_may_name_its_dataset():

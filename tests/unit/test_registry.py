@@ -15,6 +15,8 @@ from mixup_inference.core.defense_specs import (DEFENSES, SETTING_PATTERN, Defen
 from mixup_inference.core.models import MODEL_NAMES
 from mixup_inference.core.trainconfig import REGIMES
 from mixup_inference.jobs.configcheck import check_config, schema_with_registries, validate_config
+from mixup_inference.jobs import paper_tables, plan
+from mixup_inference.jobs.paper_tables import TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -29,6 +31,21 @@ def test_the_schema_file_lists_what_the_registries_generate():
     assert generated == SCHEMA
     assert SCHEMA["$defs"]["robust_defense"]["enum"] == RANDOMIZED
     assert SCHEMA["$defs"]["setting"]["pattern"] == SETTING_PATTERN
+    assert SCHEMA["$defs"]["table"]["enum"] == list(TABLES)
+
+
+def test_a_table_added_to_the_registry_is_a_valid_config_table(monkeypatch):
+    """tables: and robustness.targets accept the tables of jobs.paper_tables.TABLES, not a second list."""
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["tables"]["table9"] = config["tables"]["table2"]
+    config["robustness"]["targets"] = ["table9"]
+    with pytest.raises(ValueError, match="unknown table 'table9'"):
+        validate_config(config, SCHEMA_PATH)
+    monkeypatch.setitem(TABLES, "table9", "a table of our own")
+    monkeypatch.setattr(paper_tables, "ROWS", [*paper_tables.ROWS, ("Mixup + Xie", "mixup", "xie", {"table9": "size=16-24"})])
+    validate_config(config, SCHEMA_PATH)
+    check_config(config)
+    assert plan.robust_targets(config) == [("synth", "mixup", "xie", "size=16-24")]
 
 
 def test_schema_adaptive_defenses_are_defense_names():

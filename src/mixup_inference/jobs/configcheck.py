@@ -22,7 +22,9 @@ from ..core.attack_kinds import ROBUST_KINDS, robust_kind
 from ..core.attack_specs import attack_pattern, parse_attack
 from ..core.defense_specs import DEFENSES, SETTING_PATTERN, parse_setting
 from ..core.sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
-from .plan import robust_target
+from ..core.trainconfig import REGIMES
+from .paper_tables import TABLES
+from .plan import robust_target_item
 
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
@@ -78,9 +80,20 @@ def _schema_problems(error) -> list[str]:
         return [f"config key {_key([*path, name])} is missing; add it (config/config.yaml shows every key)"
                 for name in rule if name not in value]
     if kind == "enum":
-        return [f"config key {key}: unknown {_noun(path)} {value!r}; expected one of {', '.join(map(str, rule))}"]
-    if kind == "anyOf" and "description" in error.schema:
-        return [f"config key {key}: {value!r} is not valid; expected {error.schema['description']}"]
+        noun = error.schema.get("title") or _noun(path)
+        return [f"config key {key}: unknown {noun} {value!r}; expected one of {', '.join(map(str, rule))}"]
+    if kind in ("anyOf", "oneOf"):
+        # The one typed alternative the value has the shape of (its type and length), for a line naming the
+        # wrong part (robustness.targets: an unknown table, a bad defense inside a target list).
+        shape = ("type", "minItems", "maxItems")
+        by_alternative: dict[Any, list] = {}
+        for sub in error.context:
+            by_alternative.setdefault(sub.schema_path[0], []).append(sub)
+        fitting = [subs for subs in by_alternative.values() if not any(sub.validator in shape for sub in subs)]
+        if len(fitting) == 1 and all(sub.relative_path or "type" in sub.schema for sub in fitting[0]):
+            return [line for sub in fitting[0] for line in _schema_problems(sub)]
+        if "description" in error.schema:
+            return [f"config key {key}: {value!r} is not valid; expected {error.schema['description']}"]
     if kind == "pattern":
         expected = error.schema.get("description", f"a value matching {rule}")
         return [f"config key {key}: {value!r} is not a valid {_noun(path)}; expected {expected}"]
@@ -130,19 +143,23 @@ def validate_config(config: dict[str, Any], schema_path: str | os.PathLike) -> N
 
 
 def schema_with_registries(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with its defense enums, attack/setting patterns and robustness kinds taken from the
-    registries (core.defense_specs, core.attack_specs, core.attack_kinds), so a defense, attack or attack
-    kind registered at run time is a valid config value. Each robustness kind brings its enum value, its
-    section's schema (`RobustKind.config_key`, `.schema`) and the rule that a config naming the kind
-    has that section. The schema file lists the built-in ones for its readers; a test keeps them equal."""
+    """The schema with its defense, table and regime enums, attack/setting patterns and robustness kinds
+    taken from the registries (core.defense_specs, jobs.paper_tables.TABLES, core.trainconfig.REGIMES,
+    core.attack_specs, core.attack_kinds), so a defense, attack or attack kind registered at run time is a
+    valid config value. Each robustness kind brings its enum value, its section's schema
+    (`RobustKind.config_key`, `.schema`) and the rule that a config naming the kind has that section. The
+    schema file lists the built-in ones for its readers; a test keeps them equal."""
     randomized = [name for name, spec in DEFENSES.items() if spec.randomized]
     oblivious = attack_pattern(oblivious_only=True)
     defs = schema["$defs"]
     defs["robust_defense"]["enum"] = randomized
+    defs["table"]["enum"] = list(TABLES)
+    defs["regime"]["enum"] = list(REGIMES)
     defs["attack"]["pattern"] = f"^({oblivious})$"
     defs["adversarial_attack"]["pattern"] = "^(" + "|".join(p for p in oblivious.split("|") if p != "clean") + ")$"
     defs["setting"]["pattern"] = SETTING_PATTERN
-    schema["properties"]["grids"]["properties"]["settings"]["propertyNames"]["enum"] = randomized
+    for section in ("grids", "study"):  # defense -> settings mappings
+        schema["properties"][section]["properties"]["settings"]["propertyNames"]["enum"] = randomized
     robustness = schema["properties"]["robustness"]
     robustness["properties"]["kinds"]["items"]["enum"] = list(ROBUST_KINDS)
     sections = {kind.name: kind.config_key for kind in ROBUST_KINDS.values() if kind.config_key}
@@ -415,12 +432,20 @@ def check_config(config: dict[str, Any]) -> None:
     rob = config.get("robustness")
     if rob is not None:
         need_dataset("robustness.dataset", rob["dataset"])
-        for i, target in enumerate(rob["targets"]):
-            name, _regime, defense, setting = robust_target(rob, target)
-            ds = need_dataset(f"robustness.targets[{i}]", name)
-            check_setting(defense, setting, image_size=_image_size(ds), key=f"robustness.targets[{i}]")
-            if rob["n_test"] > ds["n_test"]:
-                raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
-                                 f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
+        for i, item in enumerate(rob["targets"]):
+            key = f"robustness.targets[{i}]"
+            try:
+                targets = robust_target_item(config, item)
+            except ValueError as error:  # a table that is not under tables:
+                raise ValueError(f"{key}: {error}") from None
+            if not targets:  # a filter that leaves nothing is a mistake, not an empty evaluation
+                raise ValueError(f"{key}: {item!r} selects no row with a randomized defense of the table as "
+                                 "configured under tables:; widen its regimes/defenses or remove it")
+            for name, _regime, defense, setting in targets:
+                ds = need_dataset(key, name)
+                check_setting(defense, setting, image_size=_image_size(ds), key=key)
+                if rob["n_test"] > ds["n_test"]:
+                    raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
+                                     f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
         for name in rob["kinds"]:  # what each kind needs of the section and the config (its spec's check)
             robust_kind(name).check(rob, config)

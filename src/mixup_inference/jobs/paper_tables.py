@@ -1,33 +1,59 @@
-"""The paper's Tables 2 and 3 as data: their rows, with the defense settings of Tables 4 and 5, and the
-numbers the paper reports.
+"""The paper's Tables 2 and 3 as data: their rows (with the defense settings of Tables 4 and 5) in one
+place, and the numbers the paper reports for them in another.
 
-* :data:`TABLE2_ROWS` / :data:`TABLE3_ROWS`: one :class:`RowSpec` per row of Table 2 (CIFAR-10) /
-  Table 3 (CIFAR-100), in the paper's order, with the training regime, the defense and its
-  canonical setting (:mod:`mixup_inference.core.defense_specs`) from Table 4 / Table 5.
-* :data:`PAPER_TABLE2` / :data:`PAPER_TABLE3`: the reported accuracies (%), label -> 7 values in
-  :data:`tables.COLUMNS` order; the paper's "≤ 1" is the string :data:`AT_MOST_1`.
-* :func:`model_rows`: the same rows for a user's own model; :func:`required_evaluations`: what a
-  table needs. tables.py lays our numbers out beside these.
+* :data:`ROWS`: every row of the paper's tables, one line each, in the paper's order: its label, training
+  regime, defense and canonical setting (:mod:`mixup_inference.core.defense_specs`) in each table that
+  has it (Table 4's for ``table2``, Table 5's for ``table3``). The tables job, the evaluations a table
+  needs (jobs.plan), ``robustness.targets: [table2]`` (its rows with a randomized defense) and the
+  config checks all read the rows from here, through :func:`rows_of`.
+* :data:`PAPER_NUMBERS`: table -> row label -> the paper's 7 accuracies (%) in :data:`report.tables.COLUMNS`
+  order; the paper's "≤ 1" is the string :data:`AT_MOST_1`. A row without an entry (one the paper lacks,
+  e.g. a defense of our own) is allowed and shows "–" in the paper's cells.
+* :func:`rows_of` / :func:`paper_numbers`: one table's rows (:class:`RowSpec`) / numbers, checked (labels
+  unique, every number's label a row); :func:`model_rows`: the rows for a user's own model;
+  :func:`required_evaluations`: what a table needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.defense_specs import PLAIN_SETTING, parse_setting
+from ..core.defense_specs import parse_setting
 
-__all__ = ["AT_MOST_1", "PAPER_TABLE2", "PAPER_TABLE3", "RowSpec", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE_SPECS",
-           "model_rows", "required_evaluations"]
+__all__ = ["AT_MOST_1", "PAPER_NUMBERS", "PAPER_TABLE2", "PAPER_TABLE3", "ROWS", "RowSpec", "TABLE2_ROWS",
+           "TABLE3_ROWS", "TABLES", "model_rows", "paper_numbers", "required_evaluations", "rows_of"]
 
 #: The paper's "≤ 1" (accuracy below 1%).
 AT_MOST_1 = "≤1"
 
+#: The paper tables a config may name (``tables:``, ``robustness.targets``): name -> what it is.
+TABLES: dict[str, str] = {"table2": "Table 2, CIFAR-10 (settings: Table 4)",
+                          "table3": "Table 3, CIFAR-100 (settings: Table 5)"}
 
+#: Every row of the paper tables in the paper's order: (label, regime, defense, {table: setting}); a row
+#: is in each table it has a setting for (Table 3 has no ablation rows). Adding a row is one line here.
+ROWS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("Mixup", "mixup", "none", {"table2": "plain", "table3": "plain"}),
+    ("Mixup + Gaussian noise", "mixup", "gaussian", {"table2": "sigma=0.04", "table3": "sigma=0.025"}),
+    ("Mixup + Random rotation", "mixup", "rotation", {"table2": "deg=40", "table3": "deg=20"}),
+    ("Mixup + Xie et al.", "mixup", "xie", {"table2": "size=16-24", "table3": "size=18-26"}),
+    ("Mixup + Guo et al.", "mixup", "guo", {"table2": "size=22-30", "table3": "size=24-32"}),
+    ("ERM + MI-OL (ablation)", "erm", "mi_ol", {"table2": "lam=0.6"}),
+    ("Mixup + MI-OL", "mixup", "mi_ol", {"table2": "lam=0.5", "table3": "lam=0.5"}),
+    ("Mixup + MI-Combined", "mixup", "mi_combined", {"table2": "pl=0.5_ol=0.4_th=0.2", "table3": "pl=0.5_ol=0.4_th=0.2"}),
+    ("Interpolated AT", "interpolated_at", "none", {"table2": "plain", "table3": "plain"}),
+    ("IAT + Gaussian noise", "interpolated_at", "gaussian", {"table2": "sigma=0.075", "table3": "sigma=0.06"}),
+    ("IAT + Random rotation", "interpolated_at", "rotation", {"table2": "deg=30", "table3": "deg=20"}),
+    ("IAT + Xie et al.", "interpolated_at", "xie", {"table2": "size=20-28", "table3": "size=22-30"}),
+    ("IAT + Guo et al.", "interpolated_at", "guo", {"table2": "size=20-28", "table3": "size=24-32"}),
+    ("AT + MI-OL (ablation)", "at", "mi_ol", {"table2": "lam=0.8"}),
+    ("IAT + MI-OL", "interpolated_at", "mi_ol", {"table2": "lam=0.6", "table3": "lam=0.6"}),
+]
 
 
 @dataclass(frozen=True)
 class RowSpec:
-    """One row of a paper table: its label and the evaluation that reproduces it."""
+    """One row of one paper table: its label and the evaluation that reproduces it."""
 
     label: str
     regime: str  # erm | mixup | at | interpolated_at
@@ -38,62 +64,30 @@ class RowSpec:
         parse_setting(self.defense, self.setting)  # raises ValueError on a malformed setting
 
 
-def _mixup_iat_rows(
-    mixup: dict[str, str], iat: dict[str, str], *, erm_ablation: str | None, at_ablation: str | None
-) -> list[RowSpec]:
-    rows = [RowSpec("Mixup", "mixup", "none", PLAIN_SETTING)]
-    rows += [
-        RowSpec("Mixup + Gaussian noise", "mixup", "gaussian", mixup["gaussian"]),
-        RowSpec("Mixup + Random rotation", "mixup", "rotation", mixup["rotation"]),
-        RowSpec("Mixup + Xie et al.", "mixup", "xie", mixup["xie"]),
-        RowSpec("Mixup + Guo et al.", "mixup", "guo", mixup["guo"]),
-    ]
-    if erm_ablation is not None:
-        rows.append(RowSpec("ERM + MI-OL (ablation)", "erm", "mi_ol", erm_ablation))
-    rows += [
-        RowSpec("Mixup + MI-OL", "mixup", "mi_ol", mixup["mi_ol"]),
-        RowSpec("Mixup + MI-Combined", "mixup", "mi_combined", mixup["mi_combined"]),
-        RowSpec("Interpolated AT", "interpolated_at", "none", PLAIN_SETTING),
-        RowSpec("IAT + Gaussian noise", "interpolated_at", "gaussian", iat["gaussian"]),
-        RowSpec("IAT + Random rotation", "interpolated_at", "rotation", iat["rotation"]),
-        RowSpec("IAT + Xie et al.", "interpolated_at", "xie", iat["xie"]),
-        RowSpec("IAT + Guo et al.", "interpolated_at", "guo", iat["guo"]),
-    ]
-    if at_ablation is not None:
-        rows.append(RowSpec("AT + MI-OL (ablation)", "at", "mi_ol", at_ablation))
-    rows.append(RowSpec("IAT + MI-OL", "interpolated_at", "mi_ol", iat["mi_ol"]))
+def rows_of(table_name: str) -> list[RowSpec]:
+    """The rows of paper table `table_name`, in :data:`ROWS` order; ValueError for an unknown table, a row
+    with a setting for a table that does not exist (a misspelled name would drop the row), or two rows with
+    one label (the label names the row in the table and in :data:`PAPER_NUMBERS`)."""
+    if table_name not in TABLES:
+        raise ValueError(f"table_name={table_name!r} is unknown; use one of {', '.join(TABLES)}")
+    for label, _regime, _defense, settings in ROWS:
+        unknown = [name for name in settings if name not in TABLES]
+        if unknown:
+            raise ValueError(f"row {label!r} of paper_tables.ROWS has a setting for {unknown}, which is no table; "
+                             f"use one of {', '.join(TABLES)}")
+    rows = [RowSpec(label, regime, defense, settings[table_name])
+            for label, regime, defense, settings in ROWS if table_name in settings]
+    labels = [row.label for row in rows]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ValueError(f"{table_name} has two rows labelled {twice}; give each row of paper_tables.ROWS its own "
+                         "label")
     return rows
 
 
-# Table 4 (settings of Table 2, CIFAR-10).
-TABLE2_ROWS: list[RowSpec] = _mixup_iat_rows(
-    mixup={
-        "gaussian": "sigma=0.04",
-        "rotation": "deg=40",
-        "xie": "size=16-24",
-        "guo": "size=22-30",
-        "mi_ol": "lam=0.5",
-        "mi_combined": "pl=0.5_ol=0.4_th=0.2",
-    },
-    iat={"gaussian": "sigma=0.075", "rotation": "deg=30", "xie": "size=20-28", "guo": "size=20-28", "mi_ol": "lam=0.6"},
-    erm_ablation="lam=0.6",
-    at_ablation="lam=0.8",
-)
-
-# Table 5 (settings of Table 3, CIFAR-100).
-TABLE3_ROWS: list[RowSpec] = _mixup_iat_rows(
-    mixup={
-        "gaussian": "sigma=0.025",
-        "rotation": "deg=20",
-        "xie": "size=18-26",
-        "guo": "size=24-32",
-        "mi_ol": "lam=0.5",
-        "mi_combined": "pl=0.5_ol=0.4_th=0.2",
-    },
-    iat={"gaussian": "sigma=0.06", "rotation": "deg=20", "xie": "size=22-30", "guo": "size=24-32", "mi_ol": "lam=0.6"},
-    erm_ablation=None,
-    at_ablation=None,
-)
+#: The paper's rows of Table 2 / Table 3 as RowSpecs (as ROWS defines them at import).
+TABLE2_ROWS: list[RowSpec] = rows_of("table2")
+TABLE3_ROWS: list[RowSpec] = rows_of("table3")
 
 _L = AT_MOST_1
 # Table 2, CIFAR-10, accuracy (%) on 1,000 test points; columns as COLUMNS.
@@ -133,10 +127,22 @@ PAPER_TABLE3: dict[str, tuple] = {
 }
 del _L
 
-TABLE_SPECS: dict[str, tuple[list[RowSpec], dict[str, tuple]]] = {
-    "table2": (TABLE2_ROWS, PAPER_TABLE2),
-    "table3": (TABLE3_ROWS, PAPER_TABLE3),
-}
+#: The paper's numbers per table: name -> row label -> values. Keyed by label, apart from the rows: a
+#: row that has no entry here shows "–" in the paper's cells.
+PAPER_NUMBERS: dict[str, dict[str, tuple]] = {"table2": PAPER_TABLE2, "table3": PAPER_TABLE3}
+
+
+def paper_numbers(table_name: str) -> dict[str, tuple]:
+    """The paper's numbers of table `table_name`, label -> values ({} for a table it reports none of);
+    ValueError if a label names no row of the table (a renamed row whose numbers would silently vanish)."""
+    labels = {row.label for row in rows_of(table_name)}
+    numbers = PAPER_NUMBERS.get(table_name, {})
+    orphans = [label for label in numbers if label not in labels]
+    if orphans:
+        raise ValueError(f"PAPER_NUMBERS[{table_name!r}] has numbers for {orphans}, which are no row of "
+                         f"{table_name}; use the row's label in paper_tables.ROWS")
+    return dict(numbers)
+
 
 _ROW_PREFIXES = {"mixup": ("Mixup", "Mixup"), "interpolated_at": ("Interpolated AT", "IAT")}
 
@@ -148,14 +154,11 @@ def model_rows(table_name: str, model: str, like: str = "mixup") -> list[RowSpec
     if like not in _ROW_PREFIXES:
         raise ValueError(f"like={like!r} is unknown; use one of {', '.join(_ROW_PREFIXES)}")
     bare, prefix = _ROW_PREFIXES[like]
-    rows = [row for row in TABLE_SPECS[table_name][0] if row.regime == like]
+    rows = [row for row in rows_of(table_name) if row.regime == like]
     return [RowSpec(model if row.label == bare else row.label.replace(prefix, model, 1), model, row.defense,
                     row.setting) for row in rows]
 
 
 def required_evaluations(table_name: str) -> list[tuple[str, str, str]]:
     """The (regime, defense, setting) triples a table needs, in row order, each once."""
-    if table_name not in TABLE_SPECS:
-        raise ValueError(f"table_name={table_name!r} is unknown; use one of {sorted(TABLE_SPECS)}")
-    rows, _paper = TABLE_SPECS[table_name]
-    return list(dict.fromkeys((row.regime, row.defense, row.setting) for row in rows))
+    return list(dict.fromkeys((row.regime, row.defense, row.setting) for row in rows_of(table_name)))

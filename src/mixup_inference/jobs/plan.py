@@ -5,7 +5,8 @@ tests and the workflow benchmark all derive the same job lists from one place:
 
 - :func:`evaluations`: every oblivious evaluation (dataset, regime, attack, defense, setting);
 - :func:`evaluation_groups`: the same, grouped per (dataset, regime, attack): one evaluate job each;
-- :func:`adaptive_runs`; :func:`robust_targets` and :func:`robust_runs` (the `robustness:` section);
+- :func:`adaptive_runs`; :func:`robust_targets` (from explicit targets and the rows of the configured
+  tables, :class:`TableRows`) and :func:`robust_runs` (the `robustness:` section);
   :func:`trained_models` (every model the run needs), :func:`used_datasets`;
 - :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
   file (config ``models:``, the import_model rule) and which the train rule makes;
@@ -18,17 +19,19 @@ Settings are canonical strings (core.defense_specs), so a config's lambda 0.70 a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..core.attack_kinds import ROBUST_KINDS, RobustRun, robust_kind
 from ..core.defense_specs import DEFENSES, PLAIN_SETTING, format_setting
-from .paper_tables import TABLE_SPECS, RowSpec, model_rows
+from .paper_tables import RowSpec, model_rows, paper_numbers, rows_of
 from .study import model_name, study_models
 from ..core.trainconfig import REGIMES
 
-__all__ = ["AdaptiveRun", "adaptive_runs", "evaluation_groups", "evaluations", "imported_models", "model_files",
-           "models_to_train", "robust_options", "robust_runs", "robust_target", "robust_targets", "study_evaluations",
-           "study_mi_settings", "study_robust_targets", "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+__all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "evaluation_groups", "evaluations",
+           "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs", "robust_target_item",
+           "robust_targets", "study_evaluations", "study_mi_settings", "study_robust_targets", "study_settings",
+           "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -52,7 +55,7 @@ def table_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     users = user_models(config)
     files = model_files(config)
     for table, spec in config["tables"].items():
-        rows, paper = TABLE_SPECS[table]
+        rows, paper = rows_of(table), paper_numbers(table)
         if "regimes" in spec:  # only the rows of these regimes (e.g. no ERM/AT ablations without those models)
             rows = [row for row in rows if row.regime in spec["regimes"]]
         specs[table] = {"rows": rows, "paper": paper, "dataset": spec["dataset"], "attacks": spec["attacks"]}
@@ -194,21 +197,61 @@ def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
     ]
 
 
-def robust_target(robustness: dict[str, Any], target: list[str]) -> tuple[str, str, str, str]:
-    """One target of the `robustness:` section as (dataset, regime, defense, setting): [regime, defense,
-    setting] is on robustness.dataset, [dataset, regime, defense, setting] names its own."""
-    return tuple(target) if len(target) == 4 else (robustness["dataset"], *target)
+RobustTarget = tuple[str, str, str, str]  # dataset, regime, defense, setting: one robust job
 
 
-def robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+@dataclass(frozen=True)
+class TableRows:
+    """An item of `robustness.targets` naming a paper table: every row of the table as configured in
+    `tables:` (its data set; only its `regimes` when given) whose defense is randomized
+    (DefenseSpec.randomized), optionally only the rows of `regimes` and of `defenses`.
+
+    Written ``table2`` or ``{table: table2, regimes: [mixup, interpolated_at], defenses: [mi_ol]}``."""
+
+    table: str
+    regimes: tuple[str, ...] | None = None
+    defenses: tuple[str, ...] | None = None
+
+    @classmethod
+    def parse(cls, item: str | dict[str, Any]) -> TableRows:
+        if isinstance(item, str):
+            return cls(item)
+        regimes, defenses = item.get("regimes"), item.get("defenses")
+        return cls(item["table"], None if regimes is None else tuple(regimes),
+                   None if defenses is None else tuple(defenses))
+
+    def selects(self, row: RowSpec) -> bool:
+        return (DEFENSES[row.defense].randomized and (self.regimes is None or row.regime in self.regimes)
+                and (self.defenses is None or row.defense in self.defenses))
+
+    def targets(self, config: dict[str, Any]) -> list[RobustTarget]:
+        """The selected rows as robust targets, in row order; ValueError naming the fix if the table is
+        not under `tables:`."""
+        if self.table not in config["tables"]:
+            raise ValueError(f"table {self.table!r} is not under tables: (configured: {', '.join(config['tables'])}); "
+                             f"add tables.{self.table} or name a configured table")
+        spec = table_specs(config)[self.table]
+        return [(spec["dataset"], row.regime, row.defense, row.setting) for row in spec["rows"] if self.selects(row)]
+
+
+def robust_target_item(config: dict[str, Any], item: str | dict[str, Any] | list[str]) -> list[RobustTarget]:
+    """The targets one item of `robustness.targets` names: [regime, defense, setting] (on robustness.dataset)
+    or [dataset, regime, defense, setting] one each; a table (``table2``, or a mapping with `table` and
+    optional `regimes`/`defenses` filters) its selected randomized rows (:class:`TableRows`)."""
+    if isinstance(item, list):
+        return [tuple(item) if len(item) == 4 else (config["robustness"]["dataset"], *item)]
+    return TableRows.parse(item).targets(config)
+
+
+def robust_targets(config: dict[str, Any]) -> list[RobustTarget]:
     """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
-    adaptively (one robust job each: every attack run of the section); [] without the section.
-    A target [regime, defense, setting] is on robustness.dataset; [dataset, regime, defense,
-    setting] names its own (config/paper.yaml: Table 2's rows on CIFAR-10, Table 3's on CIFAR-100)."""
+    adaptively (one robust job each: every attack run of the section), sorted, each once; [] without
+    the section. Items may mix tables and explicit targets (config/config.yaml: Table 2's randomized
+    mixup and interpolated-AT rows plus MI-PL on mixup; config/paper.yaml: Tables 2 and 3)."""
     rob = config.get("robustness")
     if not rob:
         return []
-    return sorted({robust_target(rob, target) for target in rob["targets"]})
+    return sorted({target for item in rob["targets"] for target in robust_target_item(config, item)})
 
 
 #: Defaults of the `robustness:` section's cascade, verdict and convergence keys (schema and config/README).

@@ -20,7 +20,7 @@ import yaml
 
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
-from ..jobs.plan import robust_options, robust_runs
+from ..jobs.plan import robust_options, robust_runs, robust_targets
 from ..core.attack_kinds import robust_kind
 from ..core.attack_specs import parse_attack
 from ..core.speed import cpu_flags, cpu_model, native_bf16
@@ -182,7 +182,7 @@ def protocol(config: dict) -> dict[str, Any]:
     if config.get("robustness"):
         rob = config["robustness"]
         budgets["robustness"] = {
-            **threat, "targets": [" ".join(t) for t in rob["targets"]], "points": rob["n_test"],
+            **threat, "targets": [" ".join(t) for t in robust_targets(config)], "points": rob["n_test"],
             "executions_inside_defense": rob["n_samples"],
             "evaluated_with": f"the defense at N = {config.get('defenses', {}).get('n_samples')}",
             # issue 25: the runs in cascade order, each on the points every earlier run left (cascade: true),

@@ -147,11 +147,11 @@ def paper_gains(table: str, attack: str = TREND_ATTACK) -> dict[str, float]:
     """regime -> the paper's MI-OL gain under `attack` in `table` (points): its "<model> + MI-OL" row minus its bare
     row, where the paper reports both as numbers (Table 2: mixup +22.5, interpolated AT +17.8 under PGD-10)."""
     from ..core.attack_specs import PAPER_ATTACKS
-    from ..jobs.paper_tables import TABLE_SPECS
+    from ..jobs.paper_tables import TABLES, paper_numbers, rows_of
 
-    if table not in TABLE_SPECS:
+    if table not in TABLES:
         return {}
-    rows, paper = TABLE_SPECS[table]
+    rows, paper = rows_of(table), paper_numbers(table)
     column = PAPER_ATTACKS.index(attack)
     gains = {}
     for bare in (r for r in rows if r.defense == "none"):

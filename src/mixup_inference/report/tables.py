@@ -1,5 +1,5 @@
-"""Our numbers from ``results.csv`` laid out as the paper's Tables 2 and 3 (whose rows and published
-numbers are in paper_tables.py).
+"""Our numbers from ``results.csv`` laid out as the paper's Tables 2 and 3 (their rows and, apart from
+them, the paper's numbers: jobs.paper_tables).
 
 * :func:`build_table` lays our accuracies (with 95% Wilson intervals) next to the paper's;
   :func:`write_table` writes it as Markdown, CSV (numeric, long form), LaTeX (booktabs) and HTML.
@@ -19,19 +19,10 @@ from ..jobs.paper_tables import AT_MOST_1, RowSpec
 from ..core.attack_specs import PAPER_ATTACKS, parse_attack
 from ..core.utils import atomic_write_text
 
-__all__ = ["COLUMNS", "COLUMN_NAMES", "LONG_COLUMNS", "MISSING", "attack_display_name", "build_table", "write_table"]
+__all__ = ["COLUMNS", "LONG_COLUMNS", "MISSING", "attack_display_name", "build_table", "write_table"]
 
 #: The paper's attack columns (Tables 2 and 3), in order.
 COLUMNS: list[str] = list(PAPER_ATTACKS)
-COLUMN_NAMES: dict[str, str] = {
-    "clean": "Clean",
-    "pgd10": "PGD10",
-    "pgd50": "PGD50",
-    "pgd200": "PGD200",
-    "tpgd10": "tPGD10",
-    "tpgd50": "tPGD50",
-    "tpgd200": "tPGD200",
-}
 #: Shown for an evaluation that is not in the results (or a number the paper does not report).
 MISSING = "–"
 
@@ -51,7 +42,8 @@ def attack_display_name(attack: str) -> str:
 
 
 def _paper_value(paper: dict[str, tuple], label: str, attack: str) -> tuple[float, bool]:
-    """(value in %, is an upper bound) of the paper's number, (NaN, False) if it has none."""
+    """(value in %, is an upper bound) of the paper's number, (NaN, False) if it has none: a row the paper
+    lacks (no entry under its label) or an attack column it does not report."""
     values = paper.get(label)
     if values is None or attack not in COLUMNS:
         return math.nan, False
@@ -68,9 +60,10 @@ def _table_long(
     missing = required - set(results_df.columns)
     if missing:
         raise ValueError(f"results_df lacks columns {sorted(missing)}; pass the frame of results.csv")
-    unknown = [row.label for row in rows if paper and row.label not in paper]
-    if unknown:
-        raise ValueError(f"row labels {unknown} are not in the paper table; use the paper's labels exactly")
+    labels = [row.label for row in rows]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ValueError(f"rows {twice} appear twice; give each row its own label")
     for attack in attacks:
         parse_attack(attack)
     oblivious = results_df[(results_df["dataset"] == dataset) & (results_df["adaptive"] == "none")]
@@ -131,12 +124,13 @@ def build_table(
 ) -> pd.DataFrame:
     """Our accuracies next to the paper's, laid out like the paper's table.
 
-    One row per ``RowSpec`` (index "Method", the paper's labels, in ``rows`` order) and one column
+    One row per ``RowSpec`` (index "Method", the rows' labels, in ``rows`` order) and one column
     per attack (headers "Clean", "PGD10", ...). Each cell reads ``"ours [ci_low, ci_high] / paper"``
     in % with one decimal (95% Wilson interval); our number is looked up in the oblivious rows
     (``adaptive == "none"``) of ``results_df`` for ``dataset`` and the row's (regime, defense,
-    setting); the paper's by the row's label. A missing evaluation or paper number is shown as "–"
-    (a cell missing both is just "–"), so a preset that skips PGD-200 keeps the paper's layout.
+    setting); the paper's by the row's label in ``paper`` (label -> values, jobs.paper_tables.PAPER_NUMBERS).
+    A missing evaluation or paper number is shown as "–" (a cell missing both is just "–"), so a preset
+    that skips PGD-200 keeps the paper's layout and a row the paper lacks has "–" in its paper cells.
 
     The numeric long form (columns :data:`LONG_COLUMNS`, accuracies in %) is kept in
     ``table.attrs["long"]`` for :func:`write_table`, with ``attrs["dataset"]``.
