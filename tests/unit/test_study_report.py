@@ -97,7 +97,7 @@ def test_recipe_decision_needs_higher_pgd_accuracy_at_no_more_cost_in_every_regi
     assert list(frame["regime"]) == ["at", "interpolated_at"] and not decision["switch"]
     assert list(frame["difference"]) == [5.0, -5.0]
     frame, decision = recipe_comparison(entries[:2], artifacts)
-    assert decision["switch"] and "at: PGD-10 25.0% vs 20.0%" in decision["reason"]
+    assert decision["switch"] and "at: pgd10 25.0% vs 20.0%" in decision["reason"]
     collapsed = [_artifact("at-fgsm_rs-e10-s0", "pgd10", "none", "plain", _mask(2), _mask(2)), artifacts[0]]
     frame, decision = recipe_comparison(entries[:2], collapsed)
     assert bool(frame["collapsed"].iloc[0]) and not decision["switch"]

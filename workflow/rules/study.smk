@@ -40,5 +40,7 @@ rule study:
         robust=[f"{d}/schedule.json" for d in study_robust_dirs()],
         seed=config["seed"],
         table=config["study"]["table"] if config.get("study") else None,
+        # the attack of the training-length and recipe sections: the first of study.attacks that is not clean
+        attack=next((a for a in config["study"]["attacks"] if a != "clean"), None) if config.get("study") else None,
     script:
         "../scripts/study.py"

@@ -13,5 +13,5 @@ with job_log(snakemake.log[0]):
                for (name, regime, recipe, epochs, seed), m in zip(p.entries, snakemake.input.metrics)]
     artifacts = [load(path) for path in expand_paths([*p.evaluations, *p.robust])]
     paths = write_study(entries, artifacts, Path(snakemake.output.markdown).parent,
-                        paper_gains=paper_gains(p.table), seed=p.seed)
+                        paper_gains=paper_gains(p.table, p.attack), seed=p.seed, attack=p.attack)
     print("\n".join(f"wrote {path}" for path in paths.values()))

@@ -44,7 +44,8 @@ from .aggregate import adaptive_points, artifacts_on, defense_groups
 __all__ = ["StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap", "seed_spread", "study_rows",
            "write_study"]
 
-#: The attack the training-length and recipe sections read (the paper's Fig. 2 / Table 2 column).
+#: The attack the training-length and recipe sections read by default (the paper's Fig. 2 / Table 2 column); the
+#: workflow passes the first attack of ``study.attacks`` that is not ``clean``.
 TREND_ATTACK = "pgd10"
 #: Bootstrap resamples of the seed and trend intervals.
 RESAMPLES = 2000
@@ -246,7 +247,7 @@ def seed_spread(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, see
 
 # ------------------------------------------------------------------ 2. training length
 def length_trend(entries: Sequence[StudyEntry], artifacts: Sequence[dict], paper_gains: dict[str, float], *,
-                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 seed: int = 0, attack: str = TREND_ATTACK) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Section 2: per regime, the preset recipe's models of one seed (the smallest) at each length: clean and
     PGD-10 accuracy, MI-OL's gain under PGD-10 (the regime's MI-OL row of the table; the first MI-OL setting the
     models share otherwise) with its paired interval, F_y at lambda 0.5 and 1. Then per regime with >= 3 lengths:
@@ -262,12 +263,12 @@ def length_trend(entries: Sequence[StudyEntry], artifacts: Sequence[dict], paper
     for regime, members in sorted(by_regime.items()):
         first_seed = min(e.model.seed for e in members)
         members = sorted((e for e in members if e.model.seed == first_seed), key=lambda e: e.model.epochs)
-        setting = _mi_ol_setting(index, [e.name for e in members])
+        setting = _mi_ol_setting(index, [e.name for e in members], attack)
         if setting is None:
             continue
         diffs = []
         for entry in members:
-            art = index.get((entry.name, TREND_ATTACK, "mi_ol", setting))
+            art = index.get((entry.name, attack, "mi_ol", setting))
             if art is None:
                 continue
             ok, plain = _correct(art["probs"], art["y"]), _correct(art["plain_probs"], art["y"])
@@ -275,8 +276,9 @@ def length_trend(entries: Sequence[StudyEntry], artifacts: Sequence[dict], paper
             diffs.append((entry.model.epochs, ok.long() - plain.long()))
             f_y = {lam: _f_y(index, entry.name, lam) for lam in ("0.5", "1")}
             rows.append({"regime": regime, "epochs": entry.model.epochs, "seed": entry.model.seed, "model": entry.name,
-                         "test_accuracy": _pct(entry.test_accuracy), "pgd10_bare": _pct(plain.float().mean().item()),
-                         "mi_ol_setting": setting, "pgd10_mi_ol": _pct(ok.float().mean().item()),
+                         "test_accuracy": _pct(entry.test_accuracy), "attack": attack,
+                         "adv_bare": _pct(plain.float().mean().item()), "mi_ol_setting": setting,
+                         "adv_mi_ol": _pct(ok.float().mean().item()),
                          "gain": _pct(diff["difference"]), "gain_low": _pct(diff["low"]),
                          "gain_high": _pct(diff["high"]), "f_y_0.5": f_y["0.5"], "f_y_1": f_y["1"],
                          "n": int(ok.numel())})
@@ -286,9 +288,9 @@ def length_trend(entries: Sequence[StudyEntry], artifacts: Sequence[dict], paper
     return pd.DataFrame(rows), pd.DataFrame(trends)
 
 
-def _mi_ol_setting(index: dict, names: Sequence[str]) -> str | None:
-    settings = [s for (nm, a, d, s) in index if nm == names[0] and a == TREND_ATTACK and d == "mi_ol"]
-    shared = [s for s in sorted(settings) if all((nm, TREND_ATTACK, "mi_ol", s) in index for nm in names)]
+def _mi_ol_setting(index: dict, names: Sequence[str], attack: str) -> str | None:
+    settings = [s for (nm, a, d, s) in index if nm == names[0] and a == attack and d == "mi_ol"]
+    shared = [s for s in sorted(settings) if all((nm, attack, "mi_ol", s) in index for nm in names)]
     # the table's row (Table 4's lambda) is the one that is not one of Fig. 2's F_y settings, where there is one
     preferred = [s for s in shared if s not in ("lam=0.5", "lam=1")]
     return (preferred or [s for s in shared if s == "lam=0.5"] or shared or [None])[0]
@@ -333,7 +335,7 @@ def _slope(diffs: Sequence[tuple[int, Tensor]], paper_gain: float | None, genera
 
 # ------------------------------------------------------------------ 3. recipe
 def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, candidate: str = "fgsm_rs",
-                      reference: str = "preset") -> tuple[pd.DataFrame, dict[str, Any]]:
+                      reference: str = "preset", attack: str = TREND_ATTACK) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Section 3: per regime with both recipes at the same epochs and seed: clean (full test) and PGD-10 accuracy
     (bare model, the study's points) of each, the paired PGD-10 difference (candidate minus reference), training
     core-seconds and PGD-10 points per 1,000 core-seconds, and whether the candidate collapsed (catastrophic
@@ -349,7 +351,7 @@ def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], 
         ref = by_key.get((regime, reference, epochs, seed))
         if recipe != candidate or ref is None:
             continue
-        arts = [index.get((e.name, TREND_ATTACK, "none", PLAIN_SETTING)) for e in (cand, ref)]
+        arts = [index.get((e.name, attack, "none", PLAIN_SETTING)) for e in (cand, ref)]
         if any(a is None for a in arts):
             continue
         ok_c, ok_r = (_correct(a["probs"], a["y"]) for a in arts)
@@ -357,21 +359,21 @@ def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], 
         acc_c, acc_r = ok_c.float().mean().item(), ok_r.float().mean().item()
         rows.append({"regime": regime, "epochs": epochs, "seed": seed,
                      f"clean_{candidate}": _pct(cand.test_accuracy), f"clean_{reference}": _pct(ref.test_accuracy),
-                     f"pgd10_{candidate}": _pct(acc_c), f"pgd10_{reference}": _pct(acc_r),
+                     "attack": attack, f"adv_{candidate}": _pct(acc_c), f"adv_{reference}": _pct(acc_r),
                      "difference": _pct(diff["difference"]), "low": _pct(diff["low"]), "high": _pct(diff["high"]),
                      f"core_s_{candidate}": round(cand.core_seconds), f"core_s_{reference}": round(ref.core_seconds),
-                     f"pgd10_per_kcs_{candidate}": round(100 * acc_c / cand.core_seconds * 1000, 3),
-                     f"pgd10_per_kcs_{reference}": round(100 * acc_r / ref.core_seconds * 1000, 3),
+                     f"adv_per_kcs_{candidate}": round(100 * acc_c / cand.core_seconds * 1000, 3),
+                     f"adv_per_kcs_{reference}": round(100 * acc_r / ref.core_seconds * 1000, 3),
                      "collapsed": bool(acc_c < COLLAPSE_PGD and cand.test_accuracy > COLLAPSE_CLEAN),
                      "n": int(ok_c.numel())})
     frame = pd.DataFrame(rows)
     if not len(frame):
         return frame, {"switch": False, "reason": "no regime has both recipes evaluated yet"}
-    better = frame[f"pgd10_{candidate}"] > frame[f"pgd10_{reference}"]
+    better = frame[f"adv_{candidate}"] > frame[f"adv_{reference}"]
     cheaper = frame[f"core_s_{candidate}"] <= frame[f"core_s_{reference}"]
     switch = bool((better & cheaper).all())
     reason = "; ".join(
-        f"{r['regime']}: PGD-10 {r[f'pgd10_{candidate}']:.1f}% vs {r[f'pgd10_{reference}']:.1f}% "
+        f"{r['regime']}: {attack} {r[f'adv_{candidate}']:.1f}% vs {r[f'adv_{reference}']:.1f}% "
         f"({r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]), {r[f'core_s_{candidate}']:,} vs "
         f"{r[f'core_s_{reference}']:,} core-seconds" for r in frame.to_dict("records"))
     return frame, {"switch": switch, "reason": reason}
@@ -379,20 +381,20 @@ def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], 
 
 # ------------------------------------------------------------------ the page
 def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_dir: str | Path, *,
-                paper_gains: dict[str, float], seed: int = 0) -> dict[str, Path]:
+                paper_gains: dict[str, float], seed: int = 0, attack: str = TREND_ATTACK) -> dict[str, Path]:
     """training_study.csv, the sections' CSVs and study.md in `out_dir`, each written atomically; returns the paths
     by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = study_rows(entries, artifacts)
     seeds = seed_spread(entries, artifacts, seed=seed)
-    lengths, trends = length_trend(entries, artifacts, paper_gains, seed=seed)
-    recipes, decision = recipe_comparison(entries, artifacts)
+    lengths, trends = length_trend(entries, artifacts, paper_gains, seed=seed, attack=attack)
+    recipes, decision = recipe_comparison(entries, artifacts, attack=attack)
     paths = {"csv": out / "training_study.csv", "seeds": out / "study_seeds.csv", "lengths": out / "study_lengths.csv",
              "recipes": out / "study_recipes.csv", "md": out / "study.md"}
     for key, frame in (("csv", rows), ("seeds", seeds), ("lengths", lengths), ("recipes", recipes)):
         atomic_write_text(paths[key], frame.to_csv(index=False))
-    atomic_write_text(paths["md"], _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains))
+    atomic_write_text(paths["md"], _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, attack))
     return paths
 
 
@@ -400,7 +402,7 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if len(frame) else "(no rows yet: the models are not all trained and evaluated)"
 
 
-def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains) -> str:
+def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, attack) -> str:
     models = pd.DataFrame([{"model": e.name, "regime": e.model.regime, "recipe": e.model.recipe,
                             "epochs": e.model.epochs, "seed": e.model.seed, "test_accuracy": _pct(e.test_accuracy),
                             "train_core_seconds": round(e.core_seconds)} for e in entries])
@@ -417,15 +419,18 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains) -
                      + (", ".join(f"{r['regime']} + {r['defense']} ({r['setting']}) under {r['attack']} "
                                   f"{r['mean']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]"
                                   for r in kept.to_dict("records")) or "none") + ".")
-    parts += ["## 2. Training length: MI-OL's gain under PGD-10 against epochs and F_y",
-              f"The paper's gains under PGD-10 (Table 2): {', '.join(f'{k} {v:+.1f}' for k, v in paper_gains.items())} "
-              "points. F_y: MI-OL on clean inputs, mean probability of the true class (ideal linearity: lambda).",
+    parts += [f"## 2. Training length: MI-OL's gain under {attack} against epochs and F_y",
+              f"The paper's gains under {attack} (Table 2): "
+              f"{', '.join(f'{k} {v:+.1f}' for k, v in paper_gains.items()) or 'not reported'} points. `adv_*`: "
+              f"accuracy under {attack} on the study's points. F_y: MI-OL on clean inputs, mean probability of the "
+              "true class (ideal linearity: lambda).",
               _table(lengths), _table(trends)]
     for t in trends.to_dict("records") if len(trends) else []:
         parts.append(_trend_sentence(t))
     parts += ["## 3. Recipe: FGSM with a random start against the preset's PGD-k",
               "Decided before the result: the default preset switches to FGSM with a random start if in every regime "
-              "compared its PGD-10 accuracy on the stratified points is higher at no more training core-seconds; the "
+              f"compared its accuracy under {attack} on the stratified points is higher at no more training "
+              "core-seconds (`adv_per_kcs`: accuracy points per 1,000 core-seconds); the "
               "paper preset keeps the paper's PGD-10. Catastrophic overfitting is checked on the final model only "
               f"(PGD-10 below {COLLAPSE_PGD:.0%} with clean accuracy above {COLLAPSE_CLEAN:.0%}).",
               _table(recipes),
