@@ -125,6 +125,22 @@ def dry_run_wildcards(workdir: Path, rule: str, *args: str) -> list[str]:
     return jobs
 
 
+def dry_run_threads(workdir: Path, cores: int, *args: str) -> dict[str, list[int]]:
+    """rule -> the threads of each of its jobs in a dry run at `--cores cores` (Snakemake prints a
+    job's `threads:` only when it is above 1)."""
+    proc = snakemake(workdir, "--dry-run", "--cores", str(cores), *args)
+    threads: dict[str, list[int]] = {}
+    current = None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        stripped = line.strip()
+        if re.match(r"^(local)?rule \w+:$", stripped):
+            current = stripped.split()[1].rstrip(":")
+            threads.setdefault(current, []).append(1)
+        elif stripped.startswith("threads:") and current:
+            threads[current][-1] = int(stripped.split()[1])
+    return threads
+
+
 #: Jobs per rule of the smoke preset (config/smoke.yaml).
 SMOKE_JOBS = {
     "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 4,

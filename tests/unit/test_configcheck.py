@@ -113,6 +113,10 @@ BAD_CONFIGS = [
      "config key defenses.chunk_size: 'big' is not valid; expected a whole number >= 1, or auto (a per-device default)"),
     ("attacks.batch_size", 0,
      "config key attacks.batch_size: 0 is not valid; expected a whole number >= 1, or auto (a per-device default)"),
+    ("resources.threads", "all",
+     "config key resources.threads: 'all' is not valid; expected a whole number >= 1 (that many threads for every such "
+     "job), or auto (train jobs share --cores among the models being trained, one alone gets them all; every other job "
+     "1 thread; 1 on a cluster executor)"),
     ("adaptive.n_adaptive", [0, 1], "config key adaptive.n_adaptive[0]: 0 is below the minimum 1; use a value >= 1"),
     ("datasets.synth.n_test", 500,
      "datasets.synth.n_test=500 exceeds the 200 images of its test split; use at most 200"),

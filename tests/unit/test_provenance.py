@@ -91,6 +91,25 @@ def test_rule_timings_groups_every_rule_of_the_benchmark_layout(tmp_path):
     assert set(timings.index) == {"aggregate", "prepare_data", "train", "evaluate", "attack", "adaptive", "robust",
                                   "import_model", "download_model", "tables"}
     assert timings.loc["robust", "jobs"] == 2 and timings.loc["robust", "total_s"] == 30
+    assert "threads" not in timings  # without the jobs' logs
+
+
+def test_rule_timings_read_the_threads_of_each_job_from_its_log(tmp_path):
+    from mixup_inference.report.provenance import rule_timings
+
+    benchmarks, logs = tmp_path / "benchmarks", tmp_path / "logs"
+    header = "# job started 2026-12-06 10:00:00 on host | SLURM_JOB_ID=none | threads={} | torch 2 | cuda=False\n"
+    jobs = {"cifar10/erm/train.tsv": [1, 4], "cifar10/mixup/train.tsv": [2], "cifar10/erm/eval/pgd10.tsv": [1],
+            "cifar10/mixup/eval/pgd10.tsv": [1], "aggregate.tsv": []}
+    for name, starts in jobs.items():
+        for root, text in ((benchmarks, "s\th:m:s\n10\t0:00:10\n"), (logs, "".join(map(header.format, starts)))):
+            path = (root / name).with_suffix(".tsv" if root == benchmarks else ".log")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    timings = rule_timings(benchmarks, logs).set_index("rule")
+    # a resumed job counts with its last start's threads; a job whose log has no header adds none
+    assert timings.loc["train", "threads"] == [2, 4] and timings.loc["train", "jobs"] == 2
+    assert timings.loc["evaluate", "threads"] == [1] and timings.loc["aggregate", "threads"] == []
 
 
 def test_git_commit_is_dirty_for_code_changes_not_for_a_runs_own_reports(tmp_path):

@@ -127,6 +127,9 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     provenance = yaml.safe_load((reports / "provenance.yaml").read_text())
     assert provenance["config"]["run"] == "smoke"
     assert {row["rule"] for row in provenance["wall_time_per_rule_s"]} >= {"train", "attack", "evaluate"}
+    # the threads each rule's jobs ran on, from their logs: at --cores 2 the 4 train jobs get 1 each (threads: auto)
+    threads = {row["rule"]: row["threads"] for row in provenance["wall_time_per_rule_s"]}
+    assert threads["train"] == threads["attack"] == threads["evaluate"] == threads["robust"] == [1]
 
     # Cached: a second run has nothing to do.
     assert dry_run_jobs(workdir, "--configfile", "config/smoke.yaml") == {}

@@ -15,7 +15,7 @@ rule attack:
     priority: 1
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: JOB_THREADS
     resources:
         **GPU_RESOURCES,
         runtime=240,

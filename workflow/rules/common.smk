@@ -2,6 +2,7 @@
 # derived from the config, and the input functions. Stage files hold rules only.
 
 import dataclasses
+import functools
 import os
 import re
 import sys
@@ -47,6 +48,7 @@ try:
     from mixup_inference.jobs.configcheck import check_config, validate_config
     from mixup_inference.core.downloads import is_url, url_filename
     from mixup_inference.jobs import plan, study
+    from mixup_inference.jobs import threads as thread_policy
     from mixup_inference.jobs.context import JobContext
     from mixup_inference.report.findings import FINDINGS
     from mixup_inference.core.attack_specs import attack_pattern, parse_attack
@@ -373,3 +375,33 @@ def job_params(names):
 # Resources of the rules that want a GPU (train, attack, evaluate, adaptive); a profile maps `gpu`
 # to its scheduler's request (SLURM: --gpus), a workstation caps it with --resources gpu=N.
 GPU_RESOURCES = {"gpu": config["resources"]["gpu"], "mem_mb": config["resources"]["mem_mb"]}
+
+
+# Threads per job (config resources.threads; the policy and its reasons: jobs/threads.py). Under auto the
+# train jobs share --cores among the models this invocation trains and every other job runs on 1 thread.
+def local_cores():
+    """--cores of a local run (`all`: Snakemake's available_cpu_count(), the CPUs this process may run on;
+    --jobs N without --cores: N); None where every job is an allocation of its own (a cluster executor,
+    where --cores is unset, and the Snakemake it starts inside each job, which must decide as the
+    submitting one did). A dry run plans locally: `-n --executor slurm --cores 16` shows the local counts."""
+    if workflow.non_local_exec or workflow.remote_exec:
+        return None
+    return workflow.resource_settings.cores or 1
+
+
+@functools.cache  # once per invocation, before any train job ran: a finished one must not change the others' count
+def train_jobs_to_run():
+    """How many train jobs this invocation runs: the models its targets need (trained, not imported)
+    that are missing."""
+    run_models = [MODEL.format(dataset=d, regime=r) for d, r in plan.models_to_train(config)]
+    models = thread_policy.models_for_targets(workflow.dag_settings.targets, run_models, study_model_files())
+    return sum(not os.path.exists(model) for model in models)
+
+
+def train_threads(wildcards):
+    return thread_policy.train_threads(
+        config["resources"]["threads"], cores=local_cores(), train_jobs=train_jobs_to_run()
+    )
+
+
+JOB_THREADS = thread_policy.job_threads(config["resources"]["threads"])

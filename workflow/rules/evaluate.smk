@@ -24,7 +24,7 @@ rule evaluate:
         f"{BENCHMARKS}/{{dataset}}/{{regime}}/eval/{{attack}}.tsv"
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: JOB_THREADS
     resources:
         **GPU_RESOURCES,
         runtime=120,
@@ -47,7 +47,7 @@ rule adaptive:
         f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.tsv"
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: JOB_THREADS
     resources:
         **GPU_RESOURCES,
         runtime=480,

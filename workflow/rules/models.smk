@@ -40,7 +40,7 @@ rule import_model:
     priority: 2
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: JOB_THREADS
     resources:
         **GPU_RESOURCES,
         runtime=60,

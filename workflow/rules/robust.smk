@@ -22,7 +22,7 @@ rule robust:
         f"{BENCHMARKS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}.tsv"
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: JOB_THREADS
     resources:
         **GPU_RESOURCES,
         runtime=480,

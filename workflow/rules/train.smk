@@ -19,7 +19,7 @@ rule train:
     priority: 2
     conda:
         ENV
-    threads: config["resources"]["threads"]
+    threads: train_threads
     resources:
         **GPU_RESOURCES,
         runtime=720,

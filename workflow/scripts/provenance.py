@@ -1,4 +1,6 @@
 """Snakemake job: what was run, on what, with what (config, data, models, hardware, versions, commit, timings)."""
+from pathlib import Path
+
 import yaml
 
 from mixup_inference.jobs.joblog import job_log
@@ -9,4 +11,6 @@ with job_log(snakemake.log[0]):
         paper = yaml.safe_load(file)
     write_provenance(snakemake.output.yaml, snakemake.output.html, config=snakemake.params.config,
                      data_paths=list(snakemake.input.data), metrics_paths=list(snakemake.input.metrics),
-                     benchmarks_dir=snakemake.params.benchmarks, paper_config=paper)
+                     benchmarks_dir=snakemake.params.benchmarks,
+                     # the jobs' logs (their headers say the threads each used): this job's log's folder, logs/<run>
+                     logs_dir=Path(snakemake.log[0]).parent, paper_config=paper)

@@ -6,8 +6,9 @@ and writing its artifact atomically; `context` what the attack and evaluation jo
 the settings built once from the config; the eval model; the attacked points); `artifacts` is the evaluation artifact the evaluate, adaptive and robust jobs write and
 the report reads; `points` the run's attacked test points, MI pool and attack labels; `batching`
 the batch and chunk sizes; `plan` expands a config into the jobs it asks for (with the paper's
-tables as data in `paper_tables`); `configcheck` validates a config before any job runs; `joblog`
-turns a failing job into one `ERROR:` line. The Snakemake scripts in workflow/scripts/ only call these.
+tables as data in `paper_tables`); `configcheck` validates a config before any job runs; `threads`
+sizes each job's threads from `--cores` (config `resources.threads`); `joblog` turns a failing job into
+one `ERROR:` line and records the threads it ran on. The Snakemake scripts in workflow/scripts/ only call these.
 
 May import: `core` and `jobs`.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -18,12 +19,26 @@ import torch
 
 from ..core.training import TrainingDiverged
 
-__all__ = ["JobInterrupted", "job_log"]
+__all__ = ["JobInterrupted", "job_log", "logged_threads"]
 
 
 class JobInterrupted(BaseException):
     """Raised inside a job (by `job_log`'s SIGTERM handler) when the job is cancelled or preempted.
     A BaseException, so library code that handles errors (``except Exception``) never swallows it."""
+
+
+#: The header job_log writes at each start of a job (a resumed job's log has one per start).
+_HEADER_THREADS = re.compile(r"^# job started .* \| threads=([0-9]+) \|", re.MULTILINE)
+
+
+def logged_threads(path: str | os.PathLike) -> int | None:
+    """The torch thread count the job's last start used, from its log's header; None for a log
+    without one (or no log)."""
+    try:
+        found = _HEADER_THREADS.findall(Path(path).read_text(errors="replace"))
+    except FileNotFoundError:
+        return None
+    return int(found[-1]) if found else None
 
 
 def _raise_interrupted(signum: int, _frame: Any) -> None:

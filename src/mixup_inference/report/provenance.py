@@ -1,5 +1,6 @@
 """Provenance of a workflow run: config, data sets and their sources, models, hardware, package
-versions, git commit, the wall time of every rule (from Snakemake's benchmark files), and every
+versions, git commit, the wall time and threads of every rule (from Snakemake's benchmark files and the
+jobs' logs), and every
 setting in which the run differs from the paper's (config/paper.yaml)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
+from ..jobs.joblog import logged_threads
 from ..jobs.plan import robust_options, robust_runs, robust_targets
 from ..core.attack_kinds import robust_kind
 from ..core.attack_specs import parse_attack
@@ -87,19 +89,25 @@ def rule_of(benchmark: Path, root: Path) -> str:
     return benchmark.stem
 
 
-def rule_timings(benchmarks_dir: str | Path) -> pd.DataFrame:
-    """Jobs, total and max wall time (s) per rule, from Snakemake's benchmark TSV files."""
+def rule_timings(benchmarks_dir: str | Path, logs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Jobs, total and max wall time (s) per rule, from Snakemake's benchmark TSV files, and with
+    `logs_dir` the thread counts its jobs ran on (sorted, each once; [] where no log says), from the
+    header of each job's log (the log paths mirror the benchmark paths: logs/<run>/.../<job>.log)."""
     root = Path(benchmarks_dir)
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         frame = pd.read_csv(tsv, sep="\t")
         if len(frame):
-            rows.append({"rule": rule_of(tsv, root), "seconds": float(frame["s"].iloc[-1])})
+            threads = logged_threads(Path(logs_dir) / tsv.relative_to(root).with_suffix(".log")) if logs_dir else None
+            rows.append({"rule": rule_of(tsv, root), "seconds": float(frame["s"].iloc[-1]), "threads": threads})
+    columns = ["rule", "jobs", "total_s", "max_s"] + (["threads"] if logs_dir else [])
     if not rows:
-        return pd.DataFrame(columns=["rule", "jobs", "total_s", "max_s"])
+        return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
-    return (frame.groupby("rule")["seconds"].agg(jobs="count", total_s="sum", max_s="max")
-            .reset_index().sort_values("total_s", ascending=False).round(1))
+    timings = (frame.groupby("rule").agg(jobs=("seconds", "count"), total_s=("seconds", "sum"), max_s=("seconds", "max"),
+                                         threads=("threads", lambda t: sorted({int(n) for n in t.dropna()})))
+               .reset_index().sort_values("total_s", ascending=False).round(1))
+    return timings[columns]
 
 
 # Keys that decide where and how fast a run goes, not what it computes (memory bounds, batch sizes
@@ -208,7 +216,8 @@ def protocol(config: dict) -> dict[str, Any]:
 
 
 def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
-                       benchmarks_dir: str | Path, paper_config: dict | None = None) -> dict[str, Any]:
+                       benchmarks_dir: str | Path, logs_dir: str | Path | None = None,
+                       paper_config: dict | None = None) -> dict[str, Any]:
     datasets = {}
     for path in data_paths:
         dataset = load_dataset(path)
@@ -225,7 +234,7 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
             # a model loaded from a file instead of trained (jobs.run_import): where from, and its sha256
             **{k: metrics[k] for k in ("source", "format", "sha256") if k in metrics},
         }
-    timings = rule_timings(benchmarks_dir)
+    timings = rule_timings(benchmarks_dir, logs_dir)
     return {
         "run": config.get("run"),
         "protocol": protocol(config),
@@ -261,7 +270,7 @@ def _html_page(prov: dict[str, Any]) -> str:
         "<h3>Packages</h3>", table([{"package": k, "version": v} for k, v in env["packages"].items()]),
         "<h3>Data sets</h3>", table(prov["datasets"]),
         "<h3>Models</h3>", table(prov["models"]),
-        "<h3>Wall time per rule (seconds)</h3>", table(prov["wall_time_per_rule_s"]),
+        "<h3>Wall time (seconds) and threads per rule</h3>", table(prov["wall_time_per_rule_s"]),
         "<h3>Config</h3>", f"<pre>{html.escape(yaml.safe_dump(prov['config'], sort_keys=False))}</pre>",
     ]
     style = "<style>body{font-family:sans-serif;margin:1em} table.prov{border-collapse:collapse} " \
