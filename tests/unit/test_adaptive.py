@@ -138,14 +138,14 @@ def test_more_steps_and_more_eot_draws_never_help_the_defense(problem):  # noqa:
     assert mean_acc[-1] < mean_acc[0] - 0.05, mean_acc
 
 
-@pytest.fixture(scope="module")
-def brittle():
-    """A two-layer CNN trained with ERM (about 2 s) on the same problem: no mixup-induced linearity, so
-    mixing changes its predictions and MI-OL resists the oblivious attack (0.4 vs 0.27 bare at 8/255)."""
-    generator = make_generator(0)
+def brittle(seed: int, n_test: int = 64) -> dict:
+    """A two-layer CNN trained with ERM (about a second) on the same problem, data and weights drawn from
+    `seed`: no mixup-induced linearity, so mixing changes its predictions and MI-OL resists the oblivious
+    attack."""
+    generator = make_generator(seed)
     train_x, train_y = make_data(1024, generator)
-    x, y = make_data(128, generator)
-    torch.manual_seed(0)
+    x, y = make_data(n_test, generator)
+    torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
                           nn.Flatten(), nn.Linear(16 * 64, 4))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
@@ -159,23 +159,37 @@ def brittle():
     return dict(model=model, x=x, y=y, pool_x=train_x[:200], pool_y=train_y[:200])
 
 
-def test_adaptive_attack_on_mi_combined_beats_the_oblivious_one(brittle):
-    """EOT PGD through MI-Combined's output against PGD on the bare model. With lam_pl = 1 MI-PL is the
-    plain model, its score is 0 >= threshold 0, so the switch sends every point to MI-OL (lam 0.5):
+#: The models of the adaptive-vs-oblivious test, and its margins. Measured gaps (oblivious minus adaptive
+#: accuracy, 64 points each, in points) on a 2-core AMD EPYC with AVX-512, native kernels: 10.9, 20.3, 6.2,
+#: 10.9, 18.8, 15.6 (mean 13.8); with the AVX2 kernels forced (ATEN_CPU_CAPABILITY=avx2
+#: ONEDNN_MAX_CPU_ISA=AVX2; every model trains to other last bits there): 3.1, 18.8, 12.5, 17.2, 32.8, 9.4
+#: (mean 15.6). One model is no test: its gap moves by ~5-10 points from one CPU class to another (the former
+#: single-model threshold of 8 points failed with AVX2 kernels at 7.8).
+BRITTLE_SEEDS = range(6)
+MEAN_GAP, MIN_WINS = 0.06, 5
+
+
+def test_adaptive_attack_on_mi_combined_beats_the_oblivious_one():
+    """EOT PGD through MI-Combined's output against PGD on the bare model, over several models: on
+    average it leaves at least 6 points fewer, and fewer on at least 5 of 6 models. With lam_pl = 1 MI-PL
+    is the plain model, its score is 0 >= threshold 0, so the switch sends every point to MI-OL (lam 0.5):
     this checks that the attack's gradient goes through the combined output and its MI-OL branch."""
-    model, x, y = brittle["model"], brittle["x"], brittle["y"]
     setting = "pl=1_ol=0.5_th=0"
-    pool = brittle["pool_x"], brittle["pool_y"]
-
-    def accuracy(x_adv):
-        probs = apply_defense(model, x_adv, "mi_combined", setting, pool=pool, n_samples=30, chunk_size=None,
-                              generator=make_generator(101))
-        return (probs.argmax(1) == y).float().mean().item()
-
-    oblivious = pgd(model, x, y, steps=20, generator=make_generator(9), **BUDGET)
-    adaptive = eot_pgd_through_defense(model, x, y, "mi_combined", setting, pool=pool, n_samples=4, eot=4, steps=20,
-                               generator=make_generator(9), **BUDGET)
-    assert accuracy(adaptive) < accuracy(oblivious) - 0.08
+    gaps = []
+    for seed in BRITTLE_SEEDS:
+        problem = brittle(seed)
+        model, x, y = problem["model"], problem["x"], problem["y"]
+        pool = problem["pool_x"], problem["pool_y"]
+        oblivious = pgd(model, x, y, steps=20, generator=make_generator(9), **BUDGET)
+        # n_samples is required but MI-Combined runs its own 5 (MI-PL) + 15 (MI-OL) executions
+        adaptive = eot_pgd_through_defense(model, x, y, "mi_combined", setting, pool=pool, n_samples=4, eot=2,
+                                           steps=10, generator=make_generator(9), **BUDGET)
+        accuracy = [(apply_defense(model, x_adv, "mi_combined", setting, pool=pool, n_samples=30, chunk_size=None,
+                                   generator=make_generator(101)).argmax(1) == y).float().mean().item()
+                    for x_adv in (oblivious, adaptive)]
+        gaps.append(accuracy[0] - accuracy[1])
+    assert sum(gaps) / len(gaps) >= MEAN_GAP, gaps
+    assert sum(gap > 0 for gap in gaps) >= MIN_WINS, gaps
 
 
 @pytest.mark.parametrize("defense", ["mi_ol", "gaussian"])
