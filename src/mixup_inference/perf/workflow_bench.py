@@ -85,7 +85,7 @@ def preset_jobs(config: dict[str, Any]) -> dict[str, int]:
         "train": len(plan.models_to_train(config)),
         "import_model": len(plan.imported_models(config)),  # plus one download_model per URL not yet on disk
         "attack": len({(d, r, a) for d, r, a, _f, _s in evaluations}),
-        "evaluate": len(plan.evaluation_groups(config)),
+        "evaluate": len({(d, r, a) for d, r, a, _f, _s in evaluations}),  # the study's own groups are its target's
         "adaptive": len(plan.adaptive_runs(config)),
         "robust": len(plan.robust_targets(config)),
         "aggregate": 1, "findings": 1, "tables": len(config["tables"]), "figures": 1, "provenance": 1,
