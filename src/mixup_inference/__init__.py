@@ -5,14 +5,16 @@ Models take pixels in [0, 1] (normalisation inside), so every eps is in pixel un
     >>> from mixup_inference import build_model, pgd, mixup_inference
     >>> probs = mixup_inference(model, x, pool_x, pool_y, lam=0.5, n_samples=30, mode="ol")
 
-Modules: data (datasets, tensor augmentation), pool (the MI sample pool), models, training (ERM, mixup, AT,
-interpolated AT), attacks (PGD, the paper's adaptive PGD, EOT PGD), defenses (MI-PL, MI-OL,
-MI-Combined, baseline input transformations), metrics (Wilson intervals, detection AUC).
+The core layer's domains (`mixup_inference.core`): data (datasets, tensor augmentation), models,
+defenses (MI-PL, MI-OL, MI-Combined, baseline input transformations, the MI sample pool), attacks
+(PGD, the paper's adaptive PGD, EOT PGD, attacks through a whole defense), training (ERM, mixup, AT,
+interpolated AT), and metrics (Wilson intervals, detection AUC). Above it: the study's design
+(`design`), the workflow's jobs (`jobs`), the report (`report`) and the benchmarks (`perf`).
 """
 
-from .core.attacks import adaptive_pgd, eot_pgd, pgd
-from .core.checkpoints import load_authors_checkpoint
-from .core.data import (
+from .core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
+from .core.models.checkpoints import load_authors_checkpoint
+from .core.data.datasets import (
     ImageDataset,
     load_dataset,
     prepare_dataset,
@@ -20,16 +22,16 @@ from .core.data import (
     select_test_points,
     to_float,
 )
-from .core.averaging import averaged_softmax, predict_probs
-from .core.baselines import (
+from .core.defenses.averaging import averaged_softmax, predict_probs
+from .core.defenses.baselines import (
     gaussian_noise,
     random_crop_pad,
     random_crop_resize,
     random_resize_pad,
     random_rotation,
 )
-from .core.defense_specs import DEFENSES
-from .core.defenses import mi_combined, mi_ol, mi_pl, mixup_inference
+from .core.defenses.specs import DEFENSES
+from .core.defenses.mi import mi_combined, mi_ol, mi_pl, mixup_inference
 from .core.metrics import (
     accuracy_with_ci,
     auc_difference_ci,
@@ -42,11 +44,11 @@ from .core.metrics import (
     paired_difference_ci,
     wilson_interval,
 )
-from .core.models import MODEL_NAMES, build_model
-from .core.pool import build_pool
-from .core.mixing import mixup_batch, soft_cross_entropy
-from .core.training import TrainingDiverged, train
-from .core.trainconfig import TrainConfig
+from .core.models.networks import MODEL_NAMES, build_model
+from .core.defenses.pool import build_pool
+from .core.training.mixing import mixup_batch, soft_cross_entropy
+from .core.training.loop import TrainingDiverged, train
+from .core.training.config import TrainConfig
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 from workflow_helpers import REPO
 
-from mixup_inference.jobs.configcheck import check_config, validate_config
+from mixup_inference.design.configcheck import check_config, validate_config
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.stages import run_prepare
 

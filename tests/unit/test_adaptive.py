@@ -1,4 +1,4 @@
-"""Adaptive attacks through every randomized defense (core.defended) and the differentiable engine.
+"""Adaptive attacks through every randomized defense (core.attacks.defended) and the differentiable engine.
 
 The trained problem is tests/test_attacks.py's: a tiny mixup-trained CNN on an easy 4-class colour
 problem (8 x 8 images), trained once per module in about a second."""
@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.defended import DefendedModel, autoattack_rand, eot_pgd_through_defense
-from mixup_inference.core.attacks import pgd
-from mixup_inference.core.averaging import averaged_softmax
-from mixup_inference.core.defense_specs import DEFENSES, apply_defense
+from mixup_inference.core.attacks.defended import DefendedModel, autoattack_rand, eot_pgd_through_defense
+from mixup_inference.core.attacks.pgd import pgd
+from mixup_inference.core.defenses.averaging import averaged_softmax
+from mixup_inference.core.defenses.specs import DEFENSES, apply_defense
 from mixup_inference.core.utils import make_generator
 from test_attacks import assert_in_ball, make_data, problem  # noqa: F401 (problem is a fixture)
 
@@ -65,7 +65,7 @@ def test_defended_model_is_the_defense_and_passes_gradients(problem, defense):  
 
 def test_defended_model_parses_its_setting_once(problem, monkeypatch):  # noqa: F811
     """The setting is parsed at construction (a malformed one fails there), not at every attack step."""
-    from mixup_inference.core import defense_specs
+    from mixup_inference.core.defenses import specs as defense_specs
     calls = []
     parse = defense_specs.parse_setting
     monkeypatch.setattr(defense_specs, "parse_setting", lambda *args, **kw: calls.append(args) or parse(*args, **kw))

@@ -1,4 +1,4 @@
-"""The robustness evaluation's attack kinds (core.attack_kinds): a kind registered at run time -- a few
+"""The robustness evaluation's attack kinds (core.attacks.kinds): a kind registered at run time -- a few
 lines of random search, defined in this file only -- is accepted by the config, planned, run by the robust
 job on the smoke preset's `robustness:` section, plotted in Fig. 5 with its own label and named in the
 provenance; an unknown kind is a one-line config error, never a fallback."""
@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from reliability_helpers import SCHEMA, config_problem, smoke_config
 
-from mixup_inference.core.attack_kinds import (ROBUST_KINDS, AttackInputs, RobustKind, RobustRun, register_kind,
+from mixup_inference.core.attacks.kinds import (ROBUST_KINDS, AttackInputs, RobustKind, RobustRun, register_kind,
                                                robust_kind)
-from mixup_inference.core.attack_specs import ADAPTIVE_KINDS, ATTACKS, AttackSpec, register_attack
-from mixup_inference.core.data import load_dataset, to_float
-from mixup_inference.core.defense_specs import apply_defense
-from mixup_inference.core.modelfiles import save_model
-from mixup_inference.core.models import build_model
-from mixup_inference.jobs import plan
+from mixup_inference.core.attacks.specs import ADAPTIVE_KINDS, ATTACKS, AttackSpec, register_attack
+from mixup_inference.core.data.datasets import load_dataset, to_float
+from mixup_inference.core.defenses.specs import apply_defense
+from mixup_inference.core.models.files import save_model
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.design import plan
 from mixup_inference.jobs.artifacts import expand_paths
-from mixup_inference.jobs.configcheck import check_config, validate_config
+from mixup_inference.design.configcheck import check_config, validate_config
 from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.robust import run_robust
 from mixup_inference.jobs.stages import run_prepare

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from mixup_inference.core import attack_specs
-from mixup_inference.core.attack_kinds import ROBUST_KINDS
-from mixup_inference.core.attack_specs import (ADAPTIVE_KINDS, ATTACKS, PAPER_ATTACKS, AttackName,
+from mixup_inference.core.attacks import specs as attack_specs
+from mixup_inference.core.attacks.kinds import ROBUST_KINDS
+from mixup_inference.core.attacks.specs import (ADAPTIVE_KINDS, ATTACKS, PAPER_ATTACKS, AttackName,
                                                AttackSpec, attack_pattern, parse_attack, register_attack)
-from mixup_inference.core.attacks import pgd
+from mixup_inference.core.attacks.pgd import pgd
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def fgsm_kind(monkeypatch):
 def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_schema(fgsm_kind, tmp_path):
     import yaml
 
-    from mixup_inference.jobs.configcheck import validate_config
+    from mixup_inference.design.configcheck import validate_config
 
     from mixup_inference.report.tables import attack_display_name
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd, pgd_loop
-from mixup_inference.core.defenses import mixup_inference
+from mixup_inference.core.attacks.pgd import adaptive_pgd, eot_pgd, pgd, pgd_loop
+from mixup_inference.core.defenses.mi import mixup_inference
 from mixup_inference.core.utils import make_generator
 
 NUM_CLASSES = 4

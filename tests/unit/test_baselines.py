@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixup_inference.core.baselines import crop_pad, gaussian_noise, random_crop_pad
+from mixup_inference.core.defenses.baselines import crop_pad, gaussian_noise, random_crop_pad
 from mixup_inference.core.utils import make_generator
 
 

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixup_inference.perf import bench
-from mixup_inference.core.attacks import pgd
-from mixup_inference.core.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
-from mixup_inference.core.defense_specs import DEFENSES
-from mixup_inference.core.defenses import mi_combined, mixup_inference
-from mixup_inference.core.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
-from mixup_inference.core.models import build_model
-from mixup_inference.core.training import train
-from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.core.attacks.pgd import pgd
+from mixup_inference.core.defenses.averaging import CHUNK_SIZE_CUDA, default_chunk_size, predict_probs
+from mixup_inference.core.defenses.specs import DEFENSES
+from mixup_inference.core.defenses.mi import mi_combined, mixup_inference
+from mixup_inference.core.models.fastpath import DEVICE_DEFAULTS, FastModel, fast_model
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.core.training.loop import train
+from mixup_inference.core.training.config import TrainConfig
 from mixup_inference.core.utils import make_generator
 
 

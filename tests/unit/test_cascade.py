@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.data import load_dataset, prepare_dataset, to_float
-from mixup_inference.core.defended import TRAMER_2020, repeated_verdicts
-from mixup_inference.core.modelfiles import save_model
-from mixup_inference.core.models import build_model
+from mixup_inference.core.data.datasets import load_dataset, prepare_dataset, to_float
+from mixup_inference.core.attacks.defended import TRAMER_2020, repeated_verdicts
+from mixup_inference.core.models.files import save_model
+from mixup_inference.core.models.networks import build_model
 from mixup_inference.core.utils import make_generator
 from mixup_inference.jobs import artifacts
 from mixup_inference.jobs.artifacts import correct_points, expand_paths, repeat_accuracy
 from mixup_inference.jobs.cascade import run_schedule
-from mixup_inference.jobs.plan import robust_runs
+from mixup_inference.design.plan import robust_runs
 from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.robust import run_robust
 from mixup_inference.report.aggregate import aggregate, worst_case_rows
@@ -141,7 +141,7 @@ class _Margin(nn.Module):
 
 
 def test_convergence_on_a_model_where_longer_attacks_do_better(tmp_path):
-    from mixup_inference.core.defended import eot_pgd_through_defense
+    from mixup_inference.core.attacks.defended import eot_pgd_through_defense
 
     h = 0.01
     offsets = torch.tensor([0.5 * h, 1.5 * h, 1.5 * h, 3.5 * h, 20.0 * h])  # broken at 1, 2, 2, 4 steps; not in 16

@@ -100,7 +100,7 @@ def test_a_mismatched_shape_is_named(tmp_path):
 
 
 def test_keys_of_another_architecture_are_refused(tmp_path):
-    from mixup_inference.core.models import build_model
+    from mixup_inference.core.models.networks import build_model
 
     message = _refusal(tmp_path, build_model("tiny_cnn", 10).state_dict())
     assert "does not match the authors' ResNet-50" in message and "missing keys conv1.weight" in message

@@ -14,7 +14,7 @@ from reliability_helpers import (
 )
 from workflow_helpers import REPO, snakemake
 
-from mixup_inference.jobs.configcheck import (
+from mixup_inference.design.configcheck import (
     check_config,
     check_memory,
     machine_memory_bytes,

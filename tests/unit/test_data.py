@@ -1,4 +1,4 @@
-"""Tests for mixup_inference.core.data: preparation (synthetic, folder, archives, CIFAR offline error),
+"""Tests for mixup_inference.core.data.datasets: preparation (synthetic, folder, archives, CIFAR offline error),
 cache validation, the MI pool, test-point selection and crop/flip augmentation."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mixup_inference.core import data, utils
+from mixup_inference.core import utils
+from mixup_inference.core.data import datasets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -25,9 +26,9 @@ SMALL = {"n_train": 120, "n_test": 40, "num_classes": 4, "image_size": 16, "chan
 
 
 def test_synthetic_is_deterministic_and_seed_dependent(tmp_path):
-    a = data.prepare_dataset("synthetic", tmp_path / "a.pt", synthetic=SMALL, seed=3)
-    b = data.prepare_dataset("synthetic", tmp_path / "b.pt", synthetic=SMALL, seed=3)
-    c = data.prepare_dataset("synthetic", tmp_path / "c.pt", synthetic=SMALL, seed=4)
+    a = datasets.prepare_dataset("synthetic", tmp_path / "a.pt", synthetic=SMALL, seed=3)
+    b = datasets.prepare_dataset("synthetic", tmp_path / "b.pt", synthetic=SMALL, seed=3)
+    c = datasets.prepare_dataset("synthetic", tmp_path / "c.pt", synthetic=SMALL, seed=4)
     for key in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(a, key), getattr(b, key))
     assert not torch.equal(a.train_x, c.train_x)
@@ -40,19 +41,19 @@ def test_synthetic_is_deterministic_and_seed_dependent(tmp_path):
 
 
 def test_synthetic_options_channels_and_unknown_key(tmp_path):
-    d = data.prepare_dataset("synthetic", tmp_path / "g.pt", synthetic={**SMALL, "channels": 1}, image_size=8)
+    d = datasets.prepare_dataset("synthetic", tmp_path / "g.pt", synthetic={**SMALL, "channels": 1}, image_size=8)
     assert d.train_x.shape == (120, 1, 16, 16)  # the option overrides the image_size argument
-    d = data.prepare_dataset("synthetic", tmp_path / "h.pt", synthetic={"n_train": 20, "n_test": 10}, image_size=8)
+    d = datasets.prepare_dataset("synthetic", tmp_path / "h.pt", synthetic={"n_train": 20, "n_test": 10}, image_size=8)
     assert d.train_x.shape == (20, 3, 8, 8)  # image_size argument is the option's default
     with pytest.raises(ValueError, match=r"unknown synthetic option\(s\) \['n_trian'\]"):
-        data.prepare_dataset("synthetic", tmp_path / "x.pt", synthetic={"n_trian": 10})
+        datasets.prepare_dataset("synthetic", tmp_path / "x.pt", synthetic={"n_trian": 10})
 
 
 def test_synthetic_has_learnable_but_not_trivial_structure(tmp_path):
-    d = data.prepare_dataset("synthetic", tmp_path / "s.pt", seed=0)  # defaults: 2000/500, 10 classes
-    x = data.to_float(d.train_x).flatten(1)
+    d = datasets.prepare_dataset("synthetic", tmp_path / "s.pt", seed=0)  # defaults: 2000/500, 10 classes
+    x = datasets.to_float(d.train_x).flatten(1)
     means = torch.stack([x[d.train_y == c].mean(0) for c in range(d.num_classes)])
-    pred = torch.cdist(data.to_float(d.test_x).flatten(1), means).argmin(1)
+    pred = torch.cdist(datasets.to_float(d.test_x).flatten(1), means).argmin(1)
     accuracy = (pred == d.test_y).float().mean().item()
     assert 0.3 < accuracy < 0.95  # chance is 0.1
 
@@ -126,8 +127,8 @@ def test_image_folder_round_trip(image_folder, tmp_path, packing):
         source = _tar(root, tmp_path / ("d.tar.gz" if packing == "tar.gz" else "d.tgz"), "wrap" if "wrapped" in packing else None)
     else:
         source = _zip(root, tmp_path / "d.zip", "wrap" if "wrapped" in packing else None)
-    prepared = data.prepare_dataset(str(source), tmp_path / "cache.pt", image_size=32)
-    d = data.load_dataset(tmp_path / "cache.pt")
+    prepared = datasets.prepare_dataset(str(source), tmp_path / "cache.pt", image_size=32)
+    d = datasets.load_dataset(tmp_path / "cache.pt")
     assert torch.equal(prepared.train_x, d.train_x) and torch.equal(prepared.test_y, d.test_y)
     assert d.classes == ["cat", "dog"]
     assert d.train_x.shape == (5, 3, 32, 32) and d.test_x.shape == (3, 3, 32, 32)
@@ -157,7 +158,7 @@ def test_all_packings_give_identical_tensors(image_folder, tmp_path):
     with tarfile.open(tmp_path / "dot.tar", "w") as archive:  # member names like ./train/cat/a.png
         archive.add(root, arcname=".")
     sources = [root, _tar(root, tmp_path / "x.tar", None), tmp_path / "dot.tar", _zip(root, tmp_path / "x.zip", "top")]
-    results = [data.prepare_dataset(str(s), tmp_path / f"c{i}.pt") for i, s in enumerate(sources)]
+    results = [datasets.prepare_dataset(str(s), tmp_path / f"c{i}.pt") for i, s in enumerate(sources)]
     for other in results[1:]:
         assert torch.equal(results[0].train_x, other.train_x) and torch.equal(results[0].test_x, other.test_x)
         assert torch.equal(results[0].train_y, other.train_y) and results[0].classes == other.classes
@@ -165,14 +166,14 @@ def test_all_packings_give_identical_tensors(image_folder, tmp_path):
 
 def test_image_size_resizes_every_image(image_folder, tmp_path):
     root, _ = image_folder
-    d = data.prepare_dataset(str(root), tmp_path / "c.pt", image_size=8)
+    d = datasets.prepare_dataset(str(root), tmp_path / "c.pt", image_size=8)
     assert d.train_x.shape == (5, 3, 8, 8) and d.provenance["n_resized_train"] == 5
 
 
 # --- errors -----------------------------------------------------------------------------------
 
 def _prepare(source, tmp_path):
-    return data.prepare_dataset(str(source), tmp_path / "out.pt")
+    return datasets.prepare_dataset(str(source), tmp_path / "out.pt")
 
 
 def test_missing_source_path(tmp_path):
@@ -268,7 +269,7 @@ def test_cifar_offline_error_says_where_to_put_the_archive(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=rf"could not download {pretty} \(.*\); with no internet, place {filename} "
                                          rf"\(from https://www\.cs\.toronto\.edu/~kriz/{filename}, md5 [0-9a-f]{{32}}\) "
                                          rf"in {root}/ and rerun, or point the dataset source at a local image folder/archive"):
-        data.prepare_dataset(name, tmp_path / "out.pt", download_root=root)
+        datasets.prepare_dataset(name, tmp_path / "out.pt", download_root=root)
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -277,10 +278,10 @@ def test_cifar_offline_error_says_where_to_put_the_archive(tmp_path, monkeypatch
 # ---------------------------------------------------------------------------------------------
 
 def test_cache_is_plain_and_weights_only_loadable(tmp_path):
-    data.prepare_dataset("synthetic", tmp_path / "s.pt", synthetic=SMALL)
+    datasets.prepare_dataset("synthetic", tmp_path / "s.pt", synthetic=SMALL)
     raw = torch.load(tmp_path / "s.pt", weights_only=True)
     assert set(raw) == {"format", "train_x", "train_y", "test_x", "test_y", "classes", "provenance"}
-    assert raw["format"] == data.CACHE_FORMAT and isinstance(raw["provenance"]["created"], str)
+    assert raw["format"] == datasets.CACHE_FORMAT and isinstance(raw["provenance"]["created"], str)
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temporary file
 
 
@@ -306,26 +307,26 @@ def _corrupt(obj: dict, key: str) -> dict:
                                               ("shape", "train images are .* but test images are"),
                                               ("count", "train_x has 120 images but train_y has 119 labels")])
 def test_load_validates(tmp_path, problem, message):
-    data.prepare_dataset("synthetic", tmp_path / "s.pt", synthetic=SMALL)
+    datasets.prepare_dataset("synthetic", tmp_path / "s.pt", synthetic=SMALL)
     utils.atomic_save(_corrupt(utils.load_checkpoint(tmp_path / "s.pt"), problem), tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=rf"dataset cache .*bad\.pt is invalid: {message}.*; delete it and rerun prepare"):
-        data.load_dataset(tmp_path / "bad.pt")
+        datasets.load_dataset(tmp_path / "bad.pt")
 
 
 def test_load_unreadable_and_missing(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"definitely not a torch file")
     with pytest.raises(ValueError, match=r"dataset cache .*junk\.pt is unreadable \(.*\); delete it and rerun prepare"):
-        data.load_dataset(tmp_path / "junk.pt")
+        datasets.load_dataset(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match=r"dataset cache .*none\.pt does not exist"):
-        data.load_dataset(tmp_path / "none.pt")
+        datasets.load_dataset(tmp_path / "none.pt")
 
 
 def test_to_float():
     x = torch.tensor([0, 51, 255], dtype=torch.uint8)
-    assert torch.allclose(data.to_float(x), torch.tensor([0.0, 0.2, 1.0]))
-    assert data.to_float(x).dtype == torch.float32
+    assert torch.allclose(datasets.to_float(x), torch.tensor([0.0, 0.2, 1.0]))
+    assert datasets.to_float(x).dtype == torch.float32
     with pytest.raises(ValueError, match="to_float expects uint8"):
-        data.to_float(torch.tensor([1, 2]))
+        datasets.to_float(torch.tensor([1, 2]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,17 +334,17 @@ def test_to_float():
 # ---------------------------------------------------------------------------------------------
 
 def test_select_test_points():
-    idx = data.select_test_points(100, 30, generator=utils.make_generator(0))
+    idx = datasets.select_test_points(100, 30, generator=utils.make_generator(0))
     assert idx.dtype == torch.int64 and idx.shape == (30,)
     assert torch.equal(idx, idx.sort().values) and len(idx.unique()) == 30
     assert int(idx.min()) >= 0 and int(idx.max()) < 100
-    assert torch.equal(idx, data.select_test_points(100, 30, generator=utils.make_generator(0)))
-    assert not torch.equal(idx, data.select_test_points(100, 30, generator=utils.make_generator(1)))
-    assert torch.equal(data.select_test_points(7, 7, generator=None), torch.arange(7))
+    assert torch.equal(idx, datasets.select_test_points(100, 30, generator=utils.make_generator(0)))
+    assert not torch.equal(idx, datasets.select_test_points(100, 30, generator=utils.make_generator(1)))
+    assert torch.equal(datasets.select_test_points(7, 7, generator=None), torch.arange(7))
     with pytest.raises(ValueError, match="n_test=101 exceeds the 100 test images"):
-        data.select_test_points(100, 101, generator=None)
+        datasets.select_test_points(100, 101, generator=None)
     with pytest.raises(ValueError, match="n_test=0 exceeds the 100 test images or is < 1"):
-        data.select_test_points(100, 0, generator=None)
+        datasets.select_test_points(100, 0, generator=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ def test_select_test_points():
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_random_crop_flip_outputs_are_crops_of_the_padded_input(dtype):
     x = torch.randint(1, 256, (64, 3, 8, 8), generator=utils.make_generator(0)).to(dtype)
-    out = data.random_crop_flip(x, padding=4, generator=utils.make_generator(1))
+    out = datasets.random_crop_flip(x, padding=4, generator=utils.make_generator(1))
     assert out.shape == x.shape and out.dtype == dtype
     padded = F.pad(x, (4, 4, 4, 4))
     candidates = torch.stack([  # [81 * 2, B, C, H, W]: every offset, with and without flip
@@ -368,10 +369,10 @@ def test_random_crop_flip_outputs_are_crops_of_the_padded_input(dtype):
 
 def test_random_crop_flip_is_seeded_and_padding_zero_only_flips():
     x = torch.rand(16, 3, 6, 6, generator=utils.make_generator(0))
-    a = data.random_crop_flip(x, generator=utils.make_generator(5))
-    assert torch.equal(a, data.random_crop_flip(x, generator=utils.make_generator(5)))
-    assert not torch.equal(a, data.random_crop_flip(x, generator=utils.make_generator(6)))
-    b = data.random_crop_flip(x, padding=0, generator=utils.make_generator(5))
+    a = datasets.random_crop_flip(x, generator=utils.make_generator(5))
+    assert torch.equal(a, datasets.random_crop_flip(x, generator=utils.make_generator(5)))
+    assert not torch.equal(a, datasets.random_crop_flip(x, generator=utils.make_generator(6)))
+    b = datasets.random_crop_flip(x, padding=0, generator=utils.make_generator(5))
     same, flipped = (b == x).flatten(1).all(1), (b == x.flip(-1)).flatten(1).all(1)
     assert (same | flipped).all() and same.any() and flipped.any()
 
@@ -381,7 +382,7 @@ def test_flip_translate_outputs_are_reflected_shifts_of_the_flipped_input():
     {-2..2}^2 with the border filled by reflection; over a large batch all 25 shifts occur."""
     x = torch.rand(400, 3, 10, 10)
     flip = torch.arange(400) % 3 == 0
-    out = data.flip_translate(x, flip, translate=2, generator=utils.make_generator(3))
+    out = datasets.flip_translate(x, flip, translate=2, generator=utils.make_generator(3))
     source = torch.where(flip[:, None, None, None], x.flip(-1), x)
     padded = torch.nn.functional.pad(source, (2, 2, 2, 2), mode="reflect")
     windows = torch.stack([padded[:, :, dy:dy + 10, dx:dx + 10] for dy in range(5) for dx in range(5)], 1)
@@ -389,16 +390,16 @@ def test_flip_translate_outputs_are_reflected_shifts_of_the_flipped_input():
     assert match.any(1).all()
     assert match.any(0).all()
     # translate 0 is the flip alone; the same generator seed gives the same batch
-    assert torch.equal(data.flip_translate(x, flip, translate=0), source)
-    assert torch.equal(out, data.flip_translate(x, flip, translate=2, generator=utils.make_generator(3)))
+    assert torch.equal(datasets.flip_translate(x, flip, translate=0), source)
+    assert torch.equal(out, datasets.flip_translate(x, flip, translate=2, generator=utils.make_generator(3)))
 
 
 def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
     first = torch.rand(1000, generator=utils.make_generator(0)) < 0.5
     for epoch in range(4):
-        now, following = data.alternating_flips(first, epoch), data.alternating_flips(first, epoch + 1)
+        now, following = datasets.alternating_flips(first, epoch), datasets.alternating_flips(first, epoch + 1)
         assert torch.equal(now, ~following)
-    assert torch.equal(data.alternating_flips(first, 0), first)
+    assert torch.equal(datasets.alternating_flips(first, 0), first)
     assert 400 < int(first.sum()) < 600
     with pytest.raises(ValueError, match="bool"):
-        data.alternating_flips(first.long(), 0)
+        datasets.alternating_flips(first.long(), 0)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from mixup_inference.core.defense_specs import DEFENSES, format_setting, parse_setting, setting_param
+from mixup_inference.core.defenses.specs import DEFENSES, format_setting, parse_setting, setting_param
 
 CANONICAL = [
     ("none", "plain", {}),
@@ -83,7 +83,7 @@ def test_setting_survives_snakemake_remote_job_arguments(defense, setting, param
         ("mi_pl", "plain"),
         ("mi_combined", "ol=0.4_pl=0.5_th=0.2"),  # order is part of the spelling
         ("mi_combined", "pl=0.5,ol=0.4"),
-        ("mi_combined", "pl=0.5,ol=0.4,th=0.2"),  # commas break cluster jobs (defense_specs.PART_SEPARATOR)
+        ("mi_combined", "pl=0.5,ol=0.4,th=0.2"),  # commas break cluster jobs (defenses.specs.PART_SEPARATOR)
         ("mi_combined", "pl=0.5_ol=0.4_th=1.2"),
         ("mi_combined", "pl=0.5_ ol=0.4_ th=0.2"),
         ("gaussian", "sigma=-0.1"),
@@ -140,7 +140,7 @@ def test_setting_param_main_scalar():
     assert setting_param("guo", "size=22-30") == 22.0
 
 
-# ---------------------------------------------------------------- one grammar: defense_specs and the schema
+# ---------------------------------------------------------------- one grammar: defenses.specs and the schema
 def _schema():
     import yaml
     from pathlib import Path
@@ -149,7 +149,7 @@ def _schema():
 
 
 def test_schema_setting_pattern_is_the_specs_grammar():
-    from mixup_inference.core.defense_specs import SETTING_PATTERN
+    from mixup_inference.core.defenses.specs import SETTING_PATTERN
 
     assert _schema()["$defs"]["setting"]["pattern"] == SETTING_PATTERN
 

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixup_inference.core.averaging import predict_probs
-from mixup_inference.core.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
+from mixup_inference.core.defenses.averaging import predict_probs
+from mixup_inference.core.defenses.baselines import (gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad,
                                        random_rotation)
-from mixup_inference.core.defense_specs import DEFENSES
-from mixup_inference.core.defenses import mi_combined, mixup_inference
-from mixup_inference.core.pool import sample_pool_indices
+from mixup_inference.core.defenses.specs import DEFENSES
+from mixup_inference.core.defenses.mi import mi_combined, mixup_inference
+from mixup_inference.core.defenses.pool import sample_pool_indices
 from mixup_inference.core.utils import make_generator
 
 C = 5  # classes of the probability-vector toy problem

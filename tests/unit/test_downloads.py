@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mixup_inference.core.downloads import fetch_file
+from mixup_inference.core.models.downloads import fetch_file
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

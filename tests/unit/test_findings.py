@@ -10,7 +10,7 @@ import torch
 from mixup_inference.report.findings import (FINDINGS, adaptive_levels, defense_gains, detection_differences,
                                       index_artifacts, matched_baselines, write_findings)
 from mixup_inference.core.metrics import auc_difference_ci, auc_with_ci, paired_difference_ci
-from mixup_inference.jobs.paper_tables import RowSpec
+from mixup_inference.design.paper_tables import RowSpec
 
 
 def pairs(both, only_a, only_b, neither):

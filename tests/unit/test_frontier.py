@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from mixup_inference.core.data import ImageDataset
-from mixup_inference.core.trainconfig import REGIMES
+from mixup_inference.core.data.datasets import ImageDataset
+from mixup_inference.core.training.config import REGIMES
 import yaml
 
 from mixup_inference.perf.frontier import (GRIDS, RECIPES, FrontierPoint, frontier_points, main, pareto, rows_from_run,

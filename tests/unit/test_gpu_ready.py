@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from mixup_inference.core.defended import eot_pgd_through_defense
-from mixup_inference.core.attacks import adaptive_pgd, eot_pgd, pgd
-from mixup_inference.core.defense_specs import DEFENSES, parse_setting
-from mixup_inference.core.models import build_model
-from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.core.attacks.defended import eot_pgd_through_defense
+from mixup_inference.core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
+from mixup_inference.core.defenses.specs import DEFENSES, parse_setting
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.core.training.config import TrainConfig
 
 HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
               torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
@@ -87,9 +87,9 @@ def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
     """On an accelerator the epoch reads its loss back every `host_sync_interval` batches (checked
     here by giving the CPU the accelerator's interval): the reads of an epoch do not grow with its
     batches while they stay under the interval."""
-    from mixup_inference.core import training
+    from mixup_inference.core.training import loop
 
-    monkeypatch.setattr(training, "host_sync_interval", lambda device: 50)
+    monkeypatch.setattr(loop, "host_sync_interval", lambda device: 50)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(64, 3, 16, 16, generator=g) * 255).to(torch.uint8)
     y = torch.arange(64) % 4
@@ -99,13 +99,13 @@ def test_training_reads_the_loss_back_once_per_sync_interval(monkeypatch):
             torch.manual_seed(0)
             model = build_model("tiny_cnn", 4)
         config = TrainConfig(regime="mixup", epochs=1, batch_size=8, lr=0.01, schedule="onecycle", seed=0)
-        training.train(model, x[:n_images], y[:n_images], config, progress=False)
+        loop.train(model, x[:n_images], y[:n_images], config, progress=False)
 
     assert host_reads(lambda: run(16)) == host_reads(lambda: run(64))  # 2 batches vs 8
 
 
 def test_eot_pgd_through_every_defense_reads_nothing_back_per_step_but_the_switch():
-    """The adaptive EOT PGD (core.defended) through every randomized defense: no host read per step
+    """The adaptive EOT PGD (core.attacks.defended) through every randomized defense: no host read per step
     (MI's pool class groups are checked once, before the steps), except MI-Combined's switch
     (bool(flagged.any()), so that MI-OL draws only for the flagged inputs, as the defense does): one
     read per step, pinned here so that it cannot grow unnoticed."""

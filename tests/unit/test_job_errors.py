@@ -20,12 +20,12 @@ from reliability_helpers import (
 from torch import nn
 from workflow_helpers import snakemake
 
-from mixup_inference.core import data as data_module
+from mixup_inference.core.data import datasets
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.stages import run_prepare
-from mixup_inference.core.models import build_model
-from mixup_inference.core.training import train
-from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.core.training.loop import train
+from mixup_inference.core.training.config import TrainConfig
 from mixup_inference.core.utils import load_checkpoint
 
 # ================================================================ bad input inside a job
@@ -114,7 +114,7 @@ def test_corrupt_or_partial_cifar_archive_is_refused_and_moved_aside(tmp_path, m
     archive = root / "cifar-10-python.tar.gz"
     archive.write_bytes(b"\x1f\x8b\x08" + bytes(5000))  # a gzip header and then nothing: a cut-off download
     with pytest.raises(ValueError) as info:
-        data_module.prepare_dataset("cifar10", tmp_path / "out.pt", download_root=root)
+        datasets.prepare_dataset("cifar10", tmp_path / "out.pt", download_root=root)
     message = str(info.value)
     assert "\n" not in message
     assert (f"the archive at {archive} failed its md5 check (partial or corrupt) and was moved to "
@@ -145,7 +145,7 @@ class _Diverges(nn.Module):
 
 
 def test_nan_loss_stops_the_job_with_one_line_and_keeps_the_last_checkpoint(tmp_path):
-    data = data_module.load_dataset(prepared(tmp_path))  # 128 images: 4 batches of 32 per epoch
+    data = datasets.load_dataset(prepared(tmp_path))  # 128 images: 4 batches of 32 per epoch
     torch.manual_seed(0)
     model = _Diverges(build_model("tiny_cnn", 4), at=4 + 3)
     log = tmp_path / "train.log"

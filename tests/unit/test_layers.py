@@ -1,7 +1,8 @@
-"""The library's layers as packages: core < jobs < report < perf.
+"""The library's layers as packages: core < design < jobs < report < perf, and core's domains as
+packages: data < models < defenses < attacks < training, above core's shared modules.
 
 Each package may import itself and the packages below it, never one above (`mixup_inference/__init__.py`,
-the public API, may import anything). Read from the source with `ast`, so imports inside functions
+the public API, may import anything; `core/__init__.py` loads the attack kinds so that they register). Read from the source with `ast`, so imports inside functions
 count too: a function-level import hides a cycle from Python, not from this test."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mixup_inference"
-LAYERS = ("core", "jobs", "report", "perf")
+LAYERS = ("core", "design", "jobs", "report", "perf")
+DOMAINS = ("data", "models", "defenses", "attacks", "training")  # core's subpackages, lowest first
+SHARED = ("checks", "metrics", "utils")  # core's modules every domain may import
 
 
 def _module_name(path: Path) -> str:
@@ -65,6 +68,27 @@ def test_no_module_imports_a_higher_layer(module):
     assert upward == [], f"{module} ({LAYERS[layer(module)]}) imports a higher layer: {upward}"
 
 
+def domain(module: str) -> int | None:
+    """The rank of a core module's domain; -1 for core's shared modules; None outside core's domains."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[1] != "core":
+        return None
+    return DOMAINS.index(parts[2]) if parts[2] in DOMAINS else -1 if parts[2] in SHARED else None
+
+
+def test_core_shows_its_domains():
+    """Every core module lives in a domain package, or is one of the few shared ones."""
+    loose = [name for name in MODULES if layer(name) == 0 and name != "mixup_inference.core" and domain(name) is None]
+    assert loose == [], f"core modules outside {DOMAINS} and {SHARED}: {loose}"
+
+
+@pytest.mark.parametrize("module", [name for name in MODULES if domain(name) is not None
+                                    and name != "mixup_inference.core"])
+def test_no_core_domain_imports_a_later_one(module):
+    later = [target for target, _ in imports(module) if domain(target) is not None and domain(target) > domain(module)]
+    assert later == [], f"{module} ({DOMAINS[domain(module)] if domain(module) >= 0 else 'shared'}) imports a later domain: {later}"
+
+
 @pytest.mark.parametrize("module", list(MODULES))
 def test_no_module_imports_private_names_of_another(module):
     private = [f"{target}.{name}" for target, names in imports(module) for name in names
@@ -96,8 +120,10 @@ def test_no_import_cycles():
 
 def test_the_layer_checks_can_fail(tmp_path):
     """The walker sees a function-level import of a higher layer (what a cycle would hide behind)."""
-    source = "def f():\n    from ..report.aggregate import result_row\n"
+    source = "def f():\n    from ...report.aggregate import result_row\n"
     node = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom))
-    assert _resolve("mixup_inference.core.attacks", PACKAGE / "core" / "attacks.py", node) == \
+    assert _resolve("mixup_inference.core.attacks.pgd", PACKAGE / "core" / "attacks" / "pgd.py", node) == \
         "mixup_inference.report.aggregate"
-    assert layer("mixup_inference.report.aggregate") > layer("mixup_inference.core.attacks")
+    assert layer("mixup_inference.report.aggregate") > layer("mixup_inference.core.attacks.pgd")
+    assert domain("mixup_inference.core.training.loop") > domain("mixup_inference.core.attacks.pgd") > \
+        domain("mixup_inference.core.utils")

@@ -1,4 +1,4 @@
-"""Models from files: every format of modelfiles.MODEL_FORMATS gives a model of [0, 1] images with the
+"""Models from files: every format of core.models.files.MODEL_FORMATS gives a model of [0, 1] images with the
 original's logits (and input gradients); run_import writes them as this project's model.pt; a file that
 does not fit is refused in one line naming it."""
 
@@ -13,8 +13,8 @@ from model_files import mine, save_export, save_torchscript
 from reliability_helpers import job_error, prepared
 
 from mixup_inference.jobs.stages import run_import
-from mixup_inference.core.modelfiles import MODEL_FORMATS, detect_format, load_model, load_model_file, save_model
-from mixup_inference.core.models import build_model
+from mixup_inference.core.models.files import MODEL_FORMATS, detect_format, load_model, load_model_file, save_model
+from mixup_inference.core.models.networks import build_model
 from mixup_inference.core.utils import eval_mode
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -13,8 +13,8 @@ from reliability_helpers import job_error, prepared, tiny_training
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.stages import run_attack, run_train
-from mixup_inference.core.modelfiles import load_model, save_model
-from mixup_inference.core.models import build_model
+from mixup_inference.core.models.files import load_model, save_model
+from mixup_inference.core.models.networks import build_model
 from mixup_inference.core.utils import load_checkpoint
 
 

@@ -1,11 +1,11 @@
-"""Tests for mixup_inference.core.models: shapes, parameter budgets, the fixed input normalisation."""
+"""Tests for mixup_inference.core.models.networks: shapes, parameter budgets, the fixed input normalisation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mixup_inference.core.models import (AIRBENCH_WIDTHS, MODEL_NAMES, Normalize, NormalizedClassifier, PatchWhitening,
+from mixup_inference.core.models.networks import (AIRBENCH_WIDTHS, MODEL_NAMES, Normalize, NormalizedClassifier, PatchWhitening,
                                     build_model, whitening_layers)
 
 

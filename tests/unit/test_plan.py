@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixup_inference.jobs import plan
-from mixup_inference.jobs.paper_tables import rows_of
-from mixup_inference.core.defense_specs import DEFENSES, parse_setting
+from mixup_inference.design import plan
+from mixup_inference.design.paper_tables import rows_of
+from mixup_inference.core.defenses.specs import DEFENSES, parse_setting
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 

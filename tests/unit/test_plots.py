@@ -10,8 +10,8 @@ from mixup_inference.report.aggregate import COMPONENT_COLUMNS, DETECTION_COLUMN
 from mixup_inference.core.metrics import wilson_interval
 from mixup_inference.report.plots import (plot_adaptive, plot_components, plot_convergence, plot_detection_auc,
                                           plot_tradeoff)
-from mixup_inference.core.attack_specs import parse_attack
-from mixup_inference.core.defense_specs import format_setting, setting_param
+from mixup_inference.core.attacks.specs import parse_attack
+from mixup_inference.core.defenses.specs import format_setting, setting_param
 
 
 def components_df():

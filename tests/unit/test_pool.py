@@ -5,7 +5,7 @@ that use it (tests/test_defenses.py)."""
 import pytest
 import torch
 
-from mixup_inference.core.pool import build_pool
+from mixup_inference.core.defenses.pool import build_pool
 from mixup_inference.core.utils import make_generator
 
 

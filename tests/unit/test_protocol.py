@@ -13,10 +13,10 @@ import yaml
 from torch import nn
 
 from mixup_inference.report.aggregate import result_row
-from mixup_inference.jobs.configcheck import check_config, validate_config
-from mixup_inference.core.models import INITS, build_model, init_weights
+from mixup_inference.design.configcheck import check_config, validate_config
+from mixup_inference.core.models.networks import INITS, build_model, init_weights
 from mixup_inference.jobs.points import ATTACK_LABELS, attack_labels
-from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.core.training.config import TrainConfig
 from workflow_helpers import REPO
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

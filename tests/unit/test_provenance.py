@@ -47,7 +47,7 @@ def test_paper_preset_differs_from_itself_nowhere_and_a_changed_data_source_show
 
 
 def test_protocol_names_the_switches_and_every_attack_budget():
-    from mixup_inference.jobs.plan import robust_runs
+    from mixup_inference.design.plan import robust_runs
     from mixup_inference.report.provenance import protocol
 
     config = preset("config")

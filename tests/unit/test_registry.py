@@ -9,14 +9,14 @@ import pytest
 import torch
 import yaml
 
-from mixup_inference.core.baselines import gaussian_noise
-from mixup_inference.core.defense_specs import (DEFENSES, SETTING_PATTERN, DefenseSpec, Param, apply_defense,
+from mixup_inference.core.defenses.baselines import gaussian_noise
+from mixup_inference.core.defenses.specs import (DEFENSES, SETTING_PATTERN, DefenseSpec, Param, apply_defense,
                                                 format_setting, parse_setting, register_defense, setting_param)
-from mixup_inference.core.models import MODEL_NAMES
-from mixup_inference.core.trainconfig import REGIMES
-from mixup_inference.jobs.configcheck import check_config, schema_with_registries, validate_config
-from mixup_inference.jobs import paper_tables, plan
-from mixup_inference.jobs.paper_tables import TABLES
+from mixup_inference.core.models.networks import MODEL_NAMES
+from mixup_inference.core.training.config import REGIMES
+from mixup_inference.design.configcheck import check_config, schema_with_registries, validate_config
+from mixup_inference.design import paper_tables, plan
+from mixup_inference.design.paper_tables import TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -35,7 +35,7 @@ def test_the_schema_file_lists_what_the_registries_generate():
 
 
 def test_a_table_added_to_the_registry_is_a_valid_config_table(monkeypatch):
-    """tables: and robustness.targets accept the tables of jobs.paper_tables.TABLES, not a second list."""
+    """tables: and robustness.targets accept the tables of design.paper_tables.TABLES, not a second list."""
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     config["tables"]["table9"] = config["tables"]["table2"]
     config["robustness"]["targets"] = ["table9"]

@@ -80,7 +80,7 @@ def test_artifacts_are_only_written_through_temporary_files():
                 direct.append(where)
             if name == "open" and len(node.args) > 1 and re.search(r"[wax+]", ast.unparse(node.args[1])):
                 direct.append(where)
-    assert direct == ["src/mixup_inference/core/downloads.py open(part, 'wb')",  # <dest>.part, renamed once complete
+    assert direct == ["src/mixup_inference/core/models/downloads.py open(part, 'wb')",  # <dest>.part, renamed once complete
                       "src/mixup_inference/jobs/joblog.py open(path, 'a', buffering=1)"]  # job_log's log file
 
 

@@ -1,4 +1,4 @@
-"""The workflow's fast-path choices (core.speed): what `speed:` resolves to per job, that the plain
+"""The workflow's fast-path choices (core.models.speed): what `speed:` resolves to per job, that the plain
 path is the untouched fp32 model, and that bf16 training reaches fp32 accuracy."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from mixup_inference.core.data import to_float
-from mixup_inference.core.averaging import predict_probs
-from mixup_inference.core.fastpath import FastModel
-from mixup_inference.core.models import build_model
-from mixup_inference.core.speed import (DEFAULT_SPEED, cpu_flags, cpu_model, measure_bf16_speedup, native_bf16,
+from mixup_inference.core.data.datasets import to_float
+from mixup_inference.core.defenses.averaging import predict_probs
+from mixup_inference.core.models.fastpath import FastModel
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.core.models.speed import (DEFAULT_SPEED, cpu_flags, cpu_model, measure_bf16_speedup, native_bf16,
                                         resolve_speed, speed_model)
-from mixup_inference.core.training import train
-from mixup_inference.core.trainconfig import TrainConfig
+from mixup_inference.core.training.loop import train
+from mixup_inference.core.training.config import TrainConfig
 from test_training import NUM_CLASSES, make_data
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -1,4 +1,4 @@
-"""The training study's design (jobs.study): which models it trains, each one's training config, and the
+"""The training study's design (design.study): which models it trains, each one's training config, and the
 run's own model recognised instead of trained twice."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import yaml
 from reliability_helpers import config_problem, smoke_config
 from workflow_helpers import REPO
 
-from mixup_inference.core.trainconfig import TrainConfig
-from mixup_inference.jobs.study import StudyModel, is_run_model, regime_training, study_models, study_training
+from mixup_inference.core.training.config import TrainConfig
+from mixup_inference.design.study import StudyModel, is_run_model, regime_training, study_models, study_training
 
 
 def _config() -> dict:
@@ -64,7 +64,7 @@ def test_default_preset_study_is_valid():
 
 
 def test_model_names_round_trip_and_pick_the_training():
-    from mixup_inference.jobs.study import model_name, model_training, parse_model_name
+    from mixup_inference.design.study import model_name, model_training, parse_model_name
 
     config = _config()
     model = StudyModel("at", "fgsm_rs", 2, 0)
@@ -93,7 +93,7 @@ def test_bad_study_evaluation_keys_name_the_fix():
 
 
 def test_study_evaluations_cover_every_model_and_the_robust_targets():
-    from mixup_inference.jobs import plan
+    from mixup_inference.design import plan
 
     config = _config()
     evaluations = plan.study_evaluations(config)

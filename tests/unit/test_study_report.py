@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mixup_inference.jobs.study import StudyModel
+from mixup_inference.design.study import StudyModel
 from mixup_inference.report.study import (StudyEntry, length_trend, paper_gains, recipe_comparison,
                                           seed_point_bootstrap, seed_spread, study_rows, write_study)
 from mixup_inference.core.utils import make_generator

@@ -10,13 +10,13 @@ import yaml
 from workflow_helpers import REPO
 
 from mixup_inference.report.aggregate import RESULT_COLUMNS
-from mixup_inference.core.attack_specs import parse_attack
-from mixup_inference.core.averaging import averaged_softmax, copy_owners
-from mixup_inference.core.defense_specs import DEFENSES, DefenseSpec, Param, parse_setting, register_defense, setting_param
-from mixup_inference.jobs import plan
-from mixup_inference.jobs.configcheck import check_config, validate_config
-from mixup_inference.jobs import paper_tables
-from mixup_inference.jobs.paper_tables import (AT_MOST_1, PAPER_NUMBERS, PAPER_TABLE2, PAPER_TABLE3, ROWS, TABLE2_ROWS,
+from mixup_inference.core.attacks.specs import parse_attack
+from mixup_inference.core.defenses.averaging import averaged_softmax, copy_owners
+from mixup_inference.core.defenses.specs import DEFENSES, DefenseSpec, Param, parse_setting, register_defense, setting_param
+from mixup_inference.design import plan
+from mixup_inference.design.configcheck import check_config, validate_config
+from mixup_inference.design import paper_tables
+from mixup_inference.design.paper_tables import (AT_MOST_1, PAPER_NUMBERS, PAPER_TABLE2, PAPER_TABLE3, ROWS, TABLE2_ROWS,
                                                TABLE3_ROWS, TABLES, RowSpec, paper_numbers, required_evaluations,
                                                rows_of)
 from mixup_inference.report.tables import COLUMNS, LONG_COLUMNS, MISSING, build_table, write_table

@@ -1,4 +1,4 @@
-"""Tests for mixup_inference.core.training: losses, mixup, the four regimes, schedules, exact
+"""Tests for mixup_inference.core.training.loop: losses, mixup, the four regimes, schedules, exact
 reproducibility and resume, non-finite loss handling. CPU, tiny_cnn, synthetic 16x16 data."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixup_inference.core.attacks import pgd
-from mixup_inference.core.data import random_crop_flip, to_float
-from mixup_inference.core.models import build_model
-from mixup_inference.core.mixing import mixup_batch, sample_beta, soft_cross_entropy
-from mixup_inference.core import training
-from mixup_inference.core.training import train
-from mixup_inference.core.trainconfig import REGIMES, TrainConfig
-from mixup_inference.core.trainstate import make_optimizer, make_scheduler
-from mixup_inference.core.trainstate import LookaheadEMA, TriangularLR, pytorch_hyperparameters
+from mixup_inference.core.attacks.pgd import pgd
+from mixup_inference.core.data.datasets import random_crop_flip, to_float
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.core.training.mixing import mixup_batch, sample_beta, soft_cross_entropy
+from mixup_inference.core.training import loop
+from mixup_inference.core.training.loop import train
+from mixup_inference.core.training.config import REGIMES, TrainConfig
+from mixup_inference.core.training.state import make_optimizer, make_scheduler
+from mixup_inference.core.training.state import LookaheadEMA, TriangularLR, pytorch_hyperparameters
 from mixup_inference.core.utils import load_checkpoint, make_generator
 
 NUM_CLASSES = 4
@@ -418,7 +418,7 @@ def test_label_smoothing_is_for_erm_only(regime: str) -> None:
 def test_erm_label_smoothing_targets_match_cross_entropys() -> None:
     x, y = to_float(make_data(8, seed=0)[0]), make_data(8, seed=0)[1]
     cfg = TrainConfig(regime="erm", label_smoothing=0.2)
-    inputs, targets = training._training_batch(fresh_model(), x, y, NUM_CLASSES, cfg, make_generator(0))
+    inputs, targets = loop._training_batch(fresh_model(), x, y, NUM_CLASSES, cfg, make_generator(0))
     logits = torch.randn(8, NUM_CLASSES)
     assert torch.equal(inputs, x)
     assert torch.allclose(soft_cross_entropy(logits, targets), F.cross_entropy(logits, y, label_smoothing=0.2))
@@ -489,11 +489,11 @@ def test_fast_recipe_fits_the_whitening_from_its_seed_and_trains_only_its_bias_e
     assert torch.equal(a.net.whiten.weight, b.net.whiten.weight)
     # The whitening weight is the fit (not trained); its bias trained during the first epoch only.
     refit = fast_model(5)
-    training.fit_whitening(refit, x_train, seed=cfg.seed, device=torch.device("cpu"))
+    loop.fit_whitening(refit, x_train, seed=cfg.seed, device=torch.device("cpu"))
     assert torch.equal(a.net.whiten.weight, refit.net.whiten.weight)
     assert not torch.equal(a.net.whiten.bias, refit.net.whiten.bias)
     other_seed = fast_model(0)
-    training.fit_whitening(other_seed, x_train, seed=cfg.seed + 1, device=torch.device("cpu"), n_images=100)
+    loop.fit_whitening(other_seed, x_train, seed=cfg.seed + 1, device=torch.device("cpu"), n_images=100)
     assert not torch.equal(other_seed.net.whiten.weight, refit.net.whiten.weight)
 
 

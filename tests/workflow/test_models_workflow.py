@@ -15,8 +15,8 @@ import yaml
 from model_files import authors_state_dict, mine, save_export, save_torchscript
 from workflow_helpers import dry_run_jobs, snakemake, workdir_copy, write_config
 
-from mixup_inference.core.models import build_model
-from mixup_inference.jobs.paper_tables import TABLE2_ROWS
+from mixup_inference.core.models.networks import build_model
+from mixup_inference.design.paper_tables import TABLE2_ROWS
 
 
 def _with_models(workdir: Path, name: str, models: dict, **changes) -> str:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mixup_inference.core.attack_kinds import ROBUST_KINDS
-from mixup_inference.jobs import plan
+from mixup_inference.core.attacks.kinds import ROBUST_KINDS
+from mixup_inference.design import plan
 from workflow_helpers import (
     SMOKE_JOBS,
     REPO,
@@ -177,7 +177,7 @@ def test_study_target_trains_its_models_and_writes_its_report(smoke_run):
     reused), evaluates them with the run's jobs, and writes training_study.csv and study.md with every model."""
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     jobs = dry_run_jobs(smoke_run.workdir, "study", "--configfile", "config/smoke.yaml")
-    from mixup_inference.jobs.study import model_name, study_models
+    from mixup_inference.design.study import model_name, study_models
 
     models = study_models(config)
     new = [m for m in models if model_name(config, m) != m.regime]

@@ -45,15 +45,15 @@ os.environ.setdefault("GIT_OPTIONAL_LOCKS", "0")
 ENV = "../envs/mixup-inference.yaml"
 
 try:
-    from mixup_inference.jobs.configcheck import check_config, validate_config
-    from mixup_inference.core.downloads import is_url, url_filename
-    from mixup_inference.jobs import plan, study
+    from mixup_inference.design.configcheck import check_config, validate_config
+    from mixup_inference.core.models.downloads import is_url, url_filename
+    from mixup_inference.design import plan, study
     from mixup_inference.jobs import threads as thread_policy
     from mixup_inference.jobs.context import JobContext
     from mixup_inference.report.findings import FINDINGS
-    from mixup_inference.core.attack_specs import attack_pattern, parse_attack
-    from mixup_inference.core.defense_specs import DEFENSES
-    from mixup_inference.core.speed import DEFAULT_SPEED
+    from mixup_inference.core.attacks.specs import attack_pattern, parse_attack
+    from mixup_inference.core.defenses.specs import DEFENSES
+    from mixup_inference.core.models.speed import DEFAULT_SPEED
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
     raise WorkflowError(
         f"cannot import the mixup_inference package ({error}); install it with `pip install -e .` "
@@ -108,7 +108,7 @@ ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{
 
 
 # ---------------------------------------------------------------- job lists derived from the config
-# The study design lives in the library (mixup_inference.jobs.plan), so tests and the workflow benchmark
+# The study design lives in the library (mixup_inference.design.plan), so tests and the workflow benchmark
 # derive the same lists; these wrappers only bind this run's config.
 def evaluations():
     """Every oblivious evaluation as (dataset, regime, attack, defense, setting)."""
@@ -342,7 +342,7 @@ def attack_params(wildcards):
     return {"targeted": attack.targeted, "steps": attack.steps, **threat_model()}
 
 
-# The fast paths of the train, attack, evaluate and adaptive jobs (core/speed.py): the config's `speed:`
+# The fast paths of the train, attack, evaluate and adaptive jobs (core/models/speed.py): the config's `speed:`
 # section over its auto defaults. A param, so switching a fast path reruns what it may change.
 SPEED = {**DEFAULT_SPEED, **config.get("speed", {})}
 

@@ -1,7 +1,7 @@
 """Snakemake job: one adaptive attack against an MI defense, then that defense on its examples."""
 from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.joblog import job_log
-from mixup_inference.jobs.plan import AdaptiveRun
+from mixup_inference.design.plan import AdaptiveRun
 from mixup_inference.jobs.stages import run_adaptive
 
 with job_log(snakemake.log[0], snakemake.threads):

@@ -1,5 +1,5 @@
 """Snakemake job: download one model file (URL in the config) once into the data folder, sha256-checked."""
-from mixup_inference.core.downloads import fetch_file
+from mixup_inference.core.models.downloads import fetch_file
 from mixup_inference.jobs.joblog import job_log
 
 with job_log(snakemake.log[0]):

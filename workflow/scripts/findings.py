@@ -5,7 +5,7 @@ from mixup_inference.jobs.artifacts import expand_paths, load
 from mixup_inference.report.findings import (adaptive_levels, defense_gains, detection_differences, index_artifacts,
                                       matched_baselines, robustness_levels, write_findings)
 from mixup_inference.jobs.joblog import job_log
-from mixup_inference.jobs.plan import table_rows
+from mixup_inference.design.plan import table_rows
 
 with job_log(snakemake.log[0]):
     index = index_artifacts(load(p) for p in expand_paths([*snakemake.params.evaluations, *snakemake.input.adaptive,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from mixup_inference.jobs.artifacts import expand_paths, load
 from mixup_inference.jobs.joblog import job_log
-from mixup_inference.jobs.study import StudyModel
+from mixup_inference.design.study import StudyModel
 from mixup_inference.report.study import StudyEntry, paper_gains, write_study
 
 with job_log(snakemake.log[0]):

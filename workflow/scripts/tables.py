@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from mixup_inference.jobs.joblog import job_log
-from mixup_inference.jobs.plan import table_rows
+from mixup_inference.design.plan import table_rows
 from mixup_inference.report.tables import build_table, write_table
 
 with job_log(snakemake.log[0]):

@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from ..core.attack_specs import ADAPTIVE_KINDS
-from ..core.defense_specs import DEFENSES
+from ..core.attacks.specs import ADAPTIVE_KINDS
+from ..core.defenses.specs import DEFENSES
 from ..core.utils import atomic_save
 from .points import ATTACK_LABELS
 

@@ -5,7 +5,7 @@ AutoAttack (Croce and Hein 2020) runs its attacks in sequence, each only on the 
 robust: the per-point worst case over the attacks is then exactly what running every attack on every
 point gives, at a fraction of the cost, because a point counts as robust only if it survives every
 attack and a point broken once stays broken whatever the later attacks do. :func:`run_schedule` does
-that for the `robustness:` section's runs (jobs.plan.robust_runs, cheapest first), starting from the
+that for the `robustness:` section's runs (design.plan.robust_runs, cheapest first), starting from the
 points the oblivious evaluations left, and grows each family's budget (Carlini et al. 2019, "On
 Evaluating Adversarial Robustness": accuracy must be flat as the attack grows): a family's level k runs
 only if level k-1 changed the worst case by more than the tolerance.
@@ -28,7 +28,7 @@ __all__ = ["RunOutcome", "ScheduledRun", "run_schedule"]
 
 
 class ScheduledRun(Protocol):
-    """What the schedule reads of a run (core.attack_kinds.RobustRun has it)."""
+    """What the schedule reads of a run (core.attacks.kinds.RobustRun has it)."""
 
     family: str
     level: int
@@ -66,7 +66,7 @@ def run_schedule(runs: Sequence[ScheduledRun], alive: Tensor, attack: Callable[[
     """Run `runs` in order against one defense setting and return one outcome per run.
 
     Args:
-        runs: jobs.plan.robust_runs (each with family, level, ladder).
+        runs: design.plan.robust_runs (each with family, level, ladder).
         alive: bool [n] on the attack's device: the points no earlier evaluation broke (the oblivious ones).
         attack: ``attack(run, idx) -> correct`` attacks the points ``idx`` (int64 [m], on alive's device)
             and returns bool [m] on that device: whether each final example survives (all R verdicts).

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.averaging import predict_probs
-from ..core.data import load_dataset
-from ..core.defense_specs import apply_defense
+from ..core.defenses.averaging import predict_probs
+from ..core.data.datasets import load_dataset
+from ..core.defenses.specs import apply_defense
 from ..core.metrics import accuracy_with_ci
-from ..core.modelfiles import load_model
-from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
+from ..core.models.files import load_model
+from ..core.models.speed import enable_cudnn_benchmark, resolve_speed, speed_model
 from ..core.utils import derive_seed, make_generator, resolve_device
 from . import artifacts
 from .artifacts import Evaluation, EvaluationMeta
@@ -36,7 +36,7 @@ class JobContext:
 
     Attributes:
         seed: the config seed (every generator is derived from it).  device: "auto", "cpu", "cuda", ...
-        speed: the config's `speed:` section (core.speed; None: the defaults).
+        speed: the config's `speed:` section (core.models.speed; None: the defaults).
         batch_size: attacked images per batch (config attacks.batch_size; "auto": per device).
         chunk_size: defense chunk size (config defenses.chunk_size; "auto"/None: per device).
         n_samples: the defense's executions when evaluating (config defenses.n_samples).

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..core.training import TrainingDiverged
+from ..core.training.loop import TrainingDiverged
 
 __all__ = ["JobInterrupted", "job_log", "logged_threads"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.data import select_test_points, to_float
-from ..core.pool import build_pool
+from ..core.data.datasets import select_test_points, to_float
+from ..core.defenses.pool import build_pool
 from ..core.utils import derive_seed, make_generator, randint
 
 __all__ = ["ATTACK_LABELS", "attack_labels", "attacked_points", "run_pool"]

@@ -1,7 +1,7 @@
 """The robust job: the robustness evaluation of one defense setting (issue 25; the `robust` rule).
 
-The attack runs of the config's `robustness:` section (jobs.plan.robust_runs; each run's kind, a
-core.attack_kinds spec, crafts it) go in a cascade (jobs.cascade.run_schedule), budgets doubled until
+The attack runs of the config's `robustness:` section (design.plan.robust_runs; each run's kind, a
+core.attacks.kinds spec, crafts it) go in a cascade (jobs.cascade.run_schedule), budgets doubled until
 the worst case stops falling, and every final example is judged by R verdict runs of the defense.
 """
 
@@ -13,16 +13,16 @@ from collections.abc import Sequence
 
 import torch
 
-from ..core.attack_kinds import AttackInputs, RobustRun, robust_kind
-from ..core.averaging import predict_probs
-from ..core.defended import repeated_verdicts
+from ..core.attacks.kinds import AttackInputs, RobustRun, robust_kind
+from ..core.defenses.averaging import predict_probs
+from ..core.attacks.defended import repeated_verdicts
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 from . import artifacts
 from .artifacts import Evaluation, EvaluationMeta, RobustBudget, RobustSchedule
 from .batching import batches
 from .cascade import RunOutcome, run_schedule
 from .context import AttackedPoints, JobContext, load_attacked_points
-from .plan import robust_options, robust_runs
+from ..design.plan import robust_options, robust_runs
 
 __all__ = ["run_robust"]
 
@@ -67,7 +67,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
     Verdicts: each final example is classified by R = robustness["repeats"] independent runs of the
     defense with its full N = job.n_samples executions (the first with the defense's evaluation generator,
     as every oblivious evaluation; the others from the run's verdict generator); a point is robust only
-    if all R are correct (core.defended.repeated_verdicts).
+    if all R are correct (core.attacks.defended.repeated_verdicts).
 
     Writes one evaluation artifact per run that ran, `out_dir/<file>` (with ``attacked`` and
     ``repeat_correct``, jobs.artifacts), and `out_dir/schedule.json` (every run of the schedule: ran or

@@ -24,24 +24,24 @@ from typing import Mapping
 
 import torch
 
-from ..core.attack_specs import parse_attack
-from ..core.attacks import adaptive_pgd, eot_pgd, pgd
-from ..core.data import load_dataset, prepare_dataset, to_float
-from ..core.averaging import predict_probs
-from ..core.defense_specs import parse_setting
+from ..core.attacks.specs import parse_attack
+from ..core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
+from ..core.data.datasets import load_dataset, prepare_dataset, to_float
+from ..core.defenses.averaging import predict_probs
+from ..core.defenses.specs import parse_setting
 from ..core.metrics import accuracy_with_ci
-from ..core.checkpoints import AUTHORS_ARCH
-from ..core.downloads import check_sha256
-from ..core.modelfiles import detect_format, load_model, load_model_file, save_model, save_program_model
-from ..core.models import build_model
-from ..core.speed import enable_cudnn_benchmark, resolve_speed, speed_model
-from ..core.training import train
-from ..core.trainconfig import TrainConfig
+from ..core.models.checkpoints import AUTHORS_ARCH
+from ..core.models.downloads import check_sha256
+from ..core.models.files import detect_format, load_model, load_model_file, save_model, save_program_model
+from ..core.models.networks import build_model
+from ..core.models.speed import enable_cudnn_benchmark, resolve_speed, speed_model
+from ..core.training.loop import train
+from ..core.training.config import TrainConfig
 from ..core.utils import atomic_save, atomic_write_text, derive_seed, load_tensor_file, make_generator, resolve_device
 from .artifacts import Evaluation, EvaluationMeta
 from .batching import batches, resolve_batch_size, resolve_chunk_size
 from .context import JobContext, defend, eval_model, load_attacked_points, predict, write_evaluation
-from .plan import AdaptiveRun
+from ..design.plan import AdaptiveRun
 from .points import attack_labels, attacked_points, run_pool
 
 __all__ = ["run_adaptive", "run_attack", "run_evaluate", "run_evaluate_group", "run_import", "run_prepare",
@@ -62,7 +62,7 @@ def run_train(data_path: str, model_path: str, log_path: str, metrics_path: str,
     """Train one model (resuming from `checkpoint_dir/last.pt` if present) and record its test accuracy.
 
     The training images go to the device once (no per-batch host copies); `speed` (the config's
-    `speed:` section, see core.speed) picks channels-last and bf16 autocast, recorded in the metrics."""
+    `speed:` section, see core.models.speed) picks channels-last and bf16 autocast, recorded in the metrics."""
     device = resolve_device(device)
     enable_cudnn_benchmark(device)
     data = load_dataset(data_path)
@@ -96,7 +96,7 @@ def run_import(data_path: str, source_path: str, model_path: str, metrics_path: 
                format: str = "auto", arch: str | None = None, sha256: str | None = None, source: str | None = None,
                device: str = "auto") -> dict:
     """A model from a file instead of training: `source_path` (a local file; `source` names where it came
-    from, e.g. its URL) in `format` (modelfiles.MODEL_FORMATS) is checked against `sha256` when given,
+    from, e.g. its URL) in `format` (core.models.files.MODEL_FORMATS) is checked against `sha256` when given,
     loaded and checked against the data set, written to `model_path` in this project's format (so every
     job downstream reads it as a trained model), and its test accuracy and sha256 to `metrics_path`."""
     actual = check_sha256(source_path, sha256, where=f"model file {source_path}",
@@ -145,7 +145,7 @@ def run_attack(data_path: str, model_path: str, out_path: str, *, attack: dict, 
     clean_pred = predict(model, x, batch_size)
     labels = attack_labels(attack, clean_pred, y, target)
     attack = {**attack, "labels": attack.get("labels", "prediction")}
-    # the name's spec (core.attack_specs) crafts it; callers without a name (library use) get PGD
+    # the name's spec (core.attacks.specs) crafts it; callers without a name (library use) get PGD
     craft = parse_attack(name).spec.craft if name else pgd
     if attack["steps"] == 0:
         x_adv = x

@@ -9,7 +9,7 @@ frontier.json and frontier.png)::
         --grid full --threads 2
 
 Each point trains one model from scratch (seeded: the same config on the same machine gives the
-same accuracy; the cost depends on the load) with ``core.training.train`` and measures:
+same accuracy; the cost depends on the load) with ``core.training.loop.train`` and measures:
 
 - core-seconds: the process's CPU time (user + system, all threads) spent inside ``train``, so
   a point costs the same whether it ran with 1 or 2 threads, up to threading overhead; the
@@ -51,13 +51,13 @@ from typing import Any, Sequence
 import torch
 import yaml
 
-from ..core.averaging import predict_probs
-from ..core.data import load_dataset, to_float
+from ..core.defenses.averaging import predict_probs
+from ..core.data.datasets import load_dataset, to_float
 from ..core.metrics import accuracy_with_ci, wilson_interval
-from ..core.models import build_model
-from ..core.speed import cpu_model, resolve_speed, speed_model
-from ..core.training import train
-from ..core.trainconfig import REGIMES, TrainConfig
+from ..core.models.networks import build_model
+from ..core.models.speed import cpu_model, resolve_speed, speed_model
+from ..core.training.loop import train
+from ..core.training.config import REGIMES, TrainConfig
 from ..core.utils import atomic_open, atomic_write_text, derive_seed, resolve_device
 
 __all__ = ["GRIDS", "RECIPES", "FrontierPoint", "frontier_points", "main", "pareto", "rows_from_run", "run_point",

@@ -77,7 +77,7 @@ def rule_overheads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def preset_jobs(config: dict[str, Any]) -> dict[str, int]:
     """Jobs per rule that a preset plans (what `snakemake --dry-run` counts, without `all`)."""
-    from ..jobs import plan
+    from ..design import plan
 
     evaluations = plan.evaluations(config)
     return {

@@ -5,5 +5,5 @@ tables), `findings` turns it into the paired differences of the paper's claims, 
 `plots` rebuild the paper's Tables 2/3 and Figs. 2-4, and `provenance` records what was run, where
 and how long it took.
 
-May import: `core`, `jobs` and `report`.
+May import: `core`, `design`, `jobs` and `report`.
 """

@@ -31,9 +31,9 @@ import torch
 
 from ..core.metrics import (accuracy_with_ci, confidence_score, mi_pl_detection_score, paired_auc_ci, wilson_interval,
                             worst_case)
-from ..core.attack_kinds import ROBUST_KINDS
-from ..core.attack_specs import parse_attack
-from ..core.defense_specs import parse_setting, setting_param
+from ..core.attacks.kinds import ROBUST_KINDS
+from ..core.attacks.specs import parse_attack
+from ..core.defenses.specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
 from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy, verdict_repeats
 
@@ -201,7 +201,7 @@ def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
 
 
 def last_levels(robust_runs: Sequence[dict]) -> dict[str, dict]:
-    """The meta of each attack family's highest level that ran, by family (jobs.plan.robust_runs;
+    """The meta of each attack family's highest level that ran, by family (design.plan.robust_runs;
     artifacts from before issue 25 have no family: each run is its own)."""
     last: dict[str, dict] = {}
     for artifact in robust_runs:

@@ -37,8 +37,8 @@ from .aggregate import (adaptive_points, artifact_key, artifacts_on, defense_gro
                         last_levels, schedule_converged)
 from ..jobs.artifacts import correct_points, verdict_repeats
 from ..core.metrics import detection_auc, holm, paired_auc_difference_ci, paired_difference_ci, worst_case
-from ..core.defense_specs import DEFENSES, PLAIN_SETTING
-from ..jobs.paper_tables import RowSpec
+from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
+from ..design.paper_tables import RowSpec
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 
 __all__ = [

@@ -27,9 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import ideal_linearity
-from ..core.attack_kinds import ROBUST_KINDS, robust_kind
-from ..core.attack_specs import ADAPTIVE_KINDS, parse_attack
-from ..core.defense_specs import DEFENSES
+from ..core.attacks.kinds import ROBUST_KINDS, robust_kind
+from ..core.attacks.specs import ADAPTIVE_KINDS, parse_attack
+from ..core.defenses.specs import DEFENSES
 from ..core.utils import atomic_open
 from .tables import attack_display_name
 
@@ -409,7 +409,7 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 5: the adaptive evaluation's convergence (the `robustness:` section, issue 25), one small panel
     per attacked (dataset, regime, defense, setting).
 
-    Per attack family (its kind's, core.attack_kinds: AutoAttack rand; EOT PGD per targeted value and
+    Per attack family (its kind's, core.attacks.kinds: AutoAttack rand; EOT PGD per targeted value and
     start budget; one per kind registered beside them), labelled by its kind, each level's
     accuracy with its 95% Wilson interval against the level (x: the budget multiplier 2^level of steps,
     EOT draws and executions inside the defense). In a cascade a run attacks only the points every

@@ -20,13 +20,13 @@ import torch
 import yaml
 
 from .aggregate import DETECTION_POINTS
-from ..core.data import load_dataset
+from ..core.data.datasets import load_dataset
 from ..jobs.joblog import logged_threads
-from ..jobs.plan import robust_options, robust_runs, robust_targets
-from ..core.attack_kinds import robust_kind
-from ..core.attack_specs import parse_attack
-from ..core.speed import cpu_flags, cpu_model, native_bf16
-from ..core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
+from ..design.plan import robust_options, robust_runs, robust_targets
+from ..core.attacks.kinds import robust_kind
+from ..core.attacks.specs import parse_attack
+from ..core.models.speed import cpu_flags, cpu_model, native_bf16
+from ..core.training.config import ADVERSARIAL_REGIMES, TrainConfig
 from ..core.utils import atomic_write_text
 
 

@@ -1,7 +1,7 @@
 """The training study's report (issue 35): what MI's gain follows, over training seeds, training lengths and the
 robust-training recipe.
 
-Inputs: the study's models (jobs.study: regime, recipe, epochs, seed; each known to the workflow by its model name),
+Inputs: the study's models (design.study: regime, recipe, epochs, seed; each known to the workflow by its model name),
 their train metrics, and the evaluation artifacts the workflow's evaluate and robust jobs wrote for them on the
 run's points (the same class-stratified points for every model: the points are drawn from the config seed, never
 from the training seed, so every comparison below is paired point by point).
@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..core.defense_specs import DEFENSES, PLAIN_SETTING
+from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
 from ..core.metrics import holm, paired_difference_ci, wilson_interval, worst_case
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 from ..jobs.artifacts import correct_points
-from ..jobs.study import StudyModel
+from ..design.study import StudyModel
 from .aggregate import adaptive_points, artifacts_on, defense_groups
 
 __all__ = ["StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap", "seed_spread", "study_rows",
@@ -147,8 +147,8 @@ def _row(defense: str, setting: str, attack: str, defended: Tensor, plain: Tenso
 def paper_gains(table: str, attack: str = TREND_ATTACK) -> dict[str, float]:
     """regime -> the paper's MI-OL gain under `attack` in `table` (points): its "<model> + MI-OL" row minus its bare
     row, where the paper reports both as numbers (Table 2: mixup +22.5, interpolated AT +17.8 under PGD-10)."""
-    from ..core.attack_specs import PAPER_ATTACKS
-    from ..jobs.paper_tables import TABLES, paper_numbers, rows_of
+    from ..core.attacks.specs import PAPER_ATTACKS
+    from ..design.paper_tables import TABLES, paper_numbers, rows_of
 
     if table not in TABLES:
         return {}

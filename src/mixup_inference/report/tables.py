@@ -1,5 +1,5 @@
 """Our numbers from ``results.csv`` laid out as the paper's Tables 2 and 3 (their rows and, apart from
-them, the paper's numbers: jobs.paper_tables).
+them, the paper's numbers: design.paper_tables).
 
 * :func:`build_table` lays our accuracies (with 95% Wilson intervals) next to the paper's;
   :func:`write_table` writes it as Markdown, CSV (numeric, long form), LaTeX (booktabs) and HTML.
@@ -15,8 +15,8 @@ from typing import Sequence
 import pandas as pd
 
 from .aggregate import WORST_CASE
-from ..jobs.paper_tables import AT_MOST_1, RowSpec
-from ..core.attack_specs import PAPER_ATTACKS, parse_attack
+from ..design.paper_tables import AT_MOST_1, RowSpec
+from ..core.attacks.specs import PAPER_ATTACKS, parse_attack
 from ..core.utils import atomic_write_text
 
 __all__ = ["COLUMNS", "LONG_COLUMNS", "MISSING", "attack_display_name", "build_table", "write_table"]
@@ -128,7 +128,7 @@ def build_table(
     per attack (headers "Clean", "PGD10", ...). Each cell reads ``"ours [ci_low, ci_high] / paper"``
     in % with one decimal (95% Wilson interval); our number is looked up in the oblivious rows
     (``adaptive == "none"``) of ``results_df`` for ``dataset`` and the row's (regime, defense,
-    setting); the paper's by the row's label in ``paper`` (label -> values, jobs.paper_tables.PAPER_NUMBERS).
+    setting); the paper's by the row's label in ``paper`` (label -> values, design.paper_tables.PAPER_NUMBERS).
     A missing evaluation or paper number is shown as "–" (a cell missing both is just "–"), so a preset
     that skips PGD-200 keeps the paper's layout and a row the paper lacks has "–" in its paper cells.
 

@@ -38,7 +38,7 @@ train-mode forward, backward, SGD step):
 - Training epoch (regime r, ``n_batches`` batches of ``batch_size``): per batch, for AT and
   interpolated AT ``at_steps`` x fwd+bwd over the batch (PGD), then one train step over the batch
   (ERM, mixup) or twice the batch (AT, IAT: clean + adversarial). The workload is
-  ``training.train`` for one epoch (uint8 data, augmentation, mixup, PGD, logging included).
+  ``core.training.loop.train`` for one epoch (uint8 data, augmentation, mixup, PGD, logging included).
 - MI-OL speed-up over the authors' per-image loop (``authors_mi_ol_loop``: batch 1, the N
   executions as sequential single-image forwards, as in their attack_resnet_mixuptest_OL.py):
   speed-up = t_loop / t_batched_MI; ceiling = (batch-1 forward time) / (per-image time of the

@@ -31,7 +31,7 @@ class BenchConfig:
     adaptive_batch: int = 8               # inputs per adaptive attack call (x N_A copies)
     n_adaptive: int = 10                  # N_A
     adaptive_steps: int = 5
-    robust_batch: int = 8                 # points per robust attack call (core.defended)
+    robust_batch: int = 8                 # points per robust attack call (core.attacks.defended)
     robust_samples: int = 2               # executions inside the defense (the default preset's robustness.n_samples)
     robust_eot: int = 2                   # defense draws per gradient
     robust_steps: int = 5                 # EOT PGD steps; AutoAttack iterations

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...core.averaging import default_chunk_size
-from ...core.fastpath import fast_model
-from ...core.models import build_model
+from ...core.defenses.averaging import default_chunk_size
+from ...core.models.fastpath import fast_model
+from ...core.models.networks import build_model
 from ...core.utils import make_generator, resolve_device
 from .config import TARGETS, BenchConfig
 from .timing import measure_pair

@@ -12,7 +12,7 @@ import time
 import torch
 from torch import Tensor
 
-from ...core.defenses import mixup_inference
+from ...core.defenses.mi import mixup_inference
 from ...core.utils import make_generator
 from .config import MEMORY_GROWTH_TARGET, BenchConfig
 from .harness import Setup, make_setup, random_images

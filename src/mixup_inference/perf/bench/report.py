@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...core.defense_specs import DEFENSES
+from ...core.defenses.specs import DEFENSES
 from ...core.utils import atomic_open
 
 
@@ -53,7 +53,7 @@ def plot_scaling(scaling: dict, path: Path, chunks: dict | None = None) -> None:
 
 
 _LABELS = {"adaptive_pgd": "Adaptive PGD (paper, App. B.2)", "eot_pgd": "EOT PGD",
-           "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (core.defended), one chunk",
+           "robust_eot_pgd_mi_ol": "EOT PGD through MI-OL (core.attacks.defended), one chunk",
            "robust_eot_pgd_mi_ol_chunked": "EOT PGD through MI-OL, 2 checkpointed chunks",
            "robust_eot_pgd_gaussian": "EOT PGD through Gaussian noise",
            "robust_autoattack_gaussian": "AutoAttack rand through Gaussian noise",
@@ -110,7 +110,7 @@ def write_markdown(result: dict) -> str:
         lines += ["", "## Fast paths (speed-up over the plain model, paired medians)", "",
                   "Probability differences are measured on the benchmark's untrained model, whose outputs are "
                   "nearly uniform: they understate bf16's effect on a trained model (~1e-2, see "
-                  "`mixup_inference.core.fastpath`).", "",
+                  "`mixup_inference.core.models.fastpath`).", "",
                   "| fast path | MI-OL | PGD-10 | ERM epoch | max abs prob. diff (MI-OL) |", "|---|---|---|---|---|"]
         lines += [f"| {r['fast_path']} | {_times(r['speedup_mi_ol'])} | {_times(r['speedup_pgd10'])} | "
                   f"{_times(r['speedup_train_erm'])} | {r['max_abs_prob_diff_mi_ol']:.1e} |"

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
-from ...core.defended import autoattack_rand, eot_pgd_through_defense
-from ...core.attacks import adaptive_pgd, eot_pgd, pgd
-from ...core.averaging import predict_probs
-from ...core.defense_specs import DEFENSES, parse_setting
-from ...core.defenses import mi_given_labels, mi_combined, mixup_inference
-from ...core.training import train
-from ...core.trainconfig import ADVERSARIAL_REGIMES, REGIMES, TrainConfig
+from ...core.attacks.defended import autoattack_rand, eot_pgd_through_defense
+from ...core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
+from ...core.defenses.averaging import predict_probs
+from ...core.defenses.specs import DEFENSES, parse_setting
+from ...core.defenses.mi import mi_given_labels, mi_combined, mixup_inference
+from ...core.training.loop import train
+from ...core.training.config import ADVERSARIAL_REGIMES, REGIMES, TrainConfig
 from ...core.utils import make_generator
 from .config import TARGETS
 from .reference import authors_mi_ol_loop
@@ -167,7 +167,7 @@ def _model_passes(model: torch.nn.Module, fn: Callable[[], object]) -> list[tupl
 
 
 def robust_rows(s: Setup) -> None:
-    """The adaptive evaluation's attacks (core.defended). EOT PGD: limit = steps x fwd+bwd over points x
+    """The adaptive evaluation's attacks (core.attacks.defended). EOT PGD: limit = steps x fwd+bwd over points x
     EOT draws x executions inside the defense, the passes it cannot avoid (MI's plain forward for its
     predicted label is not in it); through MI-OL once in one chunk and once in two checkpointed chunks
     (each chunk's forward recomputed in backward). AutoAttack rand: limit = the model passes its run
@@ -236,7 +236,7 @@ def cascade_rows(s: Setup) -> None:
     t_uncascaded / t_cascade, the speed-up (it depends on how many points the early runs break: the
     definition records the points each mode attacked). Labels = the bare model's predictions, so every
     point starts robust."""
-    from ...core.defended import repeated_verdicts
+    from ...core.attacks.defended import repeated_verdicts
     from ...jobs.cascade import RunOutcome, run_schedule
 
     cfg, dev, model = s.cfg, s.device, s.model

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...core.attacks import pgd
-from ...core.defenses import mixup_inference
-from ...core.fastpath import fast_model
-from ...core.models import build_model
-from ...core.training import train
-from ...core.trainconfig import TrainConfig
+from ...core.attacks.pgd import pgd
+from ...core.defenses.mi import mixup_inference
+from ...core.models.fastpath import fast_model
+from ...core.models.networks import build_model
+from ...core.training.loop import train
+from ...core.training.config import TrainConfig
 from ...core.utils import make_generator
 from .harness import Setup, random_images, random_labels
 from .timing import forward_backward, forward_chunks, measure_pair, timed

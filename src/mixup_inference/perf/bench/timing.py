@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.trainstate import make_optimizer
-from ...core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
+from ...core.training.state import make_optimizer
+from ...core.training.config import ADVERSARIAL_REGIMES, TrainConfig
 
 
 def sync(device: torch.device) -> None:
