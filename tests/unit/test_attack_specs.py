@@ -1,5 +1,5 @@
 """Attack specs and attack names: exact round trips, rejection of every other spelling, and an
-attack kind registered at run time accepted by the grammar, the wildcard pattern and the schema."""
+attack method registered at run time accepted by the grammar, the wildcard pattern and the schema."""
 
 import dataclasses
 import re
@@ -9,8 +9,9 @@ import pytest
 from mixup_inference.core.attacks import specs as attack_specs
 from mixup_inference.core.attacks.kinds import ROBUST_KINDS
 from mixup_inference.core.attacks.specs import (ADAPTIVE_KINDS, ATTACKS, PAPER_ATTACKS, AttackName,
-                                               AttackSpec, attack_pattern, parse_attack, register_attack)
-from mixup_inference.core.attacks.pgd import pgd
+                                               AttackSpec, attack_pattern, fig4_craft, parse_attack,
+                                               register_attack)
+from mixup_inference.core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
 
 
 @pytest.mark.parametrize(
@@ -64,8 +65,8 @@ def test_robust_kinds_are_the_adaptive_kinds_of_the_robust_rule():
 
 
 @pytest.fixture
-def fgsm_kind(monkeypatch):
-    """A new oblivious attack kind (FGSM as one full-size PGD step), registered for one test."""
+def fgsm_method(monkeypatch):
+    """A new oblivious attack method (FGSM as one full-size PGD step), registered for one test."""
     monkeypatch.setattr(attack_specs, "ATTACKS", dict(ATTACKS))
 
     def fgsm(model, x, y, *, eps, step_size, steps, targeted, generator=None):
@@ -74,7 +75,7 @@ def fgsm_kind(monkeypatch):
     return register_attack(AttackSpec("fgsm", "fgsm", "FGSM", targetable=True, craft=fgsm))
 
 
-def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_schema(fgsm_kind, tmp_path):
+def test_a_registered_attack_method_is_parsed_named_and_accepted_by_the_config_schema(fgsm_method, tmp_path):
     import yaml
 
     from mixup_inference.design.configcheck import validate_config
@@ -82,7 +83,7 @@ def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_sch
     from mixup_inference.report.tables import attack_display_name
 
     assert parse_attack("tfgsm1") == AttackName("fgsm", True, 1)
-    assert parse_attack("fgsm1").spec.craft is fgsm_kind.craft  # what run_attack crafts it with
+    assert parse_attack("fgsm1").spec.craft is fgsm_method.craft  # what run_attack crafts it with
     assert attack_display_name("tfgsm1") == "tFGSM1"  # the tables' and plots' column name
     assert re.compile(attack_pattern(oblivious_only=True)).fullmatch("fgsm1")
     schema = tmp_path / "schema.yaml"
@@ -98,6 +99,14 @@ def test_a_registered_attack_kind_is_parsed_named_and_accepted_by_the_config_sch
 
 def test_register_attack_refuses_a_clashing_prefix():
     with pytest.raises(ValueError, match="prefix"):
-        register_attack(dataclasses.replace(ATTACKS["pgd"], kind="pgd2"))
+        register_attack(dataclasses.replace(ATTACKS["pgd"], method="pgd2"))
     with pytest.raises(ValueError, match="prefix"):
         register_attack(AttackSpec("tp", "tpgd", "x"))
+
+
+def test_the_paper_adaptive_kinds_craft_with_their_functions():
+    """Fig. 4's kinds dispatch through their spec (`fig4_craft`), any other kind is an error naming them."""
+    assert fig4_craft("paper") is adaptive_pgd and fig4_craft("eot") is eot_pgd
+    for kind in ("none", "autoattack_rand", "eot_pgd", "paperr"):
+        with pytest.raises(ValueError, match="use one of paper, eot"):
+            fig4_craft(kind)

@@ -53,7 +53,7 @@ def test_component_lambdas_are_canonical_settings():
 
 @pytest.mark.parametrize("preset", ["config", "paper", "paper-fast", "authors"])
 def test_robustness_attacks_every_randomized_row_of_the_presets_tables(preset):
-    """The adaptive evaluation of the CPU, paper and authors presets targets exactly the randomized
+    """The robustness evaluation of the CPU, paper and authors presets targets exactly the randomized
     rows of their tables as configured (Table 4/5's settings; the default preset: the mixup and IAT rows
     only, not the ERM/AT ablations) plus MI-PL at lam 0.5 on each mixup model."""
     config = load(preset)

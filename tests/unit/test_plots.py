@@ -179,10 +179,10 @@ def test_plot_convergence(tmp_path):
                      "L0 ×1", "L1 ×2", "last level not converged (upper bound)"):
             assert text in svg, text
         assert "PGD-10, 2 draws" not in svg  # level 1 of the PGD-5 ladder, not a family of its own
-        assert "Xie" not in svg and "Mixup + MI-OL" not in svg  # only the settings the adaptive evaluation attacked
+        assert "Xie" not in svg and "Mixup + MI-OL" not in svg  # only the settings the robustness evaluation attacked
     # a results.csv without the robustness: section (or from before issue 25) says so
     svg = check_outputs(plot_convergence(results_df(), tmp_path / "none"), tmp_path / "none")
-    assert "no adaptive evaluation" in svg
+    assert "no robustness evaluation" in svg
     old = convergence_df().drop(columns=["level", "converged"])  # before issue 25: one level, no verdict
     svg = check_outputs(plot_convergence(old, tmp_path / "old"), tmp_path / "old")
     assert "L0 ×1" in svg and "L1 ×2" not in svg and "converged," not in svg

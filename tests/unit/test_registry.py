@@ -90,6 +90,21 @@ def noise_std():
     del DEFENSES[spec.name]
 
 
+def test_a_registered_deterministic_defense_is_no_robustness_target():
+    """`randomized` is the spec's own field: a defense that says it is deterministic is a defense of the
+    config (and of the workflow's wildcard) but not one the robustness evaluation may attack."""
+    spec = register_defense(DefenseSpec("identity", DEFENSES["none"].function, "Identity", "C7",
+                                        randomized=False))
+    try:
+        generated = schema_with_registries(yaml.safe_load(SCHEMA_PATH.read_text()))
+        assert parse_setting("identity", "plain") == {}  # a defense of the registry
+        assert "identity" not in generated["$defs"]["robust_defense"]["enum"]
+        assert "gaussian" in generated["$defs"]["robust_defense"]["enum"]
+        assert not spec.randomized and DEFENSES["gaussian"].randomized and not DEFENSES["none"].randomized
+    finally:
+        del DEFENSES[spec.name]
+
+
 def test_a_registered_defense_has_a_grammar_and_runs(noise_std):
     assert parse_setting("noise_std", "std=0.05") == {"std": 0.05}
     assert setting_param("noise_std", "std=0.05") == 0.05

@@ -134,7 +134,7 @@ rule figures:
             f"{REPORTS}/figures/fig5_convergence.png",
             caption="../report/fig5.rst",
             category="Figures",
-            labels={"figure": "Fig. 5: adaptive evaluation, convergence"},
+            labels={"figure": "Fig. 5: robustness evaluation, convergence"},
         ),
         fig5_svg=f"{REPORTS}/figures/fig5_convergence.svg",
     log:

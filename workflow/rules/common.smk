@@ -51,7 +51,7 @@ try:
     from mixup_inference.jobs import threads as thread_policy
     from mixup_inference.jobs.context import JobContext
     from mixup_inference.report.findings import FINDINGS
-    from mixup_inference.core.attacks.specs import attack_pattern, parse_attack
+    from mixup_inference.core.attacks.specs import ADAPTIVE_KINDS, attack_pattern, parse_attack
     from mixup_inference.core.defenses.specs import DEFENSES
     from mixup_inference.core.models.speed import DEFAULT_SPEED
 except ImportError as error:  # the library is the workflow's only dependency besides Snakemake
@@ -79,12 +79,13 @@ BENCHMARKS = f"benchmarks/{RUN}"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    # a training regime (erm, mixup, at, interpolated_at) or a model from a file (config models:)
+    # a model (README "Glossary"): a training regime's (erm, mixup, at, interpolated_at), a study model's
+    # (<regime>-<recipe>-e<epochs>-s<seed>) or one from a file (config models:)
     regime=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     attack=attack_pattern(oblivious_only=True),
     defense="|".join(DEFENSES),
     setting=r"[a-z]+=[^/]+|plain",
-    kind=r"paper|eot",
+    fig4_kind="|".join(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "adaptive"),
     robust_defense="|".join(name for name, spec in DEFENSES.items() if spec.randomized),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
@@ -104,7 +105,9 @@ EVALUATION = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}/{{defense}}/{{se
 EVALUATIONS = f"{RESULTS}/{{dataset}}/{{regime}}/eval/{{attack}}"
 # One robust job writes every adaptive attack run of the `robustness:` section against one defense setting.
 ROBUST = f"{RESULTS}/{{dataset}}/{{regime}}/robust/{{robust_defense}}/{{setting}}"
-ADAPTIVE = f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.pt"
+ADAPTIVE = (
+    f"{RESULTS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{fig4_kind}}-{{attack}}-n{{n_adaptive}}.pt"
+)
 
 
 # ---------------------------------------------------------------- job lists derived from the config
@@ -121,7 +124,7 @@ def evaluation_groups():
 
 
 def adaptive_runs():
-    """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
+    """Every run of the paper's adaptive attack as (dataset, regime, defense, setting, fig4_kind, attack, n_adaptive)."""
     return plan.adaptive_runs(config)
 
 
@@ -143,7 +146,7 @@ def robust_oblivious_dirs(wildcards):
     changes (a Fig. 3b grid value, say), but this job reads only its own setting's files, which change
     only with what it depends on itself: the model, the attacks' examples (robust_attacks) and the
     params it shares with the evaluate job. So a change elsewhere in the grid does not rerun the
-    adaptive evaluation, its most expensive stage."""
+    robustness evaluation, its most expensive stage."""
     return [
         ancient(EVALUATIONS.format(dataset=wildcards.dataset, regime=wildcards.regime, attack=a))
         for a in config["attacks"]["names"]
@@ -183,7 +186,7 @@ def evaluation_dirs():
 
 def adaptive_paths():
     return [
-        ADAPTIVE.format(dataset=d, regime=r, defense=f, setting=s, kind=k, attack=a, n_adaptive=n)
+        ADAPTIVE.format(dataset=d, regime=r, defense=f, setting=s, fig4_kind=k, attack=a, n_adaptive=n)
         for d, r, f, s, k, a, n in adaptive_runs()
     ]
 

@@ -42,9 +42,9 @@ rule adaptive:
     output:
         evaluation=ADAPTIVE,
     log:
-        f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.log",
+        f"{LOGS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{fig4_kind}}-{{attack}}-n{{n_adaptive}}.log",
     benchmark:
-        f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{kind}}-{{attack}}-n{{n_adaptive}}.tsv"
+        f"{BENCHMARKS}/{{dataset}}/{{regime}}/adaptive/{{defense}}/{{setting}}/{{fig4_kind}}-{{attack}}-n{{n_adaptive}}.tsv"
     conda:
         ENV
     threads: JOB_THREADS
@@ -55,7 +55,7 @@ rule adaptive:
         attack=attack_params,
         defense="{defense}",
         setting="{setting}",
-        kind="{kind}",
+        fig4_kind="{fig4_kind}",
         n_adaptive=lambda wc: int(wc.n_adaptive),
         n_test=config["adaptive"]["n_test"],
         job=job_params(ALL_JOB_SETTINGS),

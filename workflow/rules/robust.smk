@@ -1,4 +1,4 @@
-# Stage 4b: the adaptive evaluation of every randomized defense (core/attacks/defended.py): AutoAttack's protocol
+# Stage 4b: the robustness evaluation of every randomized defense (core/attacks/defended.py): AutoAttack's protocol
 # for randomized defenses and EOT PGD (steps and EOT draws swept), each through the defended
 # prediction. One job per (dataset, regime, defense, setting) runs every attack run of the config's
 # `robustness:` section, as the evaluate jobs group their settings (start-up, model and pool loaded

@@ -7,5 +7,5 @@ from mixup_inference.jobs.stages import run_adaptive
 with job_log(snakemake.log[0], snakemake.threads):
     p, wc = snakemake.params, snakemake.wildcards
     run_adaptive(snakemake.input.data, snakemake.input.model, snakemake.output.evaluation,
-                 run=AdaptiveRun(wc.dataset, wc.regime, p.defense, p.setting, p.kind, wc.attack, p.n_adaptive),
+                 run=AdaptiveRun(wc.dataset, wc.regime, p.defense, p.setting, p.fig4_kind, wc.attack, p.n_adaptive),
                  attack=dict(p.attack), n_test=p.n_test, job=JobContext(**p.job))

@@ -1,4 +1,4 @@
-"""Snakemake job: the paper's figures (Fig. 2, 3a, 3b, 4) and the adaptive evaluation's convergence (Fig. 5)
+"""Snakemake job: the paper's figures (Fig. 2, 3a, 3b, 4) and the robustness evaluation's convergence (Fig. 5)
 from the aggregated CSVs."""
 from pathlib import Path
 

@@ -75,13 +75,13 @@ Evaluation = tuple[str, str, str, str, str]  # dataset, regime, attack, defense,
 
 
 class AdaptiveRun(NamedTuple):
-    """One run of Fig. 4's adaptive attacks (the config's `adaptive:` section; one adaptive job each)."""
+    """One run of the paper's adaptive attack of Fig. 4 (the config's `adaptive:` section; one adaptive job each)."""
 
     dataset: str
     regime: str
     defense: str
     setting: str
-    kind: str  # "paper" (App. B.2 adaptive PGD) or "eot" (EOT PGD on MI's mixed copies)
+    fig4_kind: str  # an attack kind of the adaptive rule: "paper" (App. B.2 adaptive PGD) or "eot" (EOT PGD on MI's mixed copies)
     attack: str
     n_adaptive: int
 
@@ -187,11 +187,11 @@ def study_evaluations(config: dict[str, Any]) -> list[Evaluation]:
 
 
 def adaptive_runs(config: dict[str, Any]) -> list[AdaptiveRun]:
-    """Every adaptive-attack run as (dataset, regime, defense, setting, kind, attack, n_adaptive)."""
+    """Every run of the paper's adaptive attack as (dataset, regime, defense, setting, fig4_kind, attack, n_adaptive)."""
     ada = config["adaptive"]
     return [
-        AdaptiveRun(ada["dataset"], ada["regime"], ada["defense"], ada["setting"], kind, attack, n)
-        for kind in ada["kinds"]
+        AdaptiveRun(ada["dataset"], ada["regime"], ada["defense"], ada["setting"], fig4_kind, attack, n)
+        for fig4_kind in ada["kinds"]
         for attack in ada["attacks"]
         for n in ada["n_adaptive"]
     ]

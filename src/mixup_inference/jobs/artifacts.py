@@ -19,7 +19,7 @@ On disk it is a plain dict (so it loads without this package):
 runs (``argmax(probs) == y`` for the artifacts without these fields).
 
 :class:`Evaluation` is the typed form the jobs build; :func:`check` is the one validation of the
-on-disk dict (fields present, shapes consistent, defense and adaptive kind known), used by
+on-disk dict (fields present, shapes consistent, defense and attack kind known), used by
 :func:`load`, :meth:`Evaluation.from_dict` and the report's row builders.
 """
 
@@ -45,7 +45,7 @@ __all__ = ["Evaluation", "EvaluationMeta", "RobustBudget", "RobustSchedule", "ch
 #: Tensor fields every artifact holds (``target`` too since the jobs write it; old test fixtures
 #: without it still load).
 _TENSORS = ("probs", "plain_probs", "y")
-#: Meta fields without a default: what identifies the evaluation besides its adaptive kind.
+#: Meta fields without a default: what identifies the evaluation besides its attack kind.
 _REQUIRED_META = ("dataset", "regime", "attack", "defense", "setting")
 
 
@@ -231,7 +231,7 @@ def _check_shapes(probs: torch.Tensor, plain: torch.Tensor, y: torch.Tensor, whe
 
 def check(artifact: Any, where: str = "artifact") -> None:
     """Check an on-disk evaluation artifact: a dict with the tensor fields and the required meta
-    fields, consistent shapes, a known defense and adaptive kind. ValueError says what is wrong."""
+    fields, consistent shapes, a known defense and attack kind. ValueError says what is wrong."""
     if not isinstance(artifact, dict):
         raise ValueError(f"{where}: an evaluation artifact must be a dict, got {type(artifact).__name__}")
     missing = [key for key in (*_TENSORS, "meta") if key not in artifact]

@@ -24,8 +24,8 @@ from typing import Mapping
 
 import torch
 
-from ..core.attacks.specs import parse_attack
-from ..core.attacks.pgd import adaptive_pgd, eot_pgd, pgd
+from ..core.attacks.specs import fig4_craft, parse_attack
+from ..core.attacks.pgd import pgd
 from ..core.data.datasets import load_dataset, prepare_dataset, to_float
 from ..core.defenses.averaging import predict_probs
 from ..core.defenses.specs import parse_setting
@@ -211,8 +211,9 @@ def _adaptive_mode(defense: str) -> str:
 
 def run_adaptive(data_path: str, model_path: str, out_path: str, *, run: AdaptiveRun, attack: dict, n_test: int,
                  job: JobContext) -> None:
-    """An adaptive attack that sees the MI defense (run.kind "paper": App. B.2 adaptive PGD; "eot": EOT
-    PGD), then the same MI defense on its examples. Untargeted attacks push away from the labels
+    """The paper's adaptive attack (Fig. 4), which sees the MI defense (run.fig4_kind "paper": App. B.2
+    adaptive PGD; "eot": EOT PGD on MI's mixed copies; each crafted by its `AdaptiveSpec.craft`), then
+    the same MI defense on its examples. Untargeted attacks push away from the labels
     `attack["labels"]` names (`points.attack_labels`), as the oblivious ones. Uses the first `n_test`
     points of the run's test subset (of size job.n_subset, the dataset's n_test), so they are among the
     oblivious evaluation's points. run.defense is mi_pl or mi_ol; `attack`: the threat model and steps
@@ -221,8 +222,8 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, run: Adaptiv
     points = load_attacked_points(data_path, model_path, n_test=n_test, job=job)
     x, labels = points.x, points.labels(attack)
     lam = parse_setting(run.defense, run.setting)["lam"]
-    craft = {"paper": adaptive_pgd, "eot": eot_pgd}[run.kind]
-    generator = make_generator(derive_seed(job.seed, "adaptive", run.kind, run.attack, run.n_adaptive, run.defense,
+    craft = fig4_craft(run.fig4_kind)
+    generator = make_generator(derive_seed(job.seed, "adaptive", run.fig4_kind, run.attack, run.n_adaptive, run.defense,
                                            run.setting), points.device)
     per_batch = max(1, points.batch_size // run.n_adaptive)  # bounds the B x N_A mixed copies held for backward
     x_adv = torch.cat([
@@ -231,8 +232,8 @@ def run_adaptive(data_path: str, model_path: str, out_path: str, *, run: Adaptiv
               generator=generator)
         for s in batches(len(x), per_batch)
     ])
-    info = EvaluationMeta(defense=run.defense, setting=run.setting, adaptive=run.kind, n_adaptive=run.n_adaptive,
+    info = EvaluationMeta(defense=run.defense, setting=run.setting, adaptive=run.fig4_kind, n_adaptive=run.n_adaptive,
                           n_samples=job.need("n_samples"), attack=run.attack, labels=attack.get("labels", "prediction"),
                           dataset=run.dataset, regime=run.regime)
     points.evaluate(x_adv, info, out_path, targeted=attack["targeted"], plain_chunk_size=points.chunk_size,
-                    title=f"adaptive {run.kind} {run.attack} N_A={run.n_adaptive} vs {run.defense} {run.setting}")
+                    title=f"adaptive {run.fig4_kind} {run.attack} N_A={run.n_adaptive} vs {run.defense} {run.setting}")

@@ -182,20 +182,20 @@ def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequenc
 
 
 def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: str, setting: str,
-                    kinds: Sequence[str], attacks: Sequence[str], n_adaptive: Sequence[int]) -> pd.DataFrame:
-    """For each adaptive run: MI's accuracy under the adaptive attack, the bare model's under the oblivious
+                    fig4_kinds: Sequence[str], attacks: Sequence[str], n_adaptive: Sequence[int]) -> pd.DataFrame:
+    """For each run of the paper's adaptive attack (Fig. 4; `fig4_kinds`: config adaptive.kinds): MI's accuracy under it, the bare model's under the oblivious
     attack on the same points (the no-MI level of Fig. 4) and MI's under the oblivious attack; the paired
     difference adaptive MI minus no-MI, and the share of MI's oblivious gain that is left."""
     records = []
     for attack in attacks:
         plain = _get(index, dataset, regime, attack, "none", PLAIN_SETTING)
         oblivious = _get(index, dataset, regime, attack, defense, setting)
-        for kind in kinds:
+        for fig4_kind in fig4_kinds:
             for n in n_adaptive:
-                art = _get(index, dataset, regime, attack, defense, setting, kind, int(n))
+                art = _get(index, dataset, regime, attack, defense, setting, fig4_kind, int(n))
                 m = int(art["y"].numel())
                 if not (plain["y"][:m] == art["y"]).all():
-                    raise ValueError(f"adaptive {kind} N_A={n}: its points are not the first {m} of the oblivious "
+                    raise ValueError(f"adaptive {fig4_kind} N_A={n}: its points are not the first {m} of the oblivious "
                                      "evaluation's; rerun both from the same data")
                 ok = _correct(art["probs"], art["y"])
                 no_mi = _correct(plain["probs"][:m], art["y"])
@@ -203,7 +203,7 @@ def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: 
                 acc, no_mi_acc, obl_acc = _rate(ok), _rate(no_mi), _rate(ok_oblivious)
                 gain = obl_acc - no_mi_acc
                 records.append({
-                    "kind": kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(acc),
+                    "kind": fig4_kind, "attack": attack, "n_adaptive": int(n), "adaptive_mi": _pct(acc),
                     "no_mi": _pct(no_mi_acc), "oblivious_mi": _pct(obl_acc),
                     **_difference_columns(paired_difference_ci(ok, no_mi)),
                     "gain_left": round((acc - no_mi_acc) / gain, 3) if gain > 0 else float("nan"),

@@ -5,7 +5,7 @@
 * :func:`plot_detection_auc` -- Fig. 3a: detection AUC, MI-PL score vs plain confidence.
 * :func:`plot_tradeoff` -- Fig. 3b: adversarial vs clean accuracy over each defense's settings.
 * :func:`plot_adaptive` -- Fig. 4: accuracy vs number of adaptive samples N_A.
-* :func:`plot_convergence` -- Fig. 5: the adaptive evaluation's worst case against the convergence level,
+* :func:`plot_convergence` -- Fig. 5: the robustness evaluation's worst case against the convergence level,
   one small panel per attacked defense setting (issue 25).
 
 Each function takes DataFrames in the formats of :mod:`mixup_inference.report.aggregate` and an output
@@ -44,7 +44,8 @@ __all__ = [
 
 DPI = 150
 REGIME_LABELS = {"erm": "ERM", "mixup": "Mixup", "at": "AT", "interpolated_at": "Interpolated AT"}
-# Fig. 4 draws the attacks on MI's mixing (rule adaptive); labels and colours come from the specs.
+# Fig. 4 draws the paper's adaptive attack on MI's mixed copies (rule adaptive), in the registry's order; labels
+# come from the specs.
 _FIG4_KINDS = tuple(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "adaptive")
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "mixup-inference", "font.size": 9, "axes.titlesize": 9}
 
@@ -332,8 +333,8 @@ def _points(rows: pd.DataFrame) -> str:
 @_styled
 def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Fig. 4: accuracy vs number of adaptive samples N_A, one panel per attack (adaptive PGD-10/50/200,
-    one row of panels per attacked (dataset, regime, defense, setting)), one line per adaptive kind
-    ("paper": App. B.2, Eq. 24; "eot"), 95% Wilson error bars. Dashed: the model without MI under
+    one row of panels per attacked (dataset, regime, defense, setting)), one line per attack kind of
+    the paper's adaptive attack ("paper": App. B.2, Eq. 24; "eot"), 95% Wilson error bars. Dashed: the model without MI under
     the same oblivious attack (defense none, same dataset and regime), as in the paper."""
     title = "Fig. 4: adaptive attacks"
     if results_df.empty:
@@ -356,12 +357,13 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         rows = adaptive[(adaptive["dataset"] == dataset) & (adaptive["regime"] == regime)
                         & (adaptive["defense"] == defense) & (adaptive["setting"] == setting)
                         & (adaptive["attack"] == attack)]
-        for i, kind in enumerate(sorted(rows["adaptive"].unique(), key=lambda k: (k != "paper", k))):
-            line = rows[rows["adaptive"] == kind].sort_values("n_adaptive")
+        present = set(rows["adaptive"])
+        for i, fig4_kind in enumerate(k for k in _FIG4_KINDS if k in present):  # the registry's order: paper first
+            line = rows[rows["adaptive"] == fig4_kind].sort_values("n_adaptive")
             acc = 100 * line["accuracy"]
             err = 100 * np.vstack([line["accuracy"] - line["ci_low"], line["ci_high"] - line["accuracy"]])
             ax.errorbar(line["n_adaptive"], acc, yerr=err, marker="os^v"[i % 4], ms=4, lw=1.3, capsize=2,
-                        color=f"C{i}", label=ADAPTIVE_KINDS[kind].label + _points(line))
+                        color=f"C{i}", label=ADAPTIVE_KINDS[fig4_kind].label + _points(line))
         level = plain[(plain["dataset"] == dataset) & (plain["regime"] == regime) & (plain["attack"] == attack)]
         if len(level):
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="k", ls="--", lw=1.0,
@@ -406,7 +408,7 @@ def _family_label(family: tuple) -> str:
 
 @_styled
 def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Fig. 5: the adaptive evaluation's convergence (the `robustness:` section, issue 25), one small panel
+    """Fig. 5: the robustness evaluation's convergence (the `robustness:` section, issue 25), one small panel
     per attacked (dataset, regime, defense, setting).
 
     Per attack family (its kind's, core.attacks.kinds: AutoAttack rand; EOT PGD per targeted value and
@@ -420,7 +422,7 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a dash-dotted level; the worst case per point over every
     evaluation is the black dotted line with its interval shaded, and the panel title says "converged"
     or "upper bound" (the worst-case row's ``converged``)."""
-    title = "Fig. 5: adaptive evaluation, worst case vs attack budget"
+    title = "Fig. 5: robustness evaluation, worst case vs attack budget"
     if results_df.empty:
         return _no_data(stem, title)
     _require(results_df, ["dataset", "regime", "defense", "setting", "attack", "targeted", "steps", "adaptive",
@@ -432,7 +434,7 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     df["level"] = df["level"].fillna(0).astype(int)
     runs = df[df["adaptive"].isin(list(ROBUST_KINDS))]
     if runs.empty:
-        return _no_data(stem, title, "no adaptive evaluation (no robustness: section)")
+        return _no_data(stem, title, "no robustness evaluation (no robustness: section)")
     _require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"],
                     "results_df (robust rows)")
     worst = df[df["adaptive"] == "worst_case"]

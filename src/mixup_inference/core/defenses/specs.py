@@ -47,7 +47,7 @@ from .averaging import predict_probs
 from .baselines import gaussian_noise, random_crop_pad, random_crop_resize, random_resize_pad, random_rotation
 from .mi import mi_combined, mi_ol, mi_pl
 
-__all__ = ["DEFENSES", "PARAM_KINDS", "PLAIN_SETTING", "SETTING_PATTERN", "DefenseSetting", "DefenseSpec", "Param",
+__all__ = ["DEFENSES", "PARAM_RANGES", "PLAIN_SETTING", "SETTING_PATTERN", "DefenseSetting", "DefenseSpec", "Param",
            "apply_defense", "defense_spec", "format_setting", "parse_setting", "register_defense", "setting_param"]
 
 #: The setting string of the undefended model.
@@ -61,8 +61,8 @@ PART_SEPARATOR = "_"
 #: ``$defs.setting.pattern`` is exactly this string (a test checks it).
 SETTING_PATTERN = r"^(size=[0-9]+-[0-9]+|[a-z]+=[0-9.eE+-]+(_[a-z]+=[0-9.eE+-]+)*)$"
 
-#: A parameter's kind -> (valid range as a predicate, the range in words for error messages).
-PARAM_KINDS: dict[str, tuple[Callable[[float], bool], str]] = {
+#: A parameter's valid range -> (the range as a predicate, in words for error messages).
+PARAM_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "ratio": (lambda v: 0.0 < v <= 1.0, "in (0, 1] (a mixup ratio)"),
     "prob": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (a difference of probabilities)"),
     "nonneg": (lambda v: v >= 0.0, ">= 0"),
@@ -73,11 +73,11 @@ PARAM_KINDS: dict[str, tuple[Callable[[float], bool], str]] = {
 @dataclass(frozen=True)
 class Param:
     """One scalar parameter of a defense: its keyword argument, its key in the setting string and
-    its kind (a key of PARAM_KINDS: the valid range)."""
+    its valid range (a key of PARAM_RANGES)."""
 
     kwarg: str
     key: str
-    kind: str
+    valid_range: str
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,9 @@ class DefenseSpec:
         needs_pool: takes the MI sample pool (pool_x, pool_y) after x.
         baseline: one of the paper's baseline input transformations (Tables 4/5), which the
             findings compare MI against.
+        randomized: a random forward pass (every built-in defense but ``none``): what the paper's
+            adaptive attack and the robustness evaluation attack; a registered defense is one unless
+            it says otherwise.
     """
 
     name: str
@@ -109,16 +112,12 @@ class DefenseSpec:
     example: str = PLAIN_SETTING
     needs_pool: bool = False
     baseline: bool = False
+    randomized: bool = True
 
     @property
     def kwargs(self) -> tuple[str, ...]:
         """The keyword arguments a setting holds, in setting order."""
         return ("min_size", "max_size") if self.size_range else tuple(p.kwarg for p in self.params)
-
-    @property
-    def randomized(self) -> bool:
-        """A random forward pass (every defense but none): what the adaptive attacks target."""
-        return self.name != "none"
 
     @property
     def takes_n_samples(self) -> bool:
@@ -139,7 +138,7 @@ _LAM = (Param("lam", "lam", "ratio"),)
 
 #: Name -> spec, in the order plots and tables list them.
 DEFENSES: dict[str, DefenseSpec] = {spec.name: spec for spec in (
-    DefenseSpec("none", _no_defense, "no defense", "0.3"),
+    DefenseSpec("none", _no_defense, "no defense", "0.3", randomized=False),
     DefenseSpec("mi_pl", mi_pl, "MI-PL", "C0", _LAM, main_param="lam", example="lam=0.5", needs_pool=True),
     DefenseSpec("mi_ol", mi_ol, "MI-OL", "C3", _LAM, main_param="lam", example="lam=0.5", needs_pool=True),
     DefenseSpec("mi_combined", mi_combined, "MI-Combined", "C4",
@@ -180,10 +179,10 @@ def defense_spec(defense: str) -> DefenseSpec:
         raise ValueError(f"defense={defense!r} is unknown; use one of {', '.join(DEFENSES)}") from None
 
 
-def _check_value(defense: str, name: str, value: float, kind: str) -> None:
+def _check_value(defense: str, name: str, value: float, valid_range: str) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{defense} {name}={value!r} must be a finite number")
-    valid, words = PARAM_KINDS[kind]
+    valid, words = PARAM_RANGES[valid_range]
     if not valid(value):
         raise ValueError(f"{defense} {name}={value:g} must lie {words}" if words.startswith("in")
                          else f"{defense} {name}={value:g} must be {words}")
@@ -235,7 +234,7 @@ def format_setting(defense: str, params: dict) -> str:
     parts = []
     for param in spec.params:
         text = _format_number(defense, param.kwarg, params[param.kwarg])
-        _check_value(defense, param.kwarg, float(text), param.kind)
+        _check_value(defense, param.kwarg, float(text), param.valid_range)
         parts.append(f"{param.key}={text}")
     return PART_SEPARATOR.join(parts)
 
@@ -260,7 +259,7 @@ def parse_setting(defense: str, setting: str, *, image_size: int | None = None) 
 
     ``parse_setting("mi_ol", "lam=0.5") == {"lam": 0.5}``; ``parse_setting("xie", "size=16-24") ==
     {"min_size": 16, "max_size": 24}``; ``parse_setting("none", "plain") == {}``. Raises ValueError on
-    any other spelling (unknown keys, wrong order, non-canonical numbers, values outside their kind's
+    any other spelling (unknown keys, wrong order, non-canonical numbers, values outside their valid
     range; with `image_size`, sizes larger than the image).
     """
     spec = defense_spec(defense)
@@ -289,7 +288,7 @@ def parse_setting(defense: str, setting: str, *, image_size: int | None = None) 
         if not sep or name != param.key:
             raise ValueError(bad)
         value = _parse_number(defense, setting, text)
-        _check_value(defense, param.kwarg, value, param.kind)
+        _check_value(defense, param.kwarg, value, param.valid_range)
         params[param.kwarg] = value
     return params
 

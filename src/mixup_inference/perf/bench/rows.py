@@ -167,7 +167,7 @@ def _model_passes(model: torch.nn.Module, fn: Callable[[], object]) -> list[tupl
 
 
 def robust_rows(s: Setup) -> None:
-    """The adaptive evaluation's attacks (core.attacks.defended). EOT PGD: limit = steps x fwd+bwd over points x
+    """The robustness evaluation's attacks (core.attacks.defended). EOT PGD: limit = steps x fwd+bwd over points x
     EOT draws x executions inside the defense, the passes it cannot avoid (MI's plain forward for its
     predicted label is not in it); through MI-OL once in one chunk and once in two checkpointed chunks
     (each chunk's forward recomputed in backward). AutoAttack rand: limit = the model passes its run

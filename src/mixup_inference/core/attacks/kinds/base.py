@@ -106,7 +106,7 @@ class RobustKind:
         label: how findings and the provenance name it (`attacks.specs.AdaptiveSpec.label`).
         config_key: its sub-section of ``robustness:`` (None: it reads none).
         schema: that sub-section's JSON schema (the config schema's fragment; None without one).
-        attack_kind: the `attacks.specs.ATTACKS` kind whose names its runs carry (``pgd`` -> pgd10).
+        attack_kind: the attack method (an `attacks.specs.ATTACKS` key) whose names its runs carry (``pgd`` -> pgd10).
         fixed: a published attack with fixed parameters: one run, no ladder; Fig. 5 draws it as a
             dash-dotted level after the ladders.
     """
