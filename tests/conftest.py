@@ -2,7 +2,7 @@
 `single_thread` for modules of tiny-model tests, and `workdir`, a scratch copy of the workflow.
 
 The smoke run takes minutes on 2 cores, so every test that needs its outputs shares this one run
-(tests/test_workflow.py's end-to-end test, tests/test_report_browser.py). Tests may add files to its
+(tests/workflow/test_workflow.py's end-to-end test, tests/workflow/test_report_browser.py). Tests may add files to its
 working directory (extra configs, the report) but must not change or delete the run's outputs.
 A test that only sometimes needs the run (e.g. after checking a prerequisite) can ask for it late
 with `request.getfixturevalue("smoke_run")`; a fixture that fails is not re-run by later tests.

@@ -1,6 +1,6 @@
 """Adaptive attacks through every randomized defense (core.attacks.defended) and the differentiable engine.
 
-The trained problem is tests/test_attacks.py's: a tiny mixup-trained CNN on an easy 4-class colour
+The trained problem is tests/unit/test_attacks.py's: a tiny mixup-trained CNN on an easy 4-class colour
 problem (8 x 8 images), trained once per module in about a second."""
 
 from __future__ import annotations

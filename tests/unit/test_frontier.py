@@ -64,6 +64,7 @@ def test_a_point_trains_measures_and_reports(tmp_path):
     write_report(rows, tmp_path, ["python -m mixup_inference.perf.frontier --grid smoke"])
     text = (tmp_path / "frontier.md").read_text()
     assert "## erm" in text and "## mixup" in text and "--grid smoke" in text and "airbench94_narrow" in text
+    assert f"`python -m mixup_inference.perf.frontier --out {tmp_path} --grid none`" in text  # runs from a clone
     assert "test CPU, 1 thread(s)" in text and "| measured |" in text
     saved = json.loads((tmp_path / "frontier.json").read_text())
     assert [r["label"] for r in saved["rows"]] == [r["label"] for r in rows]

@@ -127,3 +127,19 @@ def test_the_layer_checks_can_fail(tmp_path):
     assert layer("mixup_inference.report.aggregate") > layer("mixup_inference.core.attacks.pgd")
     assert domain("mixup_inference.core.training.loop") > domain("mixup_inference.core.attacks.pgd") > \
         domain("mixup_inference.core.utils")
+
+
+SCRIPTS = sorted((PACKAGE.parents[1] / "workflow" / "scripts").glob("*.py"))
+#: What README "Layout" says a workflow script may use of core: its I/O helpers.
+CORE_HELPERS = ("mixup_inference.core.utils", "mixup_inference.core.models.downloads")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[path.name for path in SCRIPTS])
+def test_workflow_scripts_call_the_layers_above_core(script):
+    """Each script opens the job log and calls jobs, report or perf (with design's lists); of core only
+    the I/O helpers, as README "Layout" says."""
+    used = {node.module for node in ast.walk(ast.parse(script.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mixup_inference")}
+    assert "mixup_inference.jobs.joblog" in used
+    other = sorted(module for module in used if layer(module) is None or (layer(module) == 0 and module not in CORE_HELPERS))
+    assert other == [], f"{script.name} imports {other}: call a job, report or perf function instead"

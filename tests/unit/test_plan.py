@@ -34,7 +34,7 @@ def test_groups_partition_the_evaluations(preset):
 
 
 def test_smoke_counts():
-    """Counted by hand in tests/test_workflow.py: 73 evaluations over 4 regimes x 3 attacks."""
+    """Counted by hand in tests/workflow/test_workflow.py: 73 evaluations over 4 regimes x 3 attacks."""
     config = load("smoke")
     assert len(plan.evaluations(config)) == 73
     assert len({e[:3] for e in plan.evaluations(config)}) == 12  # evaluate jobs of the run (the study adds its own)

@@ -222,5 +222,5 @@ def test_output_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("plot", [plot_components, plot_detection_auc, plot_tradeoff, plot_adaptive, plot_convergence])
 def test_every_figure_is_drawn_under_the_modules_style(plot):
-    # plots._styled wraps each figure function in the module's rcParams (fixed fonts, stable SVG ids)
-    assert getattr(plot, "__wrapped__", None) is not None, f"{plot.__name__} is not decorated with @_styled"
+    # plots.common.styled wraps each figure function in the figures' rcParams (fixed fonts, stable SVG ids)
+    assert getattr(plot, "__wrapped__", None) is not None, f"{plot.__name__} is not decorated with @styled"

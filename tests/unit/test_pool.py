@@ -1,6 +1,6 @@
 """The MI sample pool: built from the training split (distinct images, every class, sorted by class,
 uniform within a class, seeded). The sampling of pool images per input is tested with the defenses
-that use it (tests/test_defenses.py)."""
+that use it (tests/unit/test_defenses.py)."""
 
 import pytest
 import torch

@@ -272,7 +272,7 @@ def test_smoke_preset_through_the_slurm_profile_matches_the_local_run(cluster, s
 
 
 def test_deployed_module_trains_through_its_copy_of_the_slurm_profile(cluster, tmp_path):
-    """A deployment into a user's project (tests/test_deploy.py's layout, rules renamed mi_*) run
+    """A deployment into a user's project (tests/workflow/test_deploy.py's layout, rules renamed mi_*) run
     through the profile the deployment copied: one smoke model trained as a SLURM job (the job's
     Snakemake finds the clone's library again), its data prepared here (a local rule stays local
     under the prefix)."""

@@ -91,7 +91,7 @@ def test_readme_offline_command_plans_the_default_preset_on_the_local_copy(workd
 @pytest.mark.slow
 def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_report):
     # The smoke run and its report are session fixtures (tests/conftest.py), shared with
-    # tests/test_report_browser.py.
+    # tests/workflow/test_report_browser.py.
     workdir = smoke_run.workdir
     print(f"smoke preset: {smoke_run.seconds:.0f} s")
 

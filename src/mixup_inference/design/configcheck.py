@@ -22,9 +22,12 @@ from ..core.attacks.kinds import ROBUST_KINDS, robust_kind
 from ..core.attacks.specs import attack_pattern, parse_attack
 from ..core.defenses.specs import DEFENSES, SETTING_PATTERN, parse_setting
 from ..core.data.sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
-from ..core.training.config import REGIMES
+from ..core.models.downloads import is_url
+from ..core.models.networks import MODEL_NAMES
+from ..core.training.config import REGIMES, TrainConfig
 from .paper_tables import TABLES
 from .plan import robust_target_item
+from .study import StudyModel, model_name, study_models, study_training
 
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
@@ -275,9 +278,6 @@ def _check_eps_step(eps: float, step: float, key: str) -> None:
 def check_models(config: dict[str, Any]) -> None:
     """Raise ValueError naming the first bad key of the ``models:`` section (models from files), or a
     regime referenced in grids/components/detection/adaptive that is neither trained nor from a file."""
-    from ..core.models.downloads import is_url
-    from ..core.models.networks import MODEL_NAMES
-
     models = config.get("models") or {}
     for dataset, entries in models.items():
         if dataset not in config["datasets"]:
@@ -297,8 +297,6 @@ def check_models(config: dict[str, Any]) -> None:
 
 
 def _need_model(config: dict[str, Any], key: str, dataset: str, regime: str) -> None:
-    from ..core.training.config import REGIMES
-
     models = (config.get("models") or {}).get(dataset, {})
     if regime not in REGIMES and regime not in models:
         defined = f" ({', '.join(models)})" if models else ""
@@ -325,9 +323,6 @@ def check_study(config: dict[str, Any], need_dataset, need_attack) -> None:
     spec = config.get("study")
     if not spec:
         return
-    from ..core.training.config import REGIMES, TrainConfig
-    from .study import StudyModel, model_name, study_models, study_training
-
     size = _image_size(need_dataset("study.dataset", spec["dataset"]))
     for attack in spec["attacks"]:
         need_attack("study.attacks", attack)

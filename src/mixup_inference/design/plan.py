@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 
 from ..core.attacks.kinds import ROBUST_KINDS, RobustRun, robust_kind
 from ..core.defenses.specs import DEFENSES, PLAIN_SETTING, format_setting
+from ..core.training.config import REGIMES
 from .paper_tables import RowSpec, model_rows, paper_numbers, rows_of
 from .study import model_name, study_models
-from ..core.training.config import REGIMES
 
 __all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "evaluation_groups", "evaluations",
            "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs", "robust_target_item",

@@ -8,8 +8,9 @@ config; the eval model; the attacked points); `artifacts` is the evaluation arti
 adaptive and robust jobs write and the report reads; `points` the run's attacked test points, MI
 pool and attack labels; `batching` the batch and chunk sizes; `threads` sizes each job's threads from
 `--cores` (config `resources.threads`); `joblog` turns a failing job into one `ERROR:` line and
-records the threads it ran on. What a config asks for (the plan, the paper's tables, the config check) is the
-`design` layer's. The Snakemake scripts in workflow/scripts/ only call these.
+records the threads it ran on. What a config asks for (the plan, the paper's tables, the config
+check) is the `design` layer's. The Snakemake scripts of the rules that compute (workflow/scripts/)
+call these; the report's rules call `report`.
 
 May import: `core`, `design` and `jobs`.
 """

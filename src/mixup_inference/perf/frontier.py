@@ -195,7 +195,10 @@ def write_report(rows: list[dict], out: Path, commands: Sequence[str]) -> None:
     front = pareto(rows)
     machines = sorted({_machine_text(r.get("machine") or {}) for r in rows})
     lines = ["# Training frontier: full-test accuracy against training core-seconds", "",
-             "Made by " + ", then ".join(f"`{c}`" for c in commands) + ". Accuracy: the fp32 model on the full "
+             f"Redraw it from a clone: `python -m mixup_inference.perf.frontier --out {out} --grid none` (it reads "
+             f"the rows of {out}/frontier.json; README \"The training frontier\" adds points). Its rows were added by "
+             + ", then ".join(f"`{c}`" for c in commands) + " (paths as on the machine that ran them; each row's "
+             "source is its last column). Accuracy: the fp32 model on the full "
              "test split, no test-time augmentation, [95% Wilson interval]. Core-seconds: CPU time of the "
              "training process (measured points), or a 1-thread workflow job's seconds (rows from a run). "
              "`*`: on the regime's frontier (no point is both cheaper and more accurate). Recipes: "

@@ -34,11 +34,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ..core.attacks.specs import PAPER_ATTACKS
 from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
 from ..core.metrics import holm, paired_difference_ci, wilson_interval, worst_case
 from ..core.utils import atomic_write_text, derive_seed, make_generator
-from ..jobs.artifacts import correct_points
+from ..design.paper_tables import TABLES, paper_numbers, rows_of
 from ..design.study import StudyModel
+from ..jobs.artifacts import correct_points
 from .aggregate import adaptive_points, artifacts_on, defense_groups
 
 __all__ = ["StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap", "seed_spread", "study_rows",
@@ -147,9 +149,6 @@ def _row(defense: str, setting: str, attack: str, defended: Tensor, plain: Tenso
 def paper_gains(table: str, attack: str = TREND_ATTACK) -> dict[str, float]:
     """regime -> the paper's MI-OL gain under `attack` in `table` (points): its "<model> + MI-OL" row minus its bare
     row, where the paper reports both as numbers (Table 2: mixup +22.5, interpolated AT +17.8 under PGD-10)."""
-    from ..core.attacks.specs import PAPER_ATTACKS
-    from ..design.paper_tables import TABLES, paper_numbers, rows_of
-
     if table not in TABLES:
         return {}
     rows, paper = rows_of(table), paper_numbers(table)
