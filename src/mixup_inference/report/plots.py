@@ -5,7 +5,7 @@
 * :func:`plot_detection_auc` -- Fig. 3a: detection AUC, MI-PL score vs plain confidence.
 * :func:`plot_tradeoff` -- Fig. 3b: adversarial vs clean accuracy over each defense's settings.
 * :func:`plot_adaptive` -- Fig. 4: accuracy vs number of adaptive samples N_A.
-* :func:`plot_convergence` -- Fig. 5: the adaptive evaluation's worst case against the convergence level,
+* :func:`plot_convergence` -- Fig. 5: the robustness evaluation's worst case against the convergence level,
   one small panel per attacked defense setting (issue 25).
 
 Each function takes DataFrames in the formats of :mod:`mixup_inference.report.aggregate` and an output
@@ -369,8 +369,10 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         level = worst[(worst["dataset"] == dataset) & (worst["regime"] == regime) & (worst["defense"] == defense)
                       & (worst["setting"] == setting)]
         if len(level):  # the share of points surviving every attack, oblivious and adaptive
+            # evaluations combined: results.csv's `evaluations` (before issue 33: its `n_adaptive`)
+            combined = int(level["evaluations" if "evaluations" in level else "n_adaptive"].iloc[0])
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
-                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks){_points(level)}")
+                       label=f"worst case per point ({combined} attacks){_points(level)}")
         ax.set_title(f"{_regime(regime)} + {DEFENSES[defense].label if defense in DEFENSES else defense} ({setting})\n"
                      f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
         ax.set_xlabel("adaptive samples $N_A$")
@@ -406,21 +408,24 @@ def _family_label(family: tuple) -> str:
 
 @_styled
 def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Fig. 5: the adaptive evaluation's convergence (the `robustness:` section, issue 25), one small panel
-    per attacked (dataset, regime, defense, setting).
+    """Fig. 5: the robustness evaluation's convergence (the `robustness:` section, issues 25 and 33), one
+    small panel per attacked (dataset, regime, defense, setting), the bare models' (defense none) among them.
 
     Per attack family (its kind's, core.attack_kinds: AutoAttack rand; EOT PGD per targeted value and
-    start budget; one per kind registered beside them), labelled by its kind, each level's
-    accuracy with its 95% Wilson interval against the level (x: the budget multiplier 2^level of steps,
-    EOT draws and executions inside the defense). In a cascade a run attacks only the points every
-    cheaper run and the oblivious evaluations left, so its accuracy is the worst case up to that run.
-    A family's last level is filled where its last doubling changed the worst case by no more than the
-    tolerance (results.csv ``converged`` True) and open where it did not (an upper bound); no such
-    marker without a ladder (one level, or a results.csv from before issue 25). A kind with a
-    fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a dash-dotted level; the worst case per point over every
-    evaluation is the black dotted line with its interval shaded, and the panel title says "converged"
-    or "upper bound" (the worst-case row's ``converged``)."""
-    title = "Fig. 5: adaptive evaluation, worst case vs attack budget"
+    start budget; AutoAttack standard and PGD on a bare model; one per kind registered beside them),
+    labelled by its kind, each level's accuracy with its 95% Wilson interval against the level (x: the
+    budget multiplier 2^level of steps and EOT draws). In a cascade a run attacks only the points the
+    oblivious evaluations and every earlier run left, so its accuracy is the worst case up to that run;
+    the runs go level by level (jobs.plan.robust_runs), so a level-k point never includes a break of a
+    higher level, and the lowest point at level k is findings' L_k (the worst case over every run of
+    levels <= k). A family's last level is filled where it converged (each of its last two doublings
+    moved the worst case by no more than the tolerance: results.csv ``converged`` True) and open where
+    it did not (an upper bound); no such marker without a ladder (one level, or a results.csv from
+    before issue 25). A kind with a fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a
+    dash-dotted level; the worst case per point over every evaluation is the black dotted line with its
+    interval shaded, and the panel title says "converged" or "upper bound" (the worst-case row's
+    ``converged``)."""
+    title = "Fig. 5: robustness evaluation, worst case vs attack budget"
     if results_df.empty:
         return _no_data(stem, title)
     _require(results_df, ["dataset", "regime", "defense", "setting", "attack", "targeted", "steps", "adaptive",
@@ -429,11 +434,13 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     for column, default in (("level", 0), ("converged", None)):  # results.csv from before issue 25 lacks them
         if column not in df:
             df[column] = default
+    if "eot" not in df:  # before issue 33 a robust run's EOT draws were its `n_adaptive`
+        df["eot"] = df["n_adaptive"]
     df["level"] = df["level"].fillna(0).astype(int)
     runs = df[df["adaptive"].isin(list(ROBUST_KINDS))]
     if runs.empty:
-        return _no_data(stem, title, "no adaptive evaluation (no robustness: section)")
-    _require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"],
+        return _no_data(stem, title, "no robustness evaluation (no robustness: section)")
+    _require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "eot"],
                     "results_df (robust rows)")
     worst = df[df["adaptive"] == "worst_case"]
     key = ["dataset", "regime", "defense", "setting"]
