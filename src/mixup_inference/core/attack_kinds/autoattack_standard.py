@@ -86,13 +86,13 @@ class AutoAttackStandard(RobustKind):
                 for k in range(levels)]
 
     def cost(self, run: RobustRun) -> int:
-        """APGD-CE's iterations, APGD-T's for each of 9 target classes, FAB-T's for each at 4 forward+backward
-        passes (its projection onto the decision boundary costs ~3 more), and Square's queries at one each
-        (a forward and its bookkeeping): the ratios measured with pyautoattack 0.2.0 on this project's CPU
+        """APGD-CE's iterations, APGD-T's for each of 9 target classes, FAB-T's for each at 3 forward+backward
+        passes (its projection onto the decision boundary; measured 2.6), and Square's queries at one each
+        (a forward and its bookkeeping; measured 0.7): pyautoattack 0.2.0 on this project's CPU
         (config/README.md "Budget notes"). An upper bound, as each attack runs only on what the earlier
         ones left."""
         targets = AUTOATTACK_STANDARD["target_classes"]
-        return run.steps * (1 + 5 * targets) + int(run.extra("n_queries"))
+        return run.steps * (1 + 4 * targets) + int(run.extra("n_queries"))
 
     def threat(self, run: RobustRun, attack: Mapping[str, Any]) -> dict[str, Any]:
         """The config's eps and labels; no step size (APGD and FAB adapt their own)."""
