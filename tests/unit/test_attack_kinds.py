@@ -168,7 +168,7 @@ def test_an_unknown_kind_is_a_one_line_config_error_and_no_fallback():
     config = smoke_config()
     config["robustness"]["kinds"] = ["eot_pgd", "random_serach"]
     message = config_problem(config)
-    assert message == ("config key robustness.kinds[1]: unknown adaptive attack kind 'random_serach'; expected one "
+    assert message == ("config key robustness.kinds[1]: unknown attack kind 'random_serach'; expected one "
                        f"of {', '.join(ROBUST_KINDS)}")
     with pytest.raises(ValueError, match=r"robustness kind 'random_serach' is unknown; use one of .*register_kind"):
         plan.robust_runs({**smoke_config()["robustness"], "kinds": ["random_serach"]})

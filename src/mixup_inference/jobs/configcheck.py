@@ -29,7 +29,7 @@ from .plan import robust_target_item
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
 _NOUNS = {"regimes": "regime", "regime": "regime", "model": "model", "defense": "defense", "settings": "defense",
-          "kinds": "adaptive attack kind", "schedule": "schedule", "tables": "table", "names": "attack",
+          "kinds": "attack kind", "schedule": "schedule", "tables": "table", "names": "attack",
           "attacks": "attack", "attack": "attack", "channels": "channel count", "datasets": "dataset name",
           "dataset": "dataset name", "setting": "defense setting", "device": "device", "run": "run name"}
 _TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",

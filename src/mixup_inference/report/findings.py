@@ -254,8 +254,8 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
             continue
         y, on_points = robust
         n = len(y)
-        oblivious = _correct_of((a for a in on_points if not _attacked_adaptively(a)), n)
-        runs = [a for a in on_points if _attacked_adaptively(a)]
+        oblivious = _correct_of((a for a in on_points if not _saw_defense(a)), n)
+        runs = [a for a in on_points if _saw_defense(a)]
         adaptive = _correct_of(runs, n)
         bare_arts = artifacts_on(groups.get((dataset, regime, "none", PLAIN_SETTING), []), y)
         bare = _correct_of(bare_arts, n)
@@ -300,8 +300,8 @@ BARE_OBLIVIOUS = ("its oblivious attacks only (the bare model has no robustness 
                   "for it)")
 
 
-def _attacked_adaptively(artifact: dict) -> bool:
-    """A robust run or one of Fig. 4's adaptive attacks (anything but an oblivious evaluation)."""
+def _saw_defense(artifact: dict) -> bool:
+    """A robust run or one of Fig. 4's adaptive attacks: an attack that saw the defense."""
     return artifact["meta"].get("adaptive", "none") != "none"
 
 
@@ -329,13 +329,13 @@ def _mean_worst_case(artifacts: Sequence[dict], n: int) -> float:
 def _faced(artifacts: Sequence[dict]) -> str:
     """What one side faced: its oblivious attacks, each robust family at the last level it ran (with its
     EOT draws), and Fig. 4's adaptive attacks per (kind, attack) with their N_A values."""
-    oblivious = sorted({a["meta"]["attack"] for a in artifacts if not _attacked_adaptively(a)})
+    oblivious = sorted({a["meta"]["attack"] for a in artifacts if not _saw_defense(a)})
     robust = [f"{m['adaptive']} {m['attack']}" + (f" EOT {m['eot']}" if int(m.get("eot", 0)) > 1 else "")
               + f" (L{int(m.get('level', 0))})"
               for _, m in sorted(last_levels([a for a in artifacts if _is_robust(a)]).items())]
     fig4: dict[tuple[str, str], list[int]] = {}
     for a in artifacts:
-        if _attacked_adaptively(a) and not _is_robust(a):
+        if _saw_defense(a) and not _is_robust(a):
             meta = a["meta"]
             fig4.setdefault((meta["adaptive"], meta["attack"]), []).append(int(meta.get("n_adaptive", 0)))
     adaptive = [f"{kind} {attack} N_A {'/'.join(map(str, sorted(values)))}"
