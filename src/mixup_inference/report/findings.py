@@ -389,8 +389,9 @@ def robustness_statement(frame: pd.DataFrame) -> str:
             convergence = (f"The worst case is converged (each of the last two doublings within the tolerance; levels "
                            f"{r['levels']}) at {r['budget']}")
         else:
-            convergence = (f"The worst case is an upper bound: not converged, the last doubling moved it by "
-                           f"{r['last_doubling']:.1f} points (levels {r['levels']}) at {r['budget']}")
+            convergence = (f"The worst case is an upper bound: not converged (a family's last two doublings did not "
+                           f"both stay within the tolerance); the last doubling moved it by {r['last_doubling']:.1f} "
+                           f"points (levels {r['levels']}) at {r['budget']}")
         bare_converged = _flag(r.get("bare_converged"))
         if bare_converged is not None:
             convergence += f"; the bare model's is {'converged' if bare_converged else 'an upper bound'}"
