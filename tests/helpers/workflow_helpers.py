@@ -143,6 +143,6 @@ def dry_run_threads(workdir: Path, cores: int, *args: str) -> dict[str, list[int
 
 #: Jobs per rule of the smoke preset (config/smoke.yaml).
 SMOKE_JOBS = {
-    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 4,
+    "prepare_data": 1, "train": 4, "attack": 12, "evaluate": 12, "adaptive": 4, "robust": 5,
     "aggregate": 1, "findings": 1, "tables": 1, "figures": 1, "provenance": 1, "all": 1,
 }

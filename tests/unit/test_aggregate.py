@@ -238,3 +238,41 @@ def test_aggregate_empty():
     assert (list(results.columns), list(detection.columns), list(components.columns)) == (
         RESULT_COLUMNS, DETECTION_COLUMNS, COMPONENT_COLUMNS)
     assert len(results) == len(detection) == len(components) == 0
+
+
+def robust_artifact(y, attacked, rights, *, repeats=2, eot=4, attack="aa50", level=1, old=False):
+    """A robust run's artifact (AutoAttack rand through MI-OL): `rights[i]` of its R verdicts right at point i."""
+    n = len(y)
+    artifact_ = artifact([[0.5, 0.5]] * n, y, attack=attack, setting="lam=0.6", adaptive="autoattack_rand")
+    attacked = torch.tensor(attacked)
+    repeat_correct = torch.tensor([[r < k for k in rights] for r in range(repeats)]) & attacked
+    robust = {"n_samples_attack": 1, "eps": 8 / 255, "step_size": None, "n_restarts": 1, "family": "autoattack_rand",
+              "level": level, "converged": False, "cascade": True, "repeats": repeats}
+    # before issue 33 the EOT draws were stored as n_adaptive
+    meta = artifact_["meta"] | robust | ({"n_adaptive": eot} if old else {"eot": eot})
+    return {**artifact_, "meta": meta, "attacked": attacked, "repeat_correct": repeat_correct}
+
+
+def test_robust_rows_name_eot_draws_and_evaluations_and_show_the_mean_over_r_worst_case(tmp_path):
+    """Issue 33: a robust run's EOT draws are its `eot` (old artifacts with them in n_adaptive still load), the
+    worst-case row counts its evaluations in `evaluations`, and its `mean_accuracy` is the mean-over-R worst case:
+    per point the smallest share of right verdicts over the evaluations that judged it."""
+    y = [0, 1, 0, 1]
+    oblivious = artifact([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.9, 0.1]], y, attack="pgd10", setting="lam=0.6")
+    # the oblivious attack broke point 3; the run attacks points 0-2: point 0 right in 2 of 2 verdicts, 1 in 1 of 2,
+    # 2 in 0 of 2
+    run = robust_artifact(y, [True, True, True, False], [2, 1, 0, 0], old=True)
+    paths = [tmp_path / "obl.pt", tmp_path / "run.pt"]
+    torch.save(oblivious, paths[0])
+    torch.save(run, paths[1])
+    results, _, _ = aggregate(paths)
+    row = results[results.adaptive == "autoattack_rand"].iloc[0]
+    assert (row["eot"], row["n_adaptive"], row["repeats"], row["evaluations"]) == (4, 0, 2, 1)
+    worst = results[results.adaptive == "worst_case"].iloc[0]
+    assert (worst["correct"], worst["evaluations"], worst["eot"], worst["n_adaptive"]) == (1, 2, 0, 0)
+    assert worst["accuracy"] == pytest.approx(1 / 4)  # all R right: point 0 only
+    assert worst["mean_accuracy"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)  # >= the all-R worst case
+    # the same run with two EOT settings is two evaluations, not a duplicate
+    torch.save(robust_artifact(y, [True, True, True, False], [2, 1, 0, 0], eot=8), tmp_path / "run8.pt")
+    results, _, _ = aggregate([*paths, tmp_path / "run8.pt"])
+    assert sorted(results[results.adaptive == "autoattack_rand"]["eot"]) == [4, 8]

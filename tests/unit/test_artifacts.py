@@ -21,16 +21,30 @@ def test_defaults_and_the_on_disk_meta_of_each_job():
     # the evaluate and adaptive jobs' layout: no robust fields, dataset and regime last
     assert list(meta.to_dict()) == ["defense", "setting", "adaptive", "n_adaptive", "n_samples", "attack", "labels",
                                     "dataset", "regime"]
-    robust = evaluation(adaptive="autoattack_rand", n_adaptive=2,
-                        robust=RobustBudget(n_samples_attack=2, eps=0.03, step_size=None)).meta.to_dict()
+    robust = evaluation(adaptive="autoattack_rand",
+                        robust=RobustBudget(n_samples_attack=2, eps=0.03, step_size=None, eot=4)).meta.to_dict()
     assert list(robust) == ["defense", "setting", "adaptive", "n_adaptive", "n_samples", "n_samples_attack", "attack",
-                            "labels", "eps", "step_size", "n_restarts", "dataset", "regime"]
-    assert (robust["step_size"], robust["n_restarts"]) == (None, 1)
-    assert set(ADAPTIVE_KINDS) == {"none", "paper", "eot", "autoattack_rand", "eot_pgd", "tramer"}
+                            "labels", "eps", "step_size", "n_restarts", "eot", "dataset", "regime"]
+    assert (robust["step_size"], robust["n_restarts"], robust["eot"], robust["n_adaptive"]) == (None, 1, 4, 0)
+    assert set(ADAPTIVE_KINDS) == {"none", "paper", "eot", "autoattack_rand", "eot_pgd", "tramer",
+                                   "autoattack_standard", "pgd_bare"}
 
 
-@pytest.mark.parametrize("meta", [{}, {"adaptive": "eot_pgd", "n_adaptive": 2, "labels": "true",
-                                       "robust": RobustBudget(n_samples_attack=2, eps=0.03, step_size=0.01)}])
+def test_a_robust_artifact_from_before_issue_33_loads_with_its_eot_draws_under_eot(tmp_path):
+    """Its EOT draws were its meta's n_adaptive; load reads them as eot (n_adaptive is Fig. 4's N_A only)."""
+    raw = evaluation(adaptive="eot_pgd", robust=RobustBudget(n_samples_attack=2, eps=0.03, step_size=0.01)).to_dict()
+    del raw["meta"]["eot"]
+    raw["meta"]["n_adaptive"] = 5
+    torch.save(raw, tmp_path / "old.pt")
+    meta = artifacts.load(tmp_path / "old.pt")["meta"]
+    assert (meta["eot"], meta["n_adaptive"]) == (5, 0)
+    fig4 = evaluation(adaptive="paper", n_adaptive=5).to_dict()  # not a robust run: unchanged
+    torch.save(fig4, tmp_path / "fig4.pt")
+    assert artifacts.load(tmp_path / "fig4.pt")["meta"] == fig4["meta"]
+
+
+@pytest.mark.parametrize("meta", [{}, {"adaptive": "eot_pgd", "labels": "true",
+                                       "robust": RobustBudget(n_samples_attack=2, eps=0.03, step_size=0.01, eot=2)}])
 def test_save_load_round_trip(tmp_path, meta):
     original = evaluation(**meta)
     artifacts.save(original, tmp_path / "a.pt")

@@ -39,7 +39,7 @@ SOURCE = "uniform noise, the first draw that fools one run of the defense"
 class RandomSearch(RobustKind):
     """Random search: `draws` uniform draws in the eps-ball per point; each point keeps the first draw that
     fools one run of the defense (else its last). Config: robustness.random_search: {draws}; one ladder
-    doubling the draws (and the executions inside the defense) per level."""
+    doubling the draws per level."""
 
     name = "random_search"
     label = LABEL
@@ -111,13 +111,13 @@ def test_a_kind_registered_at_run_time_is_planned_run_plotted_and_named_in_prove
     check_config(config)
     rob = config["robustness"]
 
-    # planned: its ladder (draws doubled per level) among the built-in kind's runs, cheapest first
+    # planned: its ladder (draws doubled per level) among the built-in kind's runs, level by level, cheapest first
     runs = plan.robust_runs(rob)
     ours = [run for run in runs if run.kind == "random_search"]
     assert [(run.attack, run.steps, run.n_samples_attack, run.level) for run in ours] == \
-        [("rs3", 3, rob["n_samples"], 0), ("rs6", 6, 2 * rob["n_samples"], 1)]
+        [("rs3", 3, rob["n_samples"], 0), ("rs6", 6, rob["n_samples"], 1), ("rs12", 12, rob["n_samples"], 2)]
     assert {run.kind for run in runs} == {"eot_pgd", "random_search"}
-    assert [run.cost for run in runs] == sorted(run.cost for run in runs)
+    assert [(run.level, run.cost) for run in runs] == sorted((run.level, run.cost) for run in runs)
 
     # run by the robust job on the smoke preset's section and job settings, as the workflow's robust rule runs it
     dataset, regime, defense, setting = next(t for t in plan.robust_targets(config) if t[2] == "mi_ol")
@@ -146,7 +146,7 @@ def test_a_kind_registered_at_run_time_is_planned_run_plotted_and_named_in_prove
     # named in the provenance, with what its kind adds
     budget = protocol(config)["attack_budgets"]["robustness"]["runs"]
     named = [run for run in budget if run["kind"] == "random_search"]
-    assert [run["attack"] for run in named] == ["rs3", "rs6"] and all(run["source"] == SOURCE for run in named)
+    assert [run["attack"] for run in named] == ["rs3", "rs6", "rs12"] and all(run["source"] == SOURCE for run in named)
 
 
 def test_the_registered_kinds_random_search_stays_in_the_eps_ball(random_search, smoke_model):
@@ -168,7 +168,7 @@ def test_an_unknown_kind_is_a_one_line_config_error_and_no_fallback():
     config = smoke_config()
     config["robustness"]["kinds"] = ["eot_pgd", "random_serach"]
     message = config_problem(config)
-    assert message == ("config key robustness.kinds[1]: unknown adaptive attack kind 'random_serach'; expected one "
+    assert message == ("config key robustness.kinds[1]: unknown attack kind 'random_serach'; expected one "
                        f"of {', '.join(ROBUST_KINDS)}")
     with pytest.raises(ValueError, match=r"robustness kind 'random_serach' is unknown; use one of .*register_kind"):
         plan.robust_runs({**smoke_config()["robustness"], "kinds": ["random_serach"]})
@@ -194,4 +194,54 @@ def test_every_built_in_kind_plans_and_prices_its_runs():
         assert runs and all(run.kind == name and run.cost == kind.cost(run) > 0 for run in runs)
         assert kind.fixed == (len(runs) == 1 and not runs[0].ladder)
         assert all(kind.family_label(kind.family({"level": run.level, "targeted": run.targeted, "steps": run.steps,
-                                                  "n_adaptive": run.eot})) for run in runs)
+                                                  "eot": run.eot})) for run in runs)
+        assert all(kind.applies_to("none") == kind.deterministic != kind.applies_to("mi_ol") for run in runs)
+
+
+def _job(config: dict) -> JobContext:
+    spec, attacks = config["datasets"]["synth"], config["attacks"]
+    return JobContext(seed=config["seed"], device=config["device"], batch_size=attacks["batch_size"],
+                      chunk_size=config["defenses"]["chunk_size"], n_samples=config["defenses"]["n_samples"],
+                      pool_per_class=spec["pool_per_class"], n_subset=spec["n_test"])
+
+
+def test_the_bare_model_faces_the_deterministic_kinds_with_one_verdict(smoke_model, tmp_path):
+    """Issue 33: the bare model's robust job runs AutoAttack standard and PGD (the randomized-defense kinds are
+    skipped), level by level, judged by one verdict (a deterministic model's R runs would agree); its worst case
+    is a results.csv row, whose mean-over-R accuracy then equals the all-R one."""
+    config = smoke_config()
+    rob, attacks = config["robustness"], config["attacks"]
+    target = next(t for t in plan.robust_targets(config) if t[2] == "none")
+    out = tmp_path / "bare"
+    outcomes = run_robust(str(smoke_model / "data.pt"), str(smoke_model / "model.pt"), out, target=target,
+                          robustness=rob, job=_job(config),
+                          attack={"eps": attacks["eps"], "step_size": attacks["step_size"], "labels": attacks["labels"]})
+    assert {o.run.kind for o in outcomes} == {"autoattack_standard", "pgd_bare"}
+    assert [o.run.level for o in outcomes] == sorted(o.run.level for o in outcomes)
+    assert json.loads((out / "schedule.json").read_text())["repeats"] == 1
+    results, _, _ = aggregate(expand_paths([out / "schedule.json"]))
+    runs = results[results.adaptive.isin(["autoattack_standard", "pgd_bare"])]
+    assert len(runs) == sum(o.ran for o in outcomes) and (runs.repeats == 1).all() and (runs.eot == 1).all()
+    (worst,) = results[results.adaptive == "worst_case"].to_dict("records")
+    assert (worst["defense"], worst["repeats"], worst["n"]) == ("none", 1, rob["n_test"])
+    assert worst["mean_accuracy"] == pytest.approx(worst["accuracy"]) and worst["evaluations"] == len(runs)
+
+
+def test_autoattack_standard_stays_in_the_eps_ball_and_breaks_a_weak_model(smoke_model):
+    from mixup_inference.core.attacks.kinds.autoattack_standard import autoattack_standard
+
+    from mixup_inference.core.modelfiles import load_model
+
+    data = load_dataset(smoke_model / "data.pt")
+    model = load_model(smoke_model / "model.pt", torch.device("cpu"), num_classes=data.num_classes).eval()
+    x, y = to_float(data.test_x[:16]), data.test_y[:16]
+    before = torch.get_rng_state()
+    x_adv = autoattack_standard(model, x, y, eps=8 / 255, seed=0, n_iter=3, n_queries=10, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), before)  # its seeding happens in a fork of the global generator
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) == y).sum() < (model(x).argmax(1) == y).sum()
+    # 3 classes: APGD-T's loss needs 4 logits, so it is left out and the other three attacks run
+    three = build_model("tiny_cnn", 3, data.in_channels).eval()
+    x_adv = autoattack_standard(three, x, y % 3, eps=8 / 255, seed=0, n_iter=1, n_queries=2)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6

@@ -59,7 +59,7 @@ def test_oblivious_pattern_is_what_the_attack_rule_crafts():
 
 
 def test_robust_kinds_are_the_adaptive_kinds_of_the_robust_rule():
-    assert tuple(ROBUST_KINDS) == ("autoattack_rand", "eot_pgd", "tramer")
+    assert tuple(ROBUST_KINDS) == ("autoattack_rand", "eot_pgd", "tramer", "autoattack_standard", "pgd_bare")
     assert [k for k, s in ADAPTIVE_KINDS.items() if s.rule == "robust"] == list(ROBUST_KINDS)
     assert [k for k, s in ADAPTIVE_KINDS.items() if s.rule == "adaptive"] == ["paper", "eot"]
 

@@ -107,27 +107,43 @@ def _fake_runs(levels: int) -> list[SimpleNamespace]:
     return [SimpleNamespace(family="f", level=k, ladder=True, file=f"f{k}") for k in range(levels)]
 
 
-def test_convergence_stops_when_a_doubling_changes_nothing_and_goes_on_when_it_does():
+def _breaks(per_level):
+    """A fake attack whose level k breaks exactly the points per_level[k]."""
+    def attack(run, idx):
+        return ~torch.isin(idx, torch.tensor(per_level[run.level], dtype=torch.long))
+    return attack
+
+
+def test_converged_needs_two_consecutive_doublings_within_the_tolerance():
+    """Issue 33: one flat doubling is not convergence. A fake attack that breaks a point only at the third level
+    keeps the result an upper bound after two levels (and the third level runs and finds the point)."""
     alive = torch.ones(10, dtype=torch.bool)
+    late = _breaks([[0], [0], [1]])  # level 1 changes nothing, level 2 breaks point 1
+    out = run_schedule(_fake_runs(2), alive, late, cascade=True, tolerance=0.0)
+    assert [r.ran for r in out] == [True, True] and out[-1].converged is False  # one flat doubling: an upper bound
+    out = run_schedule(_fake_runs(3), alive, late, cascade=True, tolerance=0.0)
+    assert [r.ran for r in out] == [True, True, True] and [r.new_broken for r in out] == [1, 0, 1]
+    assert [r.converged for r in out] == [False, False, False] and out[-1].survivors == 8
+    # levels 1 and 2 both flat: converged at level 2, level 3 skipped
+    out = run_schedule(_fake_runs(4), alive, _breaks([[0], [0], [0], [5]]), cascade=True, tolerance=0.0)
+    assert [r.ran for r in out] == [True, True, True, False] and [r.converged for r in out] == [False, False, True, True]
+    # a flat doubling, a moving one, then a flat one: the two flat ones are not consecutive, not converged
+    out = run_schedule(_fake_runs(4), alive, _breaks([[0], [0], [1], [1]]), cascade=True, tolerance=0.0)
+    assert all(r.ran for r in out) and [r.converged for r in out] == [False, False, False, False]
 
-    def breaks(per_level):  # level k breaks the points per_level[k]
-        def attack(run, idx):
-            return ~torch.isin(idx, torch.tensor(per_level[run.level], dtype=torch.long))
-        return attack
 
-    # levels 0 and 1 break the same points: the doubling changed nothing -> converged at level 1, level 2 skipped
-    out = run_schedule(_fake_runs(3), alive, breaks([[0, 1], [0, 1], [2]]), cascade=True, tolerance=0.0)
-    assert [r.ran for r in out] == [True, True, False] and out[1].converged is True
-    # level 1 breaks more: go on; level 2 breaks nothing new -> converged at level 2
-    out = run_schedule(_fake_runs(4), alive, breaks([[0], [1], [1], [3]]), cascade=True, tolerance=0.0)
-    assert [r.ran for r in out] == [True, True, True, False]
-    assert [r.converged for r in out[:3]] == [False, False, True] and out[2].survivors == 8
+def test_convergence_stops_when_two_doublings_change_nothing_and_goes_on_when_one_does():
+    alive = torch.ones(10, dtype=torch.bool)
+    # level 1 breaks more: go on; levels 2 and 3 break nothing new -> converged at level 3, level 4 skipped
+    out = run_schedule(_fake_runs(5), alive, _breaks([[0], [1], [1], [1], [3]]), cascade=True, tolerance=0.0)
+    assert [r.ran for r in out] == [True, True, True, True, False]
+    assert [r.converged for r in out[:4]] == [False, False, False, True] and out[3].survivors == 8
     # a cap reached while still falling: not converged (an upper bound)
-    out = run_schedule(_fake_runs(2), alive, breaks([[0], [1]]), cascade=False, tolerance=0.0)
+    out = run_schedule(_fake_runs(3), alive, _breaks([[0], [1], [2]]), cascade=False, tolerance=0.0)
     assert out[-1].ran and out[-1].converged is False
-    # the tolerance: one point's worth on 10 points
-    out = run_schedule(_fake_runs(3), alive, breaks([[0], [1], [2]]), cascade=True, tolerance=0.1)
-    assert [r.ran for r in out] == [True, True, False]
+    # the tolerance: one point's worth on 10 points; two doublings of one point each converge
+    out = run_schedule(_fake_runs(4), alive, _breaks([[0], [1], [2], [3]]), cascade=True, tolerance=0.1)
+    assert [r.ran for r in out] == [True, True, True, False] and out[2].converged is True
 
 
 class _Margin(nn.Module):
@@ -157,11 +173,12 @@ def test_convergence_on_a_model_where_longer_attacks_do_better(tmp_path):
                                         generator=make_generator(0))
         return model(x_adv).argmax(1) == y[idx]
 
-    runs = [SimpleNamespace(family="pgd", level=k, ladder=True, steps=2 ** k, file=str(k)) for k in range(5)]
+    runs = [SimpleNamespace(family="pgd", level=k, ladder=True, steps=2 ** k, file=str(k)) for k in range(6)]
     out = run_schedule(runs, torch.ones(5, dtype=torch.bool), attack, cascade=True, tolerance=0.0)
-    # 1 step breaks 1, 2 steps 2 more, 4 steps 1 more, 8 steps nothing new: converged at 8 steps, 16 skipped
-    assert [r.new_broken for r in out[:4]] == [1, 2, 1, 0]
-    assert [r.ran for r in out] == [True, True, True, True, False] and out[3].converged is True
+    # 1 step breaks 1, 2 steps 2 more, 4 steps 1 more, 8 and 16 steps nothing new: converged at 16 steps
+    # (two flat doublings), 32 skipped
+    assert [r.new_broken for r in out[:5]] == [1, 2, 1, 0, 0]
+    assert [r.ran for r in out] == [True] * 5 + [False] and [r.converged for r in out[3:5]] == [False, True]
 
 
 def test_repeated_verdicts_differ_and_one_wrong_draw_makes_a_point_not_robust(trained):
@@ -190,19 +207,23 @@ def test_tramer_run_has_the_papers_parameters():
     assert not run.ladder and TRAMER_2020["n_samples"] == 15
 
 
-def test_runs_are_in_cost_order_and_ladders_double_every_budget():
+def test_runs_go_level_by_level_cheapest_first_and_ladders_double_steps_and_draws():
+    """Issue 33: a level-k run never comes after a level-(k+1) one, so the worst case after level k is every run
+    of levels <= k whatever their costs (Tramer et al.'s fixed run, cost 750, is level 0)."""
     runs = robust_runs(_robustness(kinds=["autoattack_rand", "eot_pgd", "tramer"]))
-    costs = [r.cost for r in runs]
-    assert costs == sorted(costs)
+    assert [(r.level, r.cost) for r in runs] == sorted((r.level, r.cost) for r in runs)
+    assert [r.level for r in runs] == sorted(r.level for r in runs)
+    tramer = next(i for i, r in enumerate(runs) if r.kind == "tramer")
+    assert runs[tramer].level == 0 and any(r.cost < runs[tramer].cost for r in runs[tramer + 1:])
     ladder = [r for r in runs if r.family == "autoattack_rand"]
-    assert [(r.steps, r.eot, r.n_samples_attack) for r in ladder] == [(2, 1, 1), (4, 2, 2), (8, 4, 4)]
+    assert [(r.steps, r.eot, r.n_samples_attack) for r in ladder] == [(2, 1, 1), (4, 2, 1), (8, 4, 1)]
     assert len({r.file for r in runs}) == len(runs)
 
 
 def test_aggregate_reads_the_schedule_and_reports_the_new_columns(trained, tmp_path):
     _run(trained, tmp_path, _robustness(convergence={"levels": 2, "tolerance": 0.0}))
     results, _, _ = aggregate(expand_paths([tmp_path / "schedule.json"]))
-    assert list(results.columns[-5:]) == ["attacked", "repeats", "mean_accuracy", "level", "converged"]
+    assert {"attacked", "repeats", "mean_accuracy", "level", "converged", "eot", "evaluations"} <= set(results.columns)
     worst = results[results.attack == "worst_case"].iloc[0]
     runs = results[results.attack != "worst_case"]
     assert worst["correct"] == runs["correct"].min()  # cascade rows count skipped points as broken

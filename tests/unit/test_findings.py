@@ -154,67 +154,105 @@ def test_write_findings_writes_one_page_and_a_csv_per_table(tmp_path):
     paths = write_findings(frames, tmp_path / "findings")
     assert {p.name for p in paths} == {"findings.md", "findings.html"} | {f"findings_{n}.csv" for n in FINDINGS}
     md = (tmp_path / "findings.md").read_text()
-    assert md.count("\n## ") == len(FINDINGS) and "No defense was attacked adaptively" in md and "(no rows)" in md and "| 1.5 |" in md
+    assert md.count("\n## ") == len(FINDINGS) and "No defense was attacked by the robustness evaluation" in md and "(no rows)" in md and "| 1.5 |" in md
     assert pd.read_csv(tmp_path / "findings_gains.csv").name[0] == "gains"
     assert math.isfinite(pd.read_csv(tmp_path / "findings_detection.csv").x[0])
 
 
 def robust_art(correct, y, attacked=None, *, regime="mixup", defense="mi_ol", setting="lam=0.5", kind="eot_pgd",
-               attack="pgd5", eot=1, family="eot_pgd-pgd5-e1", level=0, converged=None, repeats=2):
+               attack="pgd5", eot=1, family="eot_pgd-pgd5-e1", level=0, converged=None, repeats=2, shares=None):
     """A robust run's artifact (issue 25): `correct` [n] bool, all R verdicts right there; `attacked` defaults
-    to every point."""
+    to every point; `shares`: per point, how many of the R verdicts are right (default R where correct, 0 else)."""
     correct = torch.tensor(correct)
     attacked = torch.ones_like(correct) if attacked is None else torch.tensor(attacked)
     pred = [v if ok else (v + 1) % 3 for v, ok in zip(y, correct.tolist())]
     meta = {"dataset": "d", "regime": regime, "attack": attack, "defense": defense, "setting": setting,
-            "adaptive": kind, "n_adaptive": eot, "n_samples_attack": 2 * 2 ** level, "cascade": True,
+            "adaptive": kind, "n_adaptive": 0, "eot": eot, "n_samples_attack": 1, "cascade": True,
             "repeats": repeats, "family": family, "level": level, "converged": converged}
-    return {**art(pred, y), "meta": meta, "attacked": attacked,
-            "repeat_correct": (correct & attacked).unsqueeze(0).expand(repeats, -1).clone()}
+    rights = [repeats if ok else 0 for ok in correct.tolist()] if shares is None else shares
+    repeat_correct = torch.tensor([[r < k for k in rights] for r in range(repeats)]) & attacked
+    return {**art(pred, y), "meta": meta, "attacked": attacked, "repeat_correct": repeat_correct}
 
 
-def test_robustness_levels_say_converged_only_when_the_last_doubling_stayed_within_the_tolerance(tmp_path):
-    from mixup_inference.report.findings import robustness_levels, robustness_statement
+def _keep(k):
+    return [True] * k + [False] * (len(Y) - k)
 
-    # 8 points. The bare model keeps 1 under the oblivious attack. MI-OL: the oblivious attack leaves 6; the
-    # cascade's level 0 (EOT PGD-5, 1 draw) breaks 2, its doubling (PGD-10, 2 draws) none: converged at L1
-    # (tolerance 0, as the job decided). Gaussian: same start, but the doubling breaks 2 more: the last
-    # doubling moved the worst case, so 2/8 is an upper bound.
-    y = Y
-    keep = lambda k: [True] * k + [False] * (len(y) - k)  # noqa: E731
-    arts = [art(Y[:1] + [(v + 1) % 3 for v in Y[1:]], y, defense="none", setting="plain")]
-    for defense, setting, final in (("mi_ol", "lam=0.5", 4), ("gaussian", "sigma=0.04", 2)):
-        obl = [v if i < 6 else (v + 1) % 3 for i, v in enumerate(Y)]
-        arts += [art(Y, y, attack="clean", defense=defense, setting=setting),
-                 art(obl, y, defense=defense, setting=setting),
-                 robust_art(keep(4), y, keep(6), defense=defense, setting=setting, level=0, converged=False),
-                 robust_art(keep(final), y, keep(4), defense=defense, setting=setting, attack="pgd10", eot=2, level=1,
-                            converged=final == 4)]
+
+def _setting_arts(defense, setting, per_level, *, converged, regime="mixup", shares=None):
+    """A defense setting's artifacts: clean, an oblivious attack leaving 6 of the 8 points, and one EOT PGD ladder
+    whose level k leaves the first per_level[k] points (a cascade: each attacks what the one before left); `shares`:
+    level 0's right verdicts per point."""
+    obl = [v if i < 6 else (v + 1) % 3 for i, v in enumerate(Y)]
+    arts = [art(Y, Y, attack="clean", regime=regime, defense=defense, setting=setting),
+            art(obl, Y, regime=regime, defense=defense, setting=setting)]
+    alive = 6
+    for k, left in enumerate(per_level):
+        last = k == len(per_level) - 1
+        arts.append(robust_art(_keep(left), Y, _keep(alive), regime=regime, defense=defense, setting=setting,
+                               attack=f"pgd{5 * 2 ** k}", eot=2 ** k, level=k,
+                               converged=converged if last else False, shares=shares if k == 0 else None))
+        alive = left
+    return arts
+
+
+def test_robustness_levels_compare_with_the_bare_models_worst_case_and_say_converged_or_upper_bound(tmp_path):
+    from mixup_inference.report.findings import BARE_ROBUST, robustness_levels, robustness_statement
+
+    # 8 points. The bare model keeps 3 under its oblivious attack, and its own robustness runs (AutoAttack standard)
+    # break one more: its worst case is 2/8, and every "minus bare" difference uses it. MI-OL: the oblivious attack
+    # leaves 6; levels 0, 1, 2 leave 4, 4, 4 (two flat doublings: converged, as the job decided). Gaussian: the
+    # third level still breaks 2 more: an upper bound, the last doubling moved it 25 points.
+    bare_obl = Y[:3] + [(v + 1) % 3 for v in Y[3:]]
+    arts = [art(Y, Y, attack="clean", defense="none", setting="plain"),
+            art(bare_obl, Y, defense="none", setting="plain"),
+            robust_art(_keep(2), Y, _keep(3), defense="none", setting="plain", kind="autoattack_standard",
+                       attack="aa25", family="autoattack_standard", level=0, repeats=1)]
+    # MI-OL's level 0: the 4 points it leaves are right in both verdicts, the 2 it breaks in 1 of 2 (mean over R)
+    arts += _setting_arts("mi_ol", "lam=0.5", [4, 4, 4], converged=True, shares=[2, 2, 2, 2, 1, 1, 0, 0])
+    arts += _setting_arts("gaussian", "sigma=0.04", [4, 4, 2], converged=False)
     frame = robustness_levels(index_artifacts(arts)).set_index("defense")
+    assert "none" not in frame.index  # the bare model is every row's reference, not a row
     mi, noise = frame.loc["mi_ol"], frame.loc["gaussian"]
     assert (mi.oblivious, mi.worst_case, bool(mi.converged)) == (75.0, 50.0, True)
     assert (noise.oblivious, noise.worst_case, bool(noise.converged)) == (75.0, 25.0, False)
+    assert (mi.bare_worst_case, mi.difference, noise.difference) == (25.0, 25.0, 0.0)
+    assert mi.bare_basis == BARE_ROBUST and "autoattack_standard aa25 (L0)" in mi.bare_faced
+    assert "eot_pgd pgd20 EOT 4 (L2)" in mi.defense_faced and "autoattack" not in mi.defense_faced
+    assert mi.worst_case_mean == 62.5 and noise.worst_case_mean == 25.0  # (4 + 2 x 1/2) / 8; all-R 4 / 8
+    assert (mi.last_doubling, noise.last_doubling) == (0.0, 25.0)
     for r in (mi, noise):  # each number with its interval, the budget each family stopped at, R
         assert r.oblivious_low < r.oblivious < r.oblivious_high and r.worst_case_low < r.worst_case < r.worst_case_high
-        assert r.budget == "eot_pgd pgd10 EOT 2 x4 (L1)" and r.repeats == 2 and r.n == 8
-        assert r.levels.startswith("L0 50.0 [") and " | L1 " in r.levels
-    assert mi.levels.split(" | ")[1].startswith("L1 50.0 [") and noise.levels.split(" | ")[1].startswith("L1 25.0 [")
+        assert r.budget == "eot_pgd pgd20 EOT 4 x1 (L2)" and r.repeats == 2 and r.n == 8
+        assert r.levels.startswith("L0 50.0 [") and " | L2 " in r.levels
+    assert noise.levels.split(" | ")[2].startswith("L2 25.0 [")
     statement = robustness_statement(frame.reset_index()).splitlines()
     (mi_line,) = [line for line in statement if "mi_ol" in line]
     (noise_line,) = [line for line in statement if "gaussian" in line]
-    assert "is converged" in mi_line and "upper bound" not in mi_line and "at eot_pgd pgd10 EOT 2 x4 (L1)" in mi_line
-    assert "upper bound" in noise_line and "is converged" not in noise_line
+    assert "is converged" in mi_line and "upper bound" not in mi_line and "at eot_pgd pgd20 EOT 4 x1 (L2)" in mi_line
+    assert "upper bound" in noise_line and "moved it by 25.0 points" in noise_line and "is converged" not in noise_line
     for line in (mi_line, noise_line):
-        assert "oblivious 75.0% [" in line and "R = 2" in line
+        assert "oblivious 75.0% [" in line and "R = 2" in line and "the bare model's worst case 25.0%" in line
     # the page the report shows carries the columns and the statement
     frames = {name: pd.DataFrame() for name in FINDINGS} | {"robustness": frame.reset_index()}
     write_findings(frames, tmp_path / "findings")
     for ext in ("md", "html"):
         page = (tmp_path / f"findings.{ext}").read_text()
-        for column in ("oblivious_low", "oblivious_high", "worst_case_low", "worst_case_high", "converged", "levels",
-                       "budget", "repeats"):
+        for column in ("oblivious_low", "oblivious_high", "worst_case_low", "worst_case_high", "worst_case_mean",
+                       "converged", "levels", "last_doubling", "budget", "repeats", "bare_worst_case", "bare_basis",
+                       "defense_faced", "bare_faced"):
             assert column in page, (ext, column)
         assert "is converged" in page and "upper bound" in page
+
+
+def test_without_its_own_robustness_runs_the_bare_model_falls_back_to_its_oblivious_worst_case():
+    from mixup_inference.report.findings import BARE_OBLIVIOUS, robustness_levels
+
+    bare_obl = Y[:3] + [(v + 1) % 3 for v in Y[3:]]
+    arts = [art(bare_obl, Y, defense="none", setting="plain"),
+            *_setting_arts("mi_ol", "lam=0.5", [4, 4, 4], converged=True)]
+    (row,) = robustness_levels(index_artifacts(arts)).to_dict("records")
+    assert (row["bare_worst_case"], row["difference"], row["bare_basis"]) == (37.5, 12.5, BARE_OBLIVIOUS)
+    assert row["bare_converged"] is None and row["bare_faced"] == "oblivious pgd10"
 
 
 def test_adjust_applies_holm_within_each_family_and_words_follow_it():

@@ -55,7 +55,8 @@ def test_component_lambdas_are_canonical_settings():
 def test_robustness_attacks_every_randomized_row_of_the_presets_tables(preset):
     """The robustness evaluation of the CPU, paper and authors presets targets exactly the randomized
     rows of their tables as configured (Table 4/5's settings; the default preset: the mixup and IAT rows
-    only, not the ERM/AT ablations) plus MI-PL at lam 0.5 on each mixup model."""
+    only, not the ERM/AT ablations) plus MI-PL at lam 0.5 on each mixup model, and the bare model of
+    every regime among them (issue 33: the bare models face the same evaluation)."""
     config = load(preset)
     regimes = {"config": {"mixup", "interpolated_at"}}.get(preset)
     expected = set()
@@ -65,7 +66,9 @@ def test_robustness_attacks_every_randomized_row_of_the_presets_tables(preset):
             if row.defense != "none" and row.regime in allowed:
                 expected.add((spec["dataset"], row.regime, row.defense, row.setting))
         expected.add((spec["dataset"], "mixup", "mi_pl", "lam=0.5"))
-    assert set(plan.robust_targets(config)) == expected
+    bare = {(dataset, regime, "none", "plain") for dataset, regime, _defense, _setting in expected}
+    assert set(plan.bare_targets(config)) == bare and len(bare) >= 2
+    assert set(plan.robust_targets(config)) == expected | bare
 
 
 def test_table_targets_follow_the_tables_rows_and_filters():
@@ -73,6 +76,7 @@ def test_table_targets_follow_the_tables_rows_and_filters():
     mapping filters it by regimes and defenses; explicit targets mix in, each target once, sorted."""
     config = load("smoke")
     rob = config["robustness"]
+    rob["kinds"] = [kind for kind in rob["kinds"] if kind not in ("autoattack_standard", "pgd_bare")]  # no bare targets
     randomized = [row for row in rows_of("table2") if DEFENSES[row.defense].randomized]
     rob["targets"] = ["table2"]
     assert plan.robust_targets(config) == sorted(("synth", r.regime, r.defense, r.setting) for r in randomized)
@@ -89,14 +93,49 @@ def test_table_targets_follow_the_tables_rows_and_filters():
 
 
 def test_the_smoke_preset_attacks_one_defense_of_each_transform_kind():
-    """Mixing (MI-OL), switch (MI-Combined), gather (Xie) and grid_sample (Guo), at Table 4's settings."""
+    """Mixing (MI-OL), switch (MI-Combined), gather (Xie) and grid_sample (Guo), at Table 4's settings, and
+    the bare mixup model."""
     config = load("smoke")
     settings = {(r.regime, r.defense): r.setting for r in rows_of("table2")}
-    assert plan.robust_targets(config) == sorted(("synth", "mixup", d, settings["mixup", d])
-                                                 for d in ("mi_ol", "mi_combined", "xie", "guo"))
+    assert plan.robust_targets(config) == sorted([("synth", "mixup", "none", "plain")]
+                                                 + [("synth", "mixup", d, settings["mixup", d])
+                                                    for d in ("mi_ol", "mi_combined", "xie", "guo")])
+
+
+def test_the_bare_models_face_the_deterministic_kinds_and_the_defenses_the_others():
+    """A robust job runs the kinds that apply to its target: AutoAttack standard and PGD against the bare
+    model, AutoAttack rand, EOT PGD and Tramer et al.'s against a defense; level by level, cheapest first
+    within a level. Without a deterministic kind there are no bare targets."""
+    config = load("config")
+    rob = config["robustness"]
+    bare, defended = plan.robust_runs(rob, "none"), plan.robust_runs(rob, "mi_ol")
+    assert {run.kind for run in bare} == {"autoattack_standard", "pgd_bare"}
+    assert {run.kind for run in defended} == {"autoattack_rand", "eot_pgd", "tramer"}
+    assert all(run.eot == 1 and run.n_samples_attack == 1 for run in bare)
+    for runs in (bare, defended):
+        assert [(run.level, run.cost) for run in runs] == sorted((run.level, run.cost) for run in runs)
+    assert sorted(plan.robust_runs(rob), key=lambda r: r.file) == sorted(bare + defended, key=lambda r: r.file)
+    rob["kinds"] = ["autoattack_rand", "eot_pgd"]
+    assert plan.bare_targets(config) == [] and all(t[2] != "none" for t in plan.robust_targets(config))
+
+
+def test_the_default_ladders_reach_the_protocols_at_their_top_level():
+    """Issue 33: at least 3 levels, the top one at least AutoAttack rand's protocol (100 iterations, 20 EOT
+    draws), 50 EOT PGD steps, AutoAttack standard's (100 iterations, 5,000 queries) and a PGD-50."""
+    rob = load("config")["robustness"]
+    levels = plan.robust_options(rob)["convergence"]["levels"]
+    assert levels >= 3
+    top = {(run.kind, run.targeted): run for run in plan.robust_runs(rob) if run.level == levels - 1}
+    aa = top["autoattack_rand", False]
+    assert aa.steps >= 100 and aa.eot >= 20
+    assert top["eot_pgd", False].steps >= 50 and top["eot_pgd", True].steps >= 50
+    standard = top["autoattack_standard", False]
+    assert standard.steps >= 100 and standard.extra("n_queries") >= 5000
+    assert top["pgd_bare", False].steps >= 50
 
 
 def test_a_robustness_target_may_name_its_dataset():
     config = load("smoke")
+    config["robustness"]["kinds"] = ["eot_pgd"]
     config["robustness"]["targets"] = [["mixup", "mi_ol", "lam=0.5"], ["other", "mixup", "xie", "size=16-24"]]
     assert plan.robust_targets(config) == [("other", "mixup", "xie", "size=16-24"), ("synth", "mixup", "mi_ol", "lam=0.5")]

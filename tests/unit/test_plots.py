@@ -77,10 +77,12 @@ def results_df():
 
 
 def robust_row(regime, defense, setting, attack, kind, eot, level, accuracy, converged, *, n=100):
-    """A robust run's row (issue 25's columns): kind autoattack_rand / eot_pgd / tramer, or worst_case."""
-    return {**row(regime, defense, setting, attack if kind != "worst_case" else "clean", accuracy, n=n,
-                  adaptive=kind, n_adaptive=eot),
-            **({"attack": "worst_case", "steps": 0} if kind == "worst_case" else {}),
+    """A robust run's row (issue 25's columns): kind autoattack_rand / eot_pgd / tramer / autoattack_standard /
+    pgd_bare, or worst_case (then `eot` is the number of evaluations combined)."""
+    worst = kind == "worst_case"
+    return {**row(regime, defense, setting, attack if not worst else "clean", accuracy, n=n, adaptive=kind),
+            **({"attack": "worst_case", "steps": 0} if worst else {}),
+            "eot": 0 if worst else eot, "evaluations": eot if worst else 1,
             "labels": "true", "attacked": n, "repeats": 10, "mean_accuracy": accuracy, "level": level,
             "converged": converged}
 
@@ -98,9 +100,15 @@ def convergence_df():
             robust_row("mixup", "gaussian", "sigma=0.04", "pgd10", "eot_pgd", 2, 1, 0.12, False),
             robust_row("mixup", "gaussian", "sigma=0.04", "tpgd5", "eot_pgd", 1, 0, 0.12, False),
             robust_row("mixup", "gaussian", "sigma=0.04", "tpgd10", "eot_pgd", 2, 1, 0.12, True),
-            robust_row("mixup", "gaussian", "sigma=0.04", "worst_case", "worst_case", 4, 1, 0.12, False)]
-    oblivious = results_df().assign(labels="true", attacked=1000, repeats=1, mean_accuracy=np.nan, level=0,
-                                    converged=None)
+            robust_row("mixup", "gaussian", "sigma=0.04", "worst_case", "worst_case", 4, 1, 0.12, False),
+            # the bare IAT model under the kinds for a deterministic model (issue 33), three levels
+            *[robust_row("interpolated_at", "none", "plain", f"aa{25 * 2 ** k}", "autoattack_standard", 1, k, acc,
+                         k == 2) for k, acc in enumerate((0.22, 0.21, 0.21))],
+            *[robust_row("interpolated_at", "none", "plain", f"pgd{13 * 2 ** k}", "pgd_bare", 1, k, acc, k == 2)
+              for k, acc in enumerate((0.23, 0.21, 0.21))],
+            robust_row("interpolated_at", "none", "plain", "worst_case", "worst_case", 10, 2, 0.21, True)]
+    oblivious = results_df().assign(eot=0, evaluations=1, labels="true", attacked=1000, repeats=1,
+                                    mean_accuracy=np.nan, level=0, converged=None)
     return pd.concat([oblivious, pd.DataFrame(rows)], ignore_index=True)[RESULT_COLUMNS]
 
 
@@ -176,14 +184,18 @@ def test_plot_convergence(tmp_path):
         for text in ("Fig. 5", "Interpolated AT + MI-OL", "(lam=0.6): converged, 100 points", "Mixup + Gaussian noise",
                      "(sigma=0.04): upper bound, 100 points", "AutoAttack rand", "EOT PGD-5, 1 draw (start)",
                      "EOT tPGD-5, 1 draw (start)", "Tramer et al. 2020", "worst case per point",
-                     "L0 ×1", "L1 ×2", "last level not converged (upper bound)"):
+                     "L0 ×1", "L1 ×2", "L2 ×4", "last level not converged (upper bound)",
+                     "Interpolated AT + no defense", "(plain): converged", "AutoAttack standard (bare model)",
+                     "PGD, step 0.5/255 (bare model)"):
             assert text in svg, text
         assert "PGD-10, 2 draws" not in svg  # level 1 of the PGD-5 ladder, not a family of its own
         assert "Xie" not in svg and "Mixup + MI-OL" not in svg  # only the settings the robustness evaluation attacked
     # a results.csv without the robustness: section (or from before issue 25) says so
     svg = check_outputs(plot_convergence(results_df(), tmp_path / "none"), tmp_path / "none")
     assert "no robustness evaluation" in svg
-    old = convergence_df().drop(columns=["level", "converged"])  # before issue 25: one level, no verdict
+    old = convergence_df()  # before issue 25: one level, no verdict; a robust run's EOT draws in n_adaptive
+    old = old[old.defense != "none"].assign(n_adaptive=old.n_adaptive.where(old.eot == 0, old.eot))
+    old = old.drop(columns=["level", "converged", "eot", "evaluations"])
     svg = check_outputs(plot_convergence(old, tmp_path / "old"), tmp_path / "old")
     assert "L0 ×1" in svg and "L1 ×2" not in svg and "converged," not in svg
     with pytest.raises(ValueError, match="several rows"):

@@ -62,12 +62,16 @@ def test_protocol_names_the_switches_and_every_attack_budget():
     assert "erm" not in budgets["training"]
     rob = config["robustness"]
     runs = budgets["robustness"]["runs"]
-    # every run of the schedule's cap (plan.robust_runs: each family's levels, Tramer's run), cheapest first
+    # every run of the schedule's cap (plan.robust_runs: each family's levels, Tramer's run), level by level and
+    # cheapest first within a level, each saying what it attacks (the bare models' kinds, issue 33)
     expected = robust_runs(rob)
     assert [(r["kind"], r["steps"], r["eot"]) for r in runs] == [(r.kind, r.steps, r.eot) for r in expected]
     assert {r["kind"] for r in runs} == set(rob["kinds"])
     aa = [run for run in runs if run["kind"] == "autoattack_rand"]
-    assert aa[0]["steps"] == rob["autoattack"]["n_iter"] and [r["cost"] for r in runs] == sorted(r["cost"] for r in runs)
+    assert aa[0]["steps"] == rob["autoattack"]["n_iter"]
+    assert [(r["level"], r["cost"]) for r in runs] == sorted((r["level"], r["cost"]) for r in runs)
+    assert {r["kind"] for r in runs if r["against"] == "bare models"} == {"autoattack_standard", "pgd_bare"}
+    assert any(" none plain" in target for target in budgets["robustness"]["targets"])
     assert budgets["fig4_adaptive"]["n_adaptive"] == config["adaptive"]["n_adaptive"]
     # the paper preset keeps the clean prediction as the paper; every preset has a protocol
     assert protocol(preset("paper"))["attack_budgets"]["oblivious"]["pgd10"]["objective"].startswith("away from the bare")

@@ -45,7 +45,7 @@ def test_a_table_added_to_the_registry_is_a_valid_config_table(monkeypatch):
     monkeypatch.setattr(paper_tables, "ROWS", [*paper_tables.ROWS, ("Mixup + Xie", "mixup", "xie", {"table9": "size=16-24"})])
     validate_config(config, SCHEMA_PATH)
     check_config(config)
-    assert plan.robust_targets(config) == [("synth", "mixup", "xie", "size=16-24")]
+    assert plan.robust_targets(config) == [("synth", "mixup", "none", "plain"), ("synth", "mixup", "xie", "size=16-24")]
 
 
 def test_schema_adaptive_defenses_are_defense_names():

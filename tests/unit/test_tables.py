@@ -193,6 +193,29 @@ def test_write_table_files_parse(results_df, tmp_path):
     assert html.count("<tr") == 1 + 1 + n_rows and "IAT + MI-OL" in html
 
 
+def test_the_worst_case_shows_all_r_and_mean_over_r_side_by_side(results_df, tmp_path):
+    """Issue 33: where the robustness evaluation attacked a row (the bare model's too), the table gives its worst
+    case with every verdict right and averaged over the R verdicts, and the caption says which columns have R
+    verdicts."""
+    worst = [{**result(regime, defense, setting, "clean", correct, n=400), "attack": "worst_case", "steps": 0,
+              "adaptive": "worst_case", "mean_accuracy": mean, "repeats": repeats}
+             for regime, defense, setting, correct, mean, repeats in (
+                 ("interpolated_at", "mi_ol", "lam=0.6", 84, 0.2575, 10), ("interpolated_at", "none", "plain", 88, 0.22, 1))]
+    frame = pd.concat([results_df, pd.DataFrame(worst)], ignore_index=True)
+    table = build_table(frame, TABLE2_ROWS, PAPER_TABLE2, "cifar10")
+    assert list(table.columns[-2:]) == ["Worst case (all R)", "Worst case (mean over R)"]
+    assert table.loc["IAT + MI-OL", "Worst case (all R)"] == f"21.0 [19.0, 23.0] / {MISSING}"
+    assert table.loc["IAT + MI-OL", "Worst case (mean over R)"] == f"25.8 / {MISSING}"  # no interval: descriptive
+    assert table.loc["Interpolated AT", "Worst case (all R)"].startswith("22.0 [")
+    assert table.loc["Mixup", "Worst case (all R)"] == MISSING
+    md, _csv, tex, _html = write_table(table, tmp_path / "table2")
+    caption = md.read_text(encoding="utf-8").splitlines()[0]
+    assert "single-verdict" in caption and "'all R'" in caption and "'mean over R'" in caption
+    assert tex.read_text(encoding="utf-8").isascii()
+    plain = write_table(build_table(results_df, TABLE2_ROWS, PAPER_TABLE2, "cifar10"), tmp_path / "t")[0]
+    assert "'all R'" not in plain.read_text(encoding="utf-8")  # no worst case, no word about it
+
+
 def test_write_table_needs_build_table_output(tmp_path):
     with pytest.raises(ValueError, match="build_table"):
         write_table(pd.DataFrame({"a": [1]}), tmp_path / "t")
@@ -244,7 +267,9 @@ def test_a_table2_row_without_paper_numbers_is_planned_tabled_and_targeted(dithe
     assert all((dataset, "mixup", attack, "dither", "step=0.125") in evaluations for attack in attacks)
     targets = plan.robust_targets(config)
     assert (dataset, "mixup", "dither", "step=0.125") in targets
-    assert (dataset, "mixup", "none", "plain") not in targets  # the bare model is no target
+    # the bare row is no target of the table item; the bare model is one as the defenses' reference (issue 33)
+    assert (dataset, "mixup", "none", "plain") not in plan.robust_target_item(config, "table2")
+    assert (dataset, "mixup", "none", "plain") in plan.bare_targets(config)
 
     results = pd.DataFrame([result("mixup", "dither", "step=0.125", attack, 610 - 100 * i, dataset=dataset)
                             for i, attack in enumerate(attacks)]

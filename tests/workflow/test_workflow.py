@@ -98,18 +98,24 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     reports = workdir / "reports" / "smoke"
     results = pd.read_csv(reports / "results.csv")
     assert {"dataset", "regime", "defense", "setting", "attack", "accuracy", "ci_low", "ci_high", "n"} <= set(results)
-    # each robust job: AutoAttack rand and EOT PGD untargeted/targeted, each at 2 convergence levels (with
-    # tolerance 0 the doubling always runs), and Tramer et al.'s run = 7 runs, plus its worst case
+    # each defense's robust job: AutoAttack rand and EOT PGD untargeted/targeted, each at 3 convergence levels
+    # (converging takes two flat doublings, so with 3 levels every level runs), and Tramer et al.'s run = 10 runs;
+    # the bare mixup model's (issue 33): AutoAttack standard and PGD at 3 levels = 6 runs; each plus its worst case
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    runs = plan.robust_runs(smoke["robustness"])
-    assert len(runs) == 7
-    assert len(results) == SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"] + SMOKE_JOBS["robust"] * (len(runs) + 1)
-    assert {"autoattack_rand", "eot_pgd", "tramer", "worst_case"} <= set(results.adaptive)
+    defended, bare = plan.robust_runs(smoke["robustness"], "mi_ol"), plan.robust_runs(smoke["robustness"], "none")
+    assert (len(defended), len(bare)) == (10, 6)
+    assert len(results) == (SMOKE_EVALUATIONS + SMOKE_JOBS["adaptive"]
+                            + (SMOKE_JOBS["robust"] - 1) * (len(defended) + 1) + len(bare) + 1)
+    assert set(ROBUST_KINDS) | {"worst_case"} <= set(results.adaptive)
+    robust = results[results.adaptive.isin(list(ROBUST_KINDS))]
+    assert set(robust.level) == {0, 1, 2} and (robust[robust.defense == "none"].repeats == 1).all()
     for row in results[results.adaptive == "worst_case"].itertuples():
-        same = results[(results.regime == row.regime) & (results.defense == row.defense)
-                       & (results.setting == row.setting) & results.adaptive.isin(list(ROBUST_KINDS))]
+        same = robust[(robust.regime == row.regime) & (robust.defense == row.defense) & (robust.setting == row.setting)]
         # a cascaded run counts the points an earlier run broke as broken: the worst case is its last run's
-        assert len(same) == len(runs) and row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
+        assert len(same) == len(bare if row.defense == "none" else defended)
+        assert row.accuracy <= same.accuracy.min() and row.n == same.n.iloc[0]
+        assert row.accuracy <= row.mean_accuracy <= 1  # the mean over the R verdicts beside the all-R worst case
+    assert "none" in set(results[results.adaptive == "worst_case"].defense)
     assert ((results.ci_low <= results.accuracy) & (results.accuracy <= results.ci_high)).all()
     assert set(results.regime) == {"erm", "mixup", "at", "interpolated_at"}
     # PGD must actually attack: the undefended mixup model loses accuracy under pgd5.
@@ -117,6 +123,11 @@ def test_smoke_run_end_to_end_caches_and_reruns_selectively(smoke_run, smoke_rep
     assert plain["pgd5"] < plain["clean"]
     for ext in ("md", "csv", "tex", "html"):
         assert (reports / "tables" / f"table2.{ext}").stat().st_size > 0
+    table2 = (reports / "tables" / "table2.md").read_text(encoding="utf-8")
+    assert "Worst case (all R)" in table2 and "Worst case (mean over R)" in table2
+    robustness = pd.read_csv(reports / "findings_robustness.csv")  # every defense against its bare model's worst case
+    assert len(robustness) == SMOKE_JOBS["robust"] - 1 and "none" not in set(robustness.defense)
+    assert robustness.bare_basis.str.startswith("its own robustness evaluation").all()
     for fig in ("fig2_components", "fig3a_detection", "fig3b_tradeoff", "fig4_adaptive", "fig5_convergence"):
         for ext in ("png", "svg"):
             assert (reports / "figures" / f"{fig}.{ext}").stat().st_size > 1000

@@ -86,7 +86,8 @@ wildcard_constraints:
     defense="|".join(DEFENSES),
     setting=r"[a-z]+=[^/]+|plain",
     fig4_kind="|".join(kind for kind, spec in ADAPTIVE_KINDS.items() if spec.rule == "adaptive"),
-    robust_defense="|".join(name for name, spec in DEFENSES.items() if spec.randomized),
+    # a randomized defense, or none: the bare model's robust job (plan.bare_targets)
+    robust_defense="|".join(DEFENSES),
     n_adaptive=r"[0-9]+",
     table=r"table[23](_[A-Za-z0-9][A-Za-z0-9_-]*)?",
 

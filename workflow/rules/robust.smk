@@ -1,11 +1,13 @@
-# Stage 4b: the robustness evaluation of every randomized defense (core/attacks/defended.py): AutoAttack's protocol
-# for randomized defenses and EOT PGD (steps and EOT draws swept), each through the defended
-# prediction. One job per (dataset, regime, defense, setting) runs every attack run of the config's
-# `robustness:` section, as the evaluate jobs group their settings (start-up, model and pool loaded
-# once); each run writes its own evaluation artifact, so the aggregate takes the worst case per point.
-# Issue 25: the runs go in a cascade that starts from the points the oblivious evaluations of the same
-# setting left (their evaluate jobs' directories are inputs, as ancient(): see common.smk), budgets double until the worst case stops
-# falling, and schedule.json lists the runs that ran.
+# Stage 4b: the robustness evaluation (core/attacks/kinds): every randomized defense faces attacks through
+# its defended prediction (AutoAttack rand, EOT PGD, Tramer et al.'s), and the bare model of every regime
+# the targets name (defense none) faces the strongest attacks for a deterministic model (AutoAttack
+# standard, PGD), so that findings compare like with like. One job per (dataset, regime, defense,
+# setting) runs every attack run of the config's `robustness:` section that applies to it, as the
+# evaluate jobs group their settings (start-up, model and pool loaded once); each run writes its own
+# evaluation artifact, so the aggregate takes the worst case per point. The runs go in a cascade that
+# starts from the points the oblivious evaluations of the same setting left (their evaluate jobs'
+# directories are inputs, as ancient(): see common.smk), level by level with budgets doubled until the
+# worst case stops falling, and schedule.json lists the runs that ran.
 
 
 rule robust:

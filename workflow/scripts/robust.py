@@ -1,4 +1,4 @@
-"""Snakemake job: every adaptive attack run of the `robustness:` section against one defense setting."""
+"""Snakemake job: every run of the robustness evaluation that applies to one defense setting or bare model."""
 from mixup_inference.jobs.context import JobContext
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.jobs.robust import run_robust

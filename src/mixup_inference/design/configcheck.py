@@ -32,7 +32,7 @@ from .study import StudyModel, model_name, study_models, study_training
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
 _NOUNS = {"regimes": "regime", "regime": "regime", "model": "model", "defense": "defense", "settings": "defense",
-          "kinds": "adaptive attack kind", "schedule": "schedule", "tables": "table", "names": "attack",
+          "kinds": "attack kind", "schedule": "schedule", "tables": "table", "names": "attack",
           "attacks": "attack", "attack": "attack", "channels": "channel count", "datasets": "dataset name",
           "dataset": "dataset name", "setting": "defense setting", "device": "device", "run": "run name"}
 _TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
@@ -441,6 +441,9 @@ def check_config(config: dict[str, Any]) -> None:
                 check_setting(defense, setting, image_size=_image_size(ds), key=key)
                 if rob["n_test"] > ds["n_test"]:
                     raise ValueError(f"robustness.n_test={rob['n_test']} exceeds datasets.{name}.n_test="
-                                     f"{ds['n_test']}; the adaptive attacks use a prefix of the run's test subset")
+                                     f"{ds['n_test']}; the robust runs use a prefix of the run's test subset")
+                if not any(robust_kind(kind).applies_to(defense) for kind in rob["kinds"]):
+                    raise ValueError(f"{key}: robustness.kinds={rob['kinds']} has no kind that attacks a randomized "
+                                     "defense (only kinds for the bare model); add autoattack_rand, eot_pgd or tramer")
         for name in rob["kinds"]:  # what each kind needs of the section and the config (its spec's check)
             robust_kind(name).check(rob, config)

@@ -6,7 +6,8 @@ tests and the workflow benchmark all derive the same job lists from one place:
 - :func:`evaluations`: every oblivious evaluation (dataset, regime, attack, defense, setting);
 - :func:`evaluation_groups`: the same, grouped per (dataset, regime, attack): one evaluate job each;
 - :func:`adaptive_runs`; :func:`robust_targets` (from explicit targets and the rows of the configured
-  tables, :class:`TableRows`) and :func:`robust_runs` (the `robustness:` section);
+  tables, :class:`TableRows`, and their bare models, :func:`bare_targets`) and :func:`robust_runs` (the
+  `robustness:` section);
   :func:`trained_models` (every model the run needs), :func:`used_datasets`;
 - :func:`model_files`, :func:`imported_models`, :func:`models_to_train`: which of those come from a
   file (config ``models:``, the import_model rule) and which the train rule makes;
@@ -28,10 +29,10 @@ from ..core.training.config import REGIMES
 from .paper_tables import RowSpec, model_rows, paper_numbers, rows_of
 from .study import model_name, study_models
 
-__all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "evaluation_groups", "evaluations",
-           "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs", "robust_target_item",
-           "robust_targets", "study_evaluations", "study_mi_settings", "study_robust_targets", "study_settings",
-           "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+__all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "bare_targets", "evaluation_groups",
+           "evaluations", "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs",
+           "robust_target_item", "robust_targets", "study_evaluations", "study_mi_settings", "study_robust_targets",
+           "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""
@@ -244,14 +245,30 @@ def robust_target_item(config: dict[str, Any], item: str | dict[str, Any] | list
 
 
 def robust_targets(config: dict[str, Any]) -> list[RobustTarget]:
-    """(dataset, regime, defense, setting) of every defense the `robustness:` section attacks
-    adaptively (one robust job each: every attack run of the section), sorted, each once; [] without
-    the section. Items may mix tables and explicit targets (config/config.yaml: Table 2's randomized
-    mixup and interpolated-AT rows plus MI-PL on mixup; config/paper.yaml: Tables 2 and 3)."""
+    """(dataset, regime, defense, setting) of every target of the robustness evaluation (the `robustness:`
+    section; one robust job each, running the section's kinds that apply to it), sorted, each once; []
+    without the section. The defenses its `targets` name (items may mix tables and explicit targets:
+    config/config.yaml, Table 2's randomized mixup and interpolated-AT rows plus MI-PL on mixup;
+    config/paper.yaml, Tables 2 and 3), and :func:`bare_targets`, the bare models they are compared with."""
     rob = config.get("robustness")
     if not rob:
         return []
-    return sorted({target for item in rob["targets"] for target in robust_target_item(config, item)})
+    named = {target for item in rob["targets"] for target in robust_target_item(config, item)}
+    return sorted(named | set(bare_targets(config)))
+
+
+def bare_targets(config: dict[str, Any]) -> list[RobustTarget]:
+    """(dataset, regime, "none", "plain") for the model of every regime the `robustness:` targets name:
+    findings compare each defense with its bare model, so the bare model faces the strongest attacks for a
+    deterministic model (the kinds of ``robustness.kinds`` whose `RobustKind.deterministic` is set:
+    AutoAttack standard, PGD at Tramer et al.'s step size), with the same cascade, levels and points.
+    [] when the section names no such kind (findings then fall back to the bare model's oblivious worst case)."""
+    rob = config.get("robustness")
+    if not rob or not any(robust_kind(name).applies_to("none") for name in rob["kinds"]):
+        return []
+    models = {(dataset, regime) for item in rob["targets"]
+              for dataset, regime, _defense, _setting in robust_target_item(config, item)}
+    return sorted((dataset, regime, "none", PLAIN_SETTING) for dataset, regime in models)
 
 
 #: Defaults of the `robustness:` section's cascade, verdict and convergence keys (schema and config/README).
@@ -267,23 +284,28 @@ def robust_options(robustness: dict[str, Any]) -> dict[str, Any]:
             "convergence": {"levels": int(convergence["levels"]), "tolerance": float(convergence["tolerance"])}}
 
 
-def robust_runs(robustness: dict[str, Any]) -> list[RobustRun]:
-    """Every attack run of the config's `robustness:` section against one defense, in the order the
-    robust job runs them (jobs.robust.run_robust): cheapest first (`RobustKind.cost`; ties by level, then
-    family), so a cascade's expensive runs see only the points the cheap ones left.
+def robust_runs(robustness: dict[str, Any], defense: str | None = None) -> list[RobustRun]:
+    """Every attack run of the config's `robustness:` section against `defense` (its kinds that apply to it,
+    `RobustKind.applies_to`: the randomized-defense kinds for a randomized defense, the deterministic ones
+    for the bare model ``none``; None: every kind's runs, as the provenance lists them), in the order the
+    robust job runs them (jobs.robust.run_robust): level by level, cheapest first within a level
+    (`RobustKind.cost`; ties by family). So a cascade's expensive runs see only the points the cheap ones
+    left, and the worst case after the last run of level k is every run of levels <= k: no level-k number
+    includes a break of a higher level (Fig. 5's curves and findings' `levels` read the same).
 
     Each kind of ``robustness.kinds`` (core.attacks.kinds, in the registry's order) gives its runs
     (`RobustKind.runs`): with convergence.levels = L > 1 (Carlini et al. 2019's check that accuracy is
-    flat as the attack grows) each family gets levels 0..L-1, level k with the steps, the EOT draws and
-    the executions inside the defense 2^k times the start budget; a kind with fixed parameters (Tramer
-    et al.'s) gives one run, no ladder. Which levels actually run is the job's decision (a family stops
-    once a doubling changed the worst case by no more than the tolerance); the list is the schedule's
-    cap. An unknown kind is a ValueError naming the registered ones."""
+    flat as the attack grows) each family gets levels 0..L-1, level k with 2^k times the start's steps and
+    EOT draws (`RobustKind.at_level`); a kind with fixed parameters (Tramer et al.'s) gives one run at level
+    0, no ladder. Which levels actually run is the job's decision (a family stops once two consecutive
+    doublings each moved the worst case by no more than the tolerance: jobs.cascade); the list is the
+    schedule's cap. An unknown kind is a ValueError naming the registered ones."""
     levels = robust_options(robustness)["convergence"]["levels"]
     asked = {robust_kind(name).name for name in robustness["kinds"]}
-    runs = [run for name, kind in ROBUST_KINDS.items() if name in asked
+    runs = [run for name, kind in ROBUST_KINDS.items()
+            if name in asked and (defense is None or kind.applies_to(defense))
             for run in kind.runs(robustness, levels=levels, n_samples=int(robustness["n_samples"]))]
-    return sorted(runs, key=lambda run: (run.cost, run.level, run.family))
+    return sorted(runs, key=lambda run: (run.level, run.cost, run.family))
 
 
 def trained_models(config: dict[str, Any]) -> list[tuple[str, str]]:

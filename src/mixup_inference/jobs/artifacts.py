@@ -40,7 +40,7 @@ from ..core.utils import atomic_save
 from .points import ATTACK_LABELS
 
 __all__ = ["Evaluation", "EvaluationMeta", "RobustBudget", "RobustSchedule", "check", "correct_points", "expand_paths", "load",
-           "repeat_accuracy", "save", "verdict_repeats"]
+           "repeat_accuracy", "save", "upgrade_meta", "verdict_repeats", "verdict_shares"]
 
 #: Tensor fields every artifact holds (``target`` too since the jobs write it; old test fixtures
 #: without it still load).
@@ -53,12 +53,15 @@ _REQUIRED_META = ("dataset", "regime", "attack", "defense", "setting")
 class RobustBudget:
     """The attack budget a robust run records beside its meta (robust job only): the defense's
     executions inside the attack, the L-inf radius, the PGD step (None for AutoAttack, which picks
-    its own) and the number of restarts (1 for EOT PGD)."""
+    its own), the number of restarts (1 for EOT PGD) and ``eot``, the defense draws per gradient (1
+    against the bare model). Artifacts from before issue 33 stored the draws as ``n_adaptive``;
+    :func:`load` reads them as ``eot``."""
 
     n_samples_attack: int
     eps: float
     step_size: float | None
     n_restarts: int = 1
+    eot: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ class EvaluationMeta:
     """The ``meta`` of an evaluation artifact, with the defaults an absent field reads as.
 
     ``attack``: the attack's name ("clean", "pgd10", "tpgd50", ...); ``adaptive``: one of
-    :data:`ADAPTIVE_KINDS`; ``n_adaptive``: N_A of Fig. 4's attacks, the EOT draws of a robust run,
-    0 for an oblivious evaluation; ``n_samples``: the defense's executions when evaluating;
+    :data:`ADAPTIVE_KINDS` (the paper's adaptive attack of Fig. 4, a robustness-evaluation kind, or none);
+    ``n_adaptive``: N_A of Fig. 4's attacks, 0 for any other evaluation (a robust run's EOT draws are
+    its budget's ``eot``); ``n_samples``: the defense's executions when evaluating;
     ``labels``: what untargeted attacks pushed away from (:data:`points.ATTACK_LABELS`; artifacts
     without it predate the option and used the clean prediction); ``robust``: the robust runs'
     attack budget, None for the other jobs."""
@@ -116,7 +120,8 @@ class EvaluationMeta:
             meta["n_samples_attack"] = self.robust.n_samples_attack
         meta |= {"attack": self.attack, "labels": self.labels}
         if self.robust is not None:
-            meta |= {"eps": self.robust.eps, "step_size": self.robust.step_size, "n_restarts": self.robust.n_restarts}
+            meta |= {"eps": self.robust.eps, "step_size": self.robust.step_size, "n_restarts": self.robust.n_restarts,
+                     "eot": self.robust.eot}
         if self.schedule is not None:
             meta |= dataclasses.asdict(self.schedule)
         return meta | {"dataset": self.dataset, "regime": self.regime}
@@ -201,6 +206,19 @@ def verdict_repeats(artifact: dict[str, Any]) -> int:
     return int(artifact["repeat_correct"].shape[0]) if artifact.get("repeat_correct") is not None else 1
 
 
+def verdict_shares(artifact: dict[str, Any]) -> torch.Tensor:
+    """float [n]: per point, the share of the verdict runs that classify the final example correctly, where
+    this evaluation judged the point: a robust run's attacked points (mean of ``repeat_correct`` over its R
+    runs), every point of any other artifact (1 or 0, its one verdict). A point a cascade's run did not
+    attack was broken by an earlier evaluation, which judges it: 1 here, so the minimum over a setting's
+    evaluations (the mean-over-R worst case, report.aggregate.worst_case_rows) takes the share where the
+    point fell."""
+    if artifact.get("repeat_correct") is None:
+        return correct_points(artifact).float()
+    shares = artifact["repeat_correct"].float().mean(0)
+    return torch.where(artifact["attacked"], shares, torch.ones_like(shares))
+
+
 def repeat_accuracy(artifact: dict[str, Any]) -> float:
     """The accuracy averaged over a robust run's R verdict runs (points not attacked count as wrong); for
     other artifacts the accuracy of ``argmax(probs)``."""
@@ -254,9 +272,21 @@ def save(evaluation: Evaluation, path: str | os.PathLike) -> None:
     atomic_save(evaluation.to_dict(), path)
 
 
+def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """An on-disk meta in today's keys: a robust run's meta from before issue 33 (``n_samples_attack``
+    without ``eot``) stored its EOT draws as ``n_adaptive``; they move to ``eot`` and ``n_adaptive``
+    becomes 0 (Fig. 4's N_A only). Any other meta comes back unchanged."""
+    if "n_samples_attack" in meta and "eot" not in meta:
+        return {**meta, "eot": int(meta.get("n_adaptive", 1)), "n_adaptive": 0}
+    return meta
+
+
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one evaluation artifact (``torch.load(weights_only=True)`` on the CPU) and :func:`check`
-    it; returns the on-disk dict, as the report's row builders take it."""
+    """Read one evaluation artifact (``torch.load(weights_only=True)`` on the CPU), its meta in today's
+    keys (:func:`upgrade_meta`), and :func:`check` it; returns the on-disk dict, as the report's row
+    builders take it."""
     artifact = torch.load(Path(path), weights_only=True, map_location="cpu")
+    if isinstance(artifact, dict) and isinstance(artifact.get("meta"), dict):
+        artifact["meta"] = upgrade_meta(artifact["meta"])
     check(artifact, where=str(path))
     return artifact

@@ -5,10 +5,11 @@ AutoAttack (Croce and Hein 2020) runs its attacks in sequence, each only on the 
 robust: the per-point worst case over the attacks is then exactly what running every attack on every
 point gives, at a fraction of the cost, because a point counts as robust only if it survives every
 attack and a point broken once stays broken whatever the later attacks do. :func:`run_schedule` does
-that for the `robustness:` section's runs (design.plan.robust_runs, cheapest first), starting from the
-points the oblivious evaluations left, and grows each family's budget (Carlini et al. 2019, "On
-Evaluating Adversarial Robustness": accuracy must be flat as the attack grows): a family's level k runs
-only if level k-1 changed the worst case by more than the tolerance.
+that for the `robustness:` section's runs (design.plan.robust_runs: level by level, cheapest first within a
+level), starting from the points the oblivious evaluations left, and grows each family's budget (Carlini
+et al. 2019, "On Evaluating Adversarial Robustness": accuracy must be flat as the attack grows). A family
+has **converged** once each of its last two doublings moved the worst case by no more than the
+tolerance (one flat doubling can be luck: issue 33), and then stops; its level k runs otherwise.
 
 The schedule is separate from the attacks (a callback), so the decisions are testable without a model,
 and the same decisions drive the cascade and the `cascade: false` mode (every run on every point): a
@@ -43,8 +44,9 @@ class RunOutcome:
         run: the run.  ran: False if its family had converged, so it was skipped.
         attacked: points attacked.  new_broken: points it broke that survived every earlier run.
         survivors: the worst case's correct count after it (None if nothing ran yet).
-        converged: ladders only: whether its family's last doubling, this run, changed the worst case
-            by at most the tolerance (a skipped run's family had: True); None otherwise.
+        converged: ladders only: whether its family's last two doublings, this run and the family's run
+            one level below, each broke at most the tolerance (a skipped run's family had: True); None
+            otherwise.
     """
 
     run: Any
@@ -71,7 +73,9 @@ def run_schedule(runs: Sequence[ScheduledRun], alive: Tensor, attack: Callable[[
         attack: ``attack(run, idx) -> correct`` attacks the points ``idx`` (int64 [m], on alive's device)
             and returns bool [m] on that device: whether each final example survives (all R verdicts).
         cascade: attack only the points still alive (True), or every point (False).
-        tolerance: a family converges once a doubling (level >= 1) breaks at most tolerance * n points.
+        tolerance: a doubling (a run of level >= 1) is flat when it breaks at most tolerance * n points
+            that survived every earlier run; a family converges, and skips its higher levels, once two
+            consecutive doublings are flat (so a family needs three levels to converge).
         record: called after each run that ran, ``record(run, idx, correct, outcome)`` (e.g. to write its
             artifact with outcome.converged).
 
@@ -83,6 +87,7 @@ def run_schedule(runs: Sequence[ScheduledRun], alive: Tensor, attack: Callable[[
     n = alive.numel()
     everything = torch.arange(n, device=alive.device)
     converged_families: set[str] = set()
+    flat_families: set[str] = set()  # the families whose latest doubling was flat
     survivors = None
     results = []
     for run in runs:
@@ -98,7 +103,12 @@ def run_schedule(runs: Sequence[ScheduledRun], alive: Tensor, attack: Callable[[
         alive = after
         converged = None
         if run.ladder:
-            converged = run.level >= 1 and new_broken <= tolerance * n
+            flat = run.level >= 1 and new_broken <= tolerance * n
+            converged = flat and run.family in flat_families
+            if flat:
+                flat_families.add(run.family)
+            else:
+                flat_families.discard(run.family)
             if converged:
                 converged_families.add(run.family)
         result = RunOutcome(run, ran=True, attacked=int(idx.numel()), new_broken=new_broken, survivors=survivors,

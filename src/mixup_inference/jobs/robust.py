@@ -1,8 +1,10 @@
 """The robust job: the robustness evaluation of one defense setting (issue 25; the `robust` rule).
 
-The attack runs of the config's `robustness:` section (design.plan.robust_runs; each run's kind, a
-core.attacks.kinds spec, crafts it) go in a cascade (jobs.cascade.run_schedule), budgets doubled until
-the worst case stops falling, and every final example is judged by R verdict runs of the defense.
+The attack runs of the config's `robustness:` section that apply to the target (design.plan.robust_runs;
+each run's kind, a core.attacks.kinds spec, crafts it: the randomized-defense kinds against a defense, the
+deterministic kinds against the bare model) go in a cascade (jobs.cascade.run_schedule), budgets doubled
+until the worst case stops falling, and every final example is judged by R verdict runs of the defense
+(one for the bare model, whose verdicts cannot differ).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from ..core.attacks.kinds import AttackInputs, RobustRun, robust_kind
 from ..core.defenses.averaging import predict_probs
 from ..core.attacks.defended import repeated_verdicts
+from ..core.defenses.specs import DEFENSES
 from ..core.utils import atomic_write_text, derive_seed, make_generator
 from . import artifacts
 from .artifacts import Evaluation, EvaluationMeta, RobustBudget, RobustSchedule
@@ -48,9 +51,10 @@ def _surviving(points: AttackedPoints, oblivious: Sequence[str | os.PathLike]) -
 def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, target: tuple[str, str, str, str],
                robustness: dict, attack: dict, job: JobContext,
                oblivious: Sequence[str | os.PathLike] = ()) -> list[RunOutcome]:
-    """The adaptive evaluation of one defense setting (issue 25): the attack runs of `robustness`
-    (plan.robust_runs, cheapest first) in a cascade, with budgets doubled until the worst case stops
-    falling (jobs.cascade.run_schedule) and every final example judged by R verdict runs.
+    """The robustness evaluation of one defense setting or bare model (issue 25, 33): the attack runs of
+    `robustness` that apply to it (plan.robust_runs: level by level, cheapest first within a level) in a
+    cascade, with budgets doubled until the worst case stops falling (jobs.cascade.run_schedule) and every
+    final example judged by R verdict runs.
 
     `target`: (dataset, regime, defense, setting), as plan.robust_targets lists them. `attack`: the
     config's threat model (eps, step_size, labels); a kind may bring its own (`RobustKind.threat`).
@@ -67,7 +71,8 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
     Verdicts: each final example is classified by R = robustness["repeats"] independent runs of the
     defense with its full N = job.n_samples executions (the first with the defense's evaluation generator,
     as every oblivious evaluation; the others from the run's verdict generator); a point is robust only
-    if all R are correct (core.attacks.defended.repeated_verdicts).
+    if all R are correct (core.attacks.defended.repeated_verdicts). A deterministic target (the bare model) gets
+    R = 1: its runs would all agree.
 
     Writes one evaluation artifact per run that ran, `out_dir/<file>` (with ``attacked`` and
     ``repeat_correct``, jobs.artifacts), and `out_dir/schedule.json` (every run of the schedule: ran or
@@ -85,7 +90,12 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
     """
     dataset, regime, defense, setting = target
     options = robust_options(robustness)
-    repeats = options["repeats"]
+    repeats = options["repeats"] if DEFENSES[defense].randomized else 1
+    runs = robust_runs(robustness, defense)
+    if not runs:
+        raise ValueError(f"robustness.kinds={robustness['kinds']} has no kind that attacks {defense!r} "
+                         f"({'a randomized defense' if DEFENSES[defense].randomized else 'a deterministic model'}); "
+                         "add one (core.attacks.kinds) or drop the target")
     n_samples = job.need("n_samples")
     points = load_attacked_points(data_path, model_path, n_test=int(robustness["n_test"]), job=job)
     x, n = points.x, len(points.y)
@@ -137,10 +147,10 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
         kind = robust_kind(run.kind)
         threat = kind.threat(run, attack)
         budget = RobustBudget(n_samples_attack=run.n_samples_attack, eps=threat["eps"], step_size=threat["step_size"],
-                              n_restarts=kind.restarts(run))
+                              n_restarts=kind.restarts(run), eot=run.eot)
         schedule = RobustSchedule(cascade=options["cascade"], repeats=repeats, family=run.family, level=run.level,
                                   converged=result.converged)
-        info = EvaluationMeta(defense=defense, setting=setting, adaptive=run.kind, n_adaptive=run.eot,
+        info = EvaluationMeta(defense=defense, setting=setting, adaptive=run.kind,
                               n_samples=n_samples, attack=run.attack, labels=threat.get("labels", "prediction"),
                               robust=budget, schedule=schedule, dataset=dataset, regime=regime)
         target_labels = points.target if run.targeted else torch.full_like(points.y, -1)
@@ -153,7 +163,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
 
     start_alive = int(alive.sum())
     print(f"{defense} {setting}: {start_alive}/{n} points survive the {len(oblivious)} oblivious evaluations")
-    results = run_schedule(robust_runs(robustness), alive, attack_run, cascade=options["cascade"],
+    results = run_schedule(runs, alive, attack_run, cascade=options["cascade"],
                            tolerance=options["convergence"]["tolerance"], record=record)
     summary = {"cascade": options["cascade"], "repeats": repeats, "convergence": options["convergence"], "n": n,
                "oblivious": len(oblivious), "oblivious_survivors": start_alive,

@@ -9,8 +9,8 @@ Three tables come out of a set of artifacts:
 
 * :func:`result_row` -- one row of ``results.csv`` per artifact (columns :data:`RESULT_COLUMNS`):
   accuracy = mean of ``argmax(probs) == y`` with a 95% Wilson interval; :func:`worst_case_rows` adds
-  one row per defense setting the adaptive evaluation attacked (the points that survive all of its
-  evaluations).
+  one row per defense setting (and bare model) the robustness evaluation attacked (the points that
+  survive all of its evaluations).
 * :func:`detection_rows` -- Fig. 3a: AUC of the MI-PL detection score and of the plain-confidence
   baseline, clean inputs vs oblivious adversarial inputs, on the clean-correct points (the paper's)
   and on all points, with paired bootstrap intervals (columns :data:`DETECTION_COLUMNS`).
@@ -35,7 +35,7 @@ from ..core.attacks.kinds import ROBUST_KINDS
 from ..core.attacks.specs import parse_attack
 from ..core.defenses.specs import parse_setting, setting_param
 from ..core.utils import derive_seed, make_generator
-from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy, verdict_repeats
+from ..jobs.artifacts import check, correct_points, expand_paths, load, repeat_accuracy, verdict_repeats, verdict_shares
 
 __all__ = [
     "COMPONENT_COLUMNS",
@@ -49,20 +49,23 @@ __all__ = [
     "ideal_linearity",
     "result_row",
     "last_levels",
+    "robust_points",
     "schedule_converged",
     "worst_case_rows",
 ]
 
 RESULT_COLUMNS = [
     "dataset", "regime", "defense", "setting", "param", "attack", "targeted", "steps",
-    "adaptive", "n_adaptive", "accuracy", "ci_low", "ci_high", "n", "correct", "labels",
-    "attacked", "repeats", "mean_accuracy", "level", "converged",
+    "adaptive", "n_adaptive", "eot", "accuracy", "ci_low", "ci_high", "n", "correct", "labels",
+    "attacked", "repeats", "mean_accuracy", "level", "converged", "evaluations",
 ]  # fmt: skip
-#: The columns issue 25 added at the end of results.csv (the ones before are unchanged for the artifacts
-#: that existed before): points the run attacked (a cascade's later runs attack fewer), its R verdict runs,
-#: the accuracy averaged over them, its convergence level, and whether its ladder had converged (worst-case
+#: What identifies one row of results.csv (no two rows share it).
+ROW_KEY = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive", "eot"]
+#: The columns of the robustness evaluation's schedule (issue 25): points the run attacked (a cascade's later
+#: runs attack fewer), its R verdict runs, the accuracy averaged over them (worst-case rows: the mean-over-R
+#: worst case, `worst_case_rows`), its convergence level, and whether its ladder had converged (worst-case
 #: rows: every ladder of the defense setting; empty where there is no ladder).
-SCHEDULE_COLUMNS = RESULT_COLUMNS[-5:]
+SCHEDULE_COLUMNS = ["attacked", "repeats", "mean_accuracy", "level", "converged"]
 DETECTION_COLUMNS = ["dataset", "regime", "attack", "detector", "setting", "points", "auc", "auc_low", "auc_high",
                      "n_clean", "n_adv"]
 #: The point subsets of detection.csv: "clean_correct" (the paper's Fig. 3a: points whose clean
@@ -83,9 +86,19 @@ def _adaptive(meta: dict) -> tuple[str, int]:
     return meta.get("adaptive", "none"), int(meta.get("n_adaptive", 0))
 
 
-def artifact_key(meta: dict) -> tuple[str, str, str, str, str, str, int]:
-    """What identifies one evaluation: (dataset, regime, attack, defense, setting, adaptive, n_adaptive)."""
-    return (*(meta[key] for key in _META_KEYS), *_adaptive(meta))
+def _eot(meta: dict) -> int:
+    """A robust run's EOT draws per gradient (jobs.artifacts.RobustBudget.eot); 0 for any other evaluation."""
+    return int(meta.get("eot", 0))
+
+
+def _is_robust(meta: dict) -> bool:
+    """Whether an artifact is a run of the robustness evaluation (a core.attacks.kinds kind)."""
+    return meta.get("adaptive", "none") in ROBUST_KINDS
+
+
+def artifact_key(meta: dict) -> tuple[str, str, str, str, str, str, int, int]:
+    """What identifies one evaluation: (dataset, regime, attack, defense, setting, adaptive, n_adaptive, eot)."""
+    return (*(meta[key] for key in _META_KEYS), *_adaptive(meta), _eot(meta))
 
 
 def result_row(artifact: dict) -> dict:
@@ -116,6 +129,7 @@ def result_row(artifact: dict) -> dict:
         "steps": int(steps),
         "adaptive": adaptive,
         "n_adaptive": n_adaptive,
+        "eot": _eot(meta),
         "accuracy": float(acc["accuracy"]),
         "ci_low": float(acc["ci_low"]),
         "ci_high": float(acc["ci_high"]),
@@ -129,6 +143,7 @@ def result_row(artifact: dict) -> dict:
         "mean_accuracy": repeat_accuracy(artifact),
         "level": int(meta.get("level", 0)),
         "converged": meta.get("converged"),
+        "evaluations": 1,
     }
 
 
@@ -142,7 +157,7 @@ def defense_groups(artifacts: Iterable[dict]) -> dict[tuple[str, str, str, str],
 
 
 def artifacts_on(group: Iterable[dict], y: torch.Tensor) -> list[dict]:
-    """The artifacts of `group` whose first len(y) points are the points labelled `y` (the adaptive
+    """The artifacts of `group` whose first len(y) points are the points labelled `y` (the robust
     runs' points, a prefix of the run's test subset); those with fewer points are left out, and one
     holding other points is a ValueError (evaluations made from other data)."""
     n, kept = len(y), []
@@ -152,15 +167,16 @@ def artifacts_on(group: Iterable[dict], y: torch.Tensor) -> list[dict]:
         if not torch.equal(artifact["y"][:n], y):
             meta = artifact["meta"]
             raise ValueError(f"{meta['dataset']} {meta['regime']} {meta['defense']} {meta['setting']}: the evaluation "
-                             f"of {meta['attack']} holds other points than the adaptive runs; rerun it from the same data")
+                             f"of {meta['attack']} holds other points than the robust runs; rerun it from the same "
+                             "data")
         kept.append(artifact)
     return kept
 
 
-def adaptive_points(group: Sequence[dict]) -> tuple[torch.Tensor, list[dict]] | None:
-    """For one defense setting's artifacts (`defense_groups`): None unless the adaptive evaluation
-    (ROBUST_KINDS) attacked it; else (y of the adaptive runs' points, `artifacts_on` those points)."""
-    robust = [a for a in group if _adaptive(a["meta"])[0] in ROBUST_KINDS]
+def robust_points(group: Sequence[dict]) -> tuple[torch.Tensor, list[dict]] | None:
+    """For one defense setting's (or bare model's) artifacts (`defense_groups`): None unless the robustness
+    evaluation (ROBUST_KINDS) attacked it; else (y of the robust runs' points, `artifacts_on` those points)."""
+    robust = [a for a in group if _is_robust(a["meta"])]
     if not robust:
         return None
     y = robust[0]["y"]
@@ -169,34 +185,39 @@ def adaptive_points(group: Sequence[dict]) -> tuple[torch.Tensor, list[dict]] | 
 
 def worst_case_rows(artifacts: Iterable[dict]) -> list[dict]:
     """One ``results.csv`` row (attack and adaptive ``"worst_case"``) per (dataset, regime, defense,
-    setting) that the adaptive evaluation attacked (artifacts of the ROBUST_KINDS): the share of its n
-    points (the adaptive runs' points, a prefix of the run's test subset) that survive EVERY evaluation
-    of that defense setting, oblivious (clean included: x itself is in the eps-ball) and adaptive
-    (metrics.worst_case: the per-point AND, Wilson interval). Every artifact with at least n points
-    takes part through its first n, which must hold the same labels; ``n_adaptive`` is the number of
-    evaluations combined. A robust run's per-point verdict is jobs.artifacts.correct_points: a point its
-    cascade did not attack was broken by an earlier run and counts as broken, and a point is robust only
-    if all R verdict runs are right, so the AND is the exact per-point worst case. ``converged``: whether
-    every ladder of the setting's convergence schedule converged (None without ladders); ``repeats``: the
-    largest R."""
+    setting) that the robustness evaluation attacked (artifacts of the ROBUST_KINDS; the bare models', defense
+    ``none``, too): the share of its n points (the robust runs' points, a prefix of the run's test subset)
+    that survive EVERY evaluation of that setting, oblivious (clean included: x itself is in the eps-ball),
+    Fig. 4's adaptive attacks and the robust runs (metrics.worst_case: the per-point AND, Wilson interval).
+    Every artifact with at least n points takes part through its first n, which must hold the same labels;
+    ``evaluations`` is the number of evaluations combined. A robust run's per-point verdict is
+    jobs.artifacts.correct_points: a point its cascade did not attack was broken by an earlier run and
+    counts as broken, and a point is robust only if all R verdict runs are right, so the AND is the exact
+    per-point worst case. ``mean_accuracy``: the mean-over-R worst case, per point the smallest share of
+    verdict runs that are right over the evaluations that judged it (jobs.artifacts.verdict_shares; an
+    oblivious evaluation's one verdict is 0 or 1), averaged over the points; it is >= the all-R
+    ``accuracy``. ``converged``: whether every ladder of the setting's convergence schedule converged (None
+    without ladders); ``repeats``: the largest R."""
     rows = []
     for (dataset, regime, defense, setting), group in sorted(defense_groups(artifacts).items()):
-        robust = adaptive_points(group)
+        robust = robust_points(group)
         if robust is None:
             continue
         y, on_points = robust
         n = len(y)
         result = worst_case([correct_points(artifact)[:n] for artifact in on_points])
-        robust_runs = [a for a in on_points if _adaptive(a["meta"])[0] in ROBUST_KINDS]
+        shares = torch.stack([verdict_shares(artifact)[:n] for artifact in on_points]).min(0).values
+        robust_runs = [a for a in on_points if _is_robust(a["meta"])]
         labels = robust_runs[0]["meta"].get("labels", "prediction")
         rows.append({"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
                      "param": setting_param(defense, setting), "attack": WORST_CASE, "targeted": False, "steps": 0,
-                     "adaptive": WORST_CASE, "n_adaptive": result["attacks"], "accuracy": float(result["accuracy"]),
+                     "adaptive": WORST_CASE, "n_adaptive": 0, "eot": 0, "accuracy": float(result["accuracy"]),
                      "ci_low": float(result["ci_low"]), "ci_high": float(result["ci_high"]), "n": result["n"],
                      "correct": result["correct"], "labels": labels, "attacked": n,
                      "repeats": max(verdict_repeats(a) for a in robust_runs),
-                     "mean_accuracy": float("nan"), "level": max(int(a["meta"].get("level", 0)) for a in robust_runs),
-                     "converged": schedule_converged(robust_runs)})
+                     "mean_accuracy": float(shares.mean()) if n else float("nan"),
+                     "level": max(int(a["meta"].get("level", 0)) for a in robust_runs),
+                     "converged": schedule_converged(robust_runs), "evaluations": result["attacks"]})
     return rows
 
 
@@ -206,16 +227,17 @@ def last_levels(robust_runs: Sequence[dict]) -> dict[str, dict]:
     last: dict[str, dict] = {}
     for artifact in robust_runs:
         meta = artifact["meta"]
-        family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{meta.get('n_adaptive', 0)}"
+        family = meta.get("family") or f"{meta['adaptive']}-{meta['attack']}-e{_eot(meta)}"
         if family not in last or int(meta.get("level", 0)) > int(last[family].get("level", 0)):
             last[family] = meta
     return last
 
 
 def schedule_converged(robust_runs: Sequence[dict]) -> bool | None:
-    """Whether every ladder (family) of a defense setting's convergence schedule converged: the last level
-    each ran changed the worst case by no more than the tolerance (jobs.cascade). None without ladders
-    (artifacts from before issue 25, or a schedule of one level and fixed runs only)."""
+    """Whether every ladder (family) of a defense setting's convergence schedule converged: the job's flag
+    on the last level each ran (jobs.cascade: each of the family's last two doublings moved the worst case
+    by no more than the tolerance; before issue 33, the last one). None without ladders (artifacts from
+    before issue 25, or a schedule of one level and fixed runs only)."""
     flags = [meta["converged"] for meta in last_levels(robust_runs).values() if meta.get("converged") is not None]
     return all(flags) if flags else None
 
@@ -392,20 +414,20 @@ def aggregate(
     for empty frames). ``component_attack`` is the adversarial attack of Fig. 2 (paper: ``"pgd10"``;
     None keeps every untargeted attack and :func:`plots.plot_components` picks one). ``seed`` (the
     config seed) seeds the detection bootstrap.
-    Two artifacts with the same (dataset, regime, defense, setting, attack, adaptive, n_adaptive)
-    raise ValueError: every evaluation must be counted once.
+    Two artifacts with the same :data:`ROW_KEY` (dataset, regime, defense, setting, attack, adaptive,
+    n_adaptive, eot) raise ValueError: every evaluation must be counted once.
     """
     artifacts = [load(path) for path in expand_paths(list(artifact_paths))]
     rows = [result_row(a) for a in artifacts] + worst_case_rows(artifacts)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    key = ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"]
+    key = ROW_KEY
     duplicated = results[results.duplicated(key, keep=False)]
     if len(duplicated):
         first = duplicated.iloc[0]
         raise ValueError(f"duplicate evaluations for {dict(first[key])}; pass each artifact once")
     results = results.sort_values(key, kind="stable").reset_index(drop=True)
-    results = results.astype({"targeted": bool, "steps": int, "n_adaptive": int, "n": int, "correct": int,
-                              "attacked": int, "repeats": int, "level": int})
+    results = results.astype({"targeted": bool, "steps": int, "n_adaptive": int, "eot": int, "n": int, "correct": int,
+                              "attacked": int, "repeats": int, "level": int, "evaluations": int})
     detection = pd.DataFrame(detection_rows(artifacts, seed=seed), columns=DETECTION_COLUMNS)
     components = pd.DataFrame(component_rows(artifacts, attack=component_attack), columns=COMPONENT_COLUMNS)
     return results, detection, components

@@ -17,8 +17,9 @@ ask whether each defense survives an attacker who knows it:
   points, as the paper (finding 4, Fig. 3a);
 * :func:`adaptive_levels`: MI under the adaptive attacks minus the bare model under the oblivious
   attack on the same points, and how much of MI's oblivious gain is left (finding 5, Fig. 4);
-* :func:`robustness_levels`: every randomized defense the `robustness:` section attacked, oblivious,
-  strongest adaptive run and worst case per point, against the bare model (section 6).
+* :func:`robustness_levels`: every randomized defense the robustness evaluation (`robustness:`) attacked,
+  oblivious, strongest single run and worst case per point, against the bare model's worst case under the
+  same evaluation for a deterministic model (section 6).
 
 Inputs are evaluation artifacts (:func:`jobs.artifacts.load`), indexed by :func:`index_artifacts`;
 :func:`write_findings` writes the five tables as one Markdown/HTML page and one CSV each.
@@ -27,15 +28,18 @@ Inputs are evaluation artifacts (:func:`jobs.artifacts.load`), indexed by :func:
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+import torch
 from torch import Tensor
 
-from .aggregate import (adaptive_points, artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores,
-                        last_levels, schedule_converged)
-from ..jobs.artifacts import correct_points, verdict_repeats
+from .aggregate import (artifact_key, artifacts_on, defense_groups, detection_masks, detection_scores, last_levels,
+                        robust_points, schedule_converged)
+from ..jobs.artifacts import correct_points, verdict_repeats, verdict_shares
+from ..core.attacks.kinds import ROBUST_KINDS
 from ..core.metrics import detection_auc, holm, paired_auc_difference_ci, paired_difference_ci, worst_case
 from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
 from ..design.paper_tables import RowSpec
@@ -53,11 +57,12 @@ __all__ = [
     "write_findings",
 ]
 
-Key = tuple[str, str, str, str, str, str, int]  # dataset, regime, attack, defense, setting, adaptive, n_adaptive
+#: dataset, regime, attack, defense, setting, adaptive, n_adaptive, eot (aggregate.artifact_key)
+Key = tuple[str, str, str, str, str, str, int, int]
 
 
 def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
-    """Artifacts by (dataset, regime, attack, defense, setting, adaptive, n_adaptive); duplicates raise."""
+    """Artifacts by (dataset, regime, attack, defense, setting, adaptive, n_adaptive, eot); duplicates raise."""
     index: dict[Key, dict] = {}
     for artifact in artifacts:
         key = artifact_key(artifact["meta"])
@@ -69,7 +74,7 @@ def index_artifacts(artifacts: Iterable[dict]) -> dict[Key, dict]:
 
 def _get(index: dict[Key, dict], dataset: str, regime: str, attack: str, defense: str, setting: str,
          adaptive: str = "none", n_adaptive: int = 0) -> dict:
-    key = (dataset, regime, attack, defense, setting, adaptive, n_adaptive)
+    key = (dataset, regime, attack, defense, setting, adaptive, n_adaptive, 0)
     if key not in index:
         raise KeyError(f"no evaluation artifact for {key}; the findings need every evaluation the config lists")
     return index[key]
@@ -213,80 +218,154 @@ def adaptive_levels(index: dict[Key, dict], dataset: str, regime: str, defense: 
 
 
 def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
-    """6. Per defense setting attacked by the adaptive evaluation (the `robustness:` section): on the
-    adaptive runs' n points, its accuracy under the oblivious attacks (worst case over them, clean
-    included), under the strongest single adaptive run, and the worst case per point over every
-    evaluation (metrics.worst_case), each with its Wilson interval; then the worst case minus the bare
-    model's oblivious worst case on the same points (Newcombe's paired interval) and its McNemar p-value;
-    :func:`adjust` then says, after Holm's adjustment over the section's rows, whether the paper's claim
-    that the defense adds robustness to its model holds against this attacker.
+    """6. Per randomized defense setting the robustness evaluation (the `robustness:` section) attacked, on
+    its robust runs' n points: its accuracy under the oblivious attacks (worst case over them, clean
+    included), under the strongest single run (`strongest_run`, `strongest`), and the worst case per point
+    over every evaluation (metrics.worst_case: oblivious, Fig. 4's adaptive attacks, the robust runs), each
+    with its Wilson interval, and `worst_case_mean`, the mean-over-R worst case beside the all-R one
+    (aggregate.worst_case_rows); then the worst case minus the bare model's on the same points (Newcombe's
+    paired interval) and its McNemar p-value; :func:`adjust` then says, after Holm's adjustment over the
+    section's rows, whether the paper's claim that the defense adds robustness to its model holds.
 
-    Issue 25: a robust run's per-point verdict is jobs.artifacts.correct_points (attacked by its cascade
+    The bare model's side (issue 33): `bare_worst_case` is the bare model's worst case per point over its
+    oblivious evaluations and its own robust runs (the kinds for a deterministic model: AutoAttack standard,
+    PGD at Tramer et al.'s step size; same cascade, levels and points), `bare_basis` says so, or, where the
+    bare model has no robust runs, that it is its oblivious worst case only. `defense_faced` and `bare_faced`
+    list what each side faced (oblivious attacks; each robust family at the last level it ran; Fig. 4's
+    attacks), `bare_converged` the bare model's convergence.
+
+    Convergence: a robust run's per-point verdict is jobs.artifacts.correct_points (attacked by its cascade
     and right in all R verdict runs). `levels` is the convergence curve, the worst case over the oblivious
-    evaluations and every run up to each level with its Wilson interval ("L0 41.7 [32.5, 51.5] | L1 33.3
-    [24.9, 43.0]"); `converged` is True only when every
-    ladder's last doubling changed the worst case by no more than the tolerance (the number is then
-    converged; otherwise an upper bound), and `budget` names the last level each family ran. In a cascade
-    a run's accuracy counts the points earlier runs broke as broken (it did not attack them), so the
-    "strongest single run" is the cumulative worst case of the runs up to it; `cascade: false` gives each
-    run's own accuracy."""
+    evaluations and every robust run of levels <= k, for each level k, with its Wilson interval ("L0 41.7
+    [32.5, 51.5] | L1 33.3 [24.9, 43.0] | L2 ..."; the run order does not enter it; Fig. 4's attacks enter
+    only the final worst case); `converged` is True only when every ladder's last two doublings each moved
+    the worst case by no more than the tolerance (the job's flags, jobs.cascade; the number is then
+    converged, otherwise an upper bound), `last_doubling` how far the last level moved the curve (points of
+    %), and `budget` names the last level each family ran. In a cascade a run's accuracy counts the points
+    earlier runs broke as broken (it did not attack them), so the "strongest single run" is the cumulative
+    worst case of the runs up to it; `cascade: false` gives each run's own accuracy."""
     groups = defense_groups(index.values())
     records = []
     for (dataset, regime, defense, setting), group in sorted(groups.items()):
-        robust = adaptive_points(group)
+        if not DEFENSES[defense].randomized:  # the bare model is every row's reference, not a row
+            continue
+        robust = robust_points(group)
         if robust is None:
             continue
         y, on_points = robust
         n = len(y)
-
-        def correct_of(artifacts):
-            return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), a["meta"].get("n_adaptive", 0)):
-                    correct_points(a)[:n] for a in artifacts}
-
-        oblivious = correct_of(a for a in on_points if a["meta"].get("adaptive", "none") == "none")
-        runs = [a for a in on_points if a["meta"].get("adaptive", "none") != "none"]
-        adaptive = correct_of(runs)
-        bare = correct_of(artifacts_on(groups.get((dataset, regime, "none", "plain"), []), y))
+        oblivious = _correct_of((a for a in on_points if not _saw_defense(a)), n)
+        runs = [a for a in on_points if _saw_defense(a)]
+        adaptive = _correct_of(runs, n)
+        bare_arts = artifacts_on(groups.get((dataset, regime, "none", PLAIN_SETTING), []), y)
+        bare = _correct_of(bare_arts, n)
         if not oblivious or not adaptive or not bare:
             continue
+        bare_runs = [a for a in bare_arts if _is_robust(a)]
         strongest_key = min(adaptive, key=lambda k: int(adaptive[k].sum()))
-        levels = {"oblivious": worst_case(oblivious), "adaptive": worst_case([adaptive[strongest_key]]),
+        levels = {"oblivious": worst_case(oblivious), "strongest": worst_case([adaptive[strongest_key]]),
                   "worst_case": worst_case({**oblivious, **adaptive})}
-        diff = paired_difference_ci(levels["worst_case"]["survives"], worst_case(bare)["survives"])
+        bare_level = worst_case(bare)
+        diff = paired_difference_ci(levels["worst_case"]["survives"], bare_level["survives"])
         record = {"dataset": dataset, "regime": regime, "defense": defense, "setting": setting,
-                  "strongest_adaptive": f"{strongest_key[1]} {strongest_key[0]} EOT {strongest_key[2]}"}
+                  "strongest_run": _run_name(strongest_key)}
         for name, level in levels.items():
             record.update({name: _pct(level["accuracy"]), f"{name}_low": _pct(level["ci_low"]),
                            f"{name}_high": _pct(level["ci_high"])})
-        record.update({"bare_oblivious": _pct(worst_case(bare)["accuracy"]), "difference": _pct(diff["difference"]),
-                       "low": _pct(diff["low"]), "high": _pct(diff["high"]), "p": _p(diff["p"]),
-                       "attacks": levels["worst_case"]["attacks"], "n": n})
-        record.update(_convergence(oblivious, runs, n))
+        record["worst_case_mean"] = _pct(_mean_worst_case(on_points, n))
+        record.update({"bare_worst_case": _pct(bare_level["accuracy"]), "bare_low": _pct(bare_level["ci_low"]),
+                       "bare_high": _pct(bare_level["ci_high"]),
+                       "bare_basis": BARE_ROBUST if bare_runs else BARE_OBLIVIOUS,
+                       "difference": _pct(diff["difference"]), "low": _pct(diff["low"]), "high": _pct(diff["high"]),
+                       "p": _p(diff["p"]), "evaluations": levels["worst_case"]["attacks"], "n": n})
+        record.update(_convergence(oblivious, [a for a in runs if _is_robust(a)], n))
+        record.update({"bare_converged": schedule_converged(bare_runs), "defense_faced": _faced(on_points),
+                       "bare_faced": _faced(bare_arts)})
         records.append(record)
     return pd.DataFrame(records)
 
 
+def _flag(value) -> bool | None:
+    """A True / False / missing (None, NaN, "") flag of a findings row, also after a CSV round trip."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+#: `bare_basis` of a robustness row: what the bare model's worst case is over.
+BARE_ROBUST = "its own robustness evaluation (deterministic kinds) and its oblivious attacks"
+BARE_OBLIVIOUS = ("its oblivious attacks only (the bare model has no robustness runs: robustness.kinds names no kind "
+                  "for it)")
+
+
+def _saw_defense(artifact: dict) -> bool:
+    """A robust run or one of Fig. 4's adaptive attacks: an attack that saw the defense."""
+    return artifact["meta"].get("adaptive", "none") != "none"
+
+
+def _is_robust(artifact: dict) -> bool:
+    return artifact["meta"].get("adaptive", "none") in ROBUST_KINDS
+
+
+def _correct_of(artifacts: Iterable[dict], n: int) -> dict[tuple, Tensor]:
+    """The per-point verdicts (bool [n]) of each artifact, by (attack, kind, N_A, EOT draws)."""
+    return {(a["meta"]["attack"], a["meta"].get("adaptive", "none"), int(a["meta"].get("n_adaptive", 0)),
+             int(a["meta"].get("eot", 0))): correct_points(a)[:n] for a in artifacts}
+
+
+def _run_name(key: tuple) -> str:
+    """How findings name a run: "autoattack_rand aa100 EOT 20", "paper pgd10 N_A 5"."""
+    attack, kind, n_adaptive, eot = key
+    return f"{kind} {attack}" + (f" EOT {eot}" if eot else "") + (f" N_A {n_adaptive}" if n_adaptive else "")
+
+
+def _mean_worst_case(artifacts: Sequence[dict], n: int) -> float:
+    """The mean-over-R worst case on the first n points (aggregate.worst_case_rows' ``mean_accuracy``)."""
+    return torch.stack([verdict_shares(a)[:n] for a in artifacts]).min(0).values.mean().item()
+
+
+def _faced(artifacts: Sequence[dict]) -> str:
+    """What one side faced: its oblivious attacks, each robust family at the last level it ran (with its
+    EOT draws), and Fig. 4's adaptive attacks per (kind, attack) with their N_A values."""
+    oblivious = sorted({a["meta"]["attack"] for a in artifacts if not _saw_defense(a)})
+    robust = [f"{m['adaptive']} {m['attack']}" + (f" EOT {m['eot']}" if int(m.get("eot", 0)) > 1 else "")
+              + f" (L{int(m.get('level', 0))})"
+              for _, m in sorted(last_levels([a for a in artifacts if _is_robust(a)]).items())]
+    fig4: dict[tuple[str, str], list[int]] = {}
+    for a in artifacts:
+        if _saw_defense(a) and not _is_robust(a):
+            meta = a["meta"]
+            fig4.setdefault((meta["adaptive"], meta["attack"]), []).append(int(meta.get("n_adaptive", 0)))
+    adaptive = [f"{kind} {attack} N_A {'/'.join(map(str, sorted(values)))}"
+                for (kind, attack), values in sorted(fig4.items())]
+    return "; ".join([f"oblivious {', '.join(oblivious)}", *robust, *adaptive])
+
+
 def _convergence(oblivious: dict, runs: list[dict], n: int) -> dict:
-    """The convergence columns of one defense setting's findings row (see `robustness_levels`)."""
-    top = max(int(a["meta"].get("level", 0)) for a in runs)
-    curve = []
+    """The convergence columns of one defense setting's findings row (see `robustness_levels`); `runs`: its
+    robust runs."""
+    top = max((int(a["meta"].get("level", 0)) for a in runs), default=0)
+    curve, accuracies = [], []
     for k in range(top + 1):
         upto = [correct_points(a)[:n] for a in runs if int(a["meta"].get("level", 0)) <= k]
         level = worst_case([*oblivious.values(), *upto])
+        accuracies.append(_pct(level["accuracy"]))
         curve.append(f"L{k} {_pct(level['accuracy']):.1f} [{_pct(level['ci_low']):.1f}, {_pct(level['ci_high']):.1f}]")
-    last = last_levels(runs)
-    budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('n_adaptive', 0)} x{m.get('n_samples_attack', '?')} "
+    budget = "; ".join(f"{m['adaptive']} {m['attack']} EOT {m.get('eot', 0)} x{m.get('n_samples_attack', '?')} "
                        f"(L{int(m.get('level', 0))})"
-                       for _, m in sorted(last.items()))
-    repeats = max(verdict_repeats(a) for a in runs)
-    return {"converged": bool(schedule_converged(runs)), "levels": " | ".join(curve), "budget": budget,
+                       for _, m in sorted(last_levels(runs).items()))
+    repeats = max((verdict_repeats(a) for a in runs), default=1)
+    return {"converged": bool(schedule_converged(runs)), "levels": " | ".join(curve),
+            "last_doubling": round(accuracies[-2] - accuracies[-1], 2) if top else float("nan"), "budget": budget,
             "repeats": repeats}
 
 
 def robustness_statement(frame: pd.DataFrame) -> str:
     """One plain sentence per attacked defense, computed from `robustness_levels`' numbers."""
     if not len(frame):
-        return "No defense was attacked adaptively (no `robustness:` section)."
+        return "No defense was attacked by the robustness evaluation (no `robustness:` section)."
     if "verdict" not in frame:  # not yet adjusted: Holm over this table's rows alone
         frame = adjust({"robustness": frame})["robustness"]
     lines = []
@@ -297,16 +376,26 @@ def robustness_statement(frame: pd.DataFrame) -> str:
                              f"{r['p_holm']:.3g})",
                    NO_EVIDENCE: "has no evidence at this scale: the difference is within chance after Holm's adjustment "
                                 f"(p = {r['p_holm']:.3g})"}[r["verdict"]]
-        lines.append(f"- {r['regime']} + {r['defense']} ({r['setting']}): oblivious {r['oblivious']:.1f}% "
-                     f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest adaptive {r['adaptive']:.1f}% "
-                     f"[{r['adaptive_low']:.1f}, {r['adaptive_high']:.1f}] ({r['strongest_adaptive']}), worst case "
-                     f"{r['worst_case']:.1f}% [{r['worst_case_low']:.1f}, {r['worst_case_high']:.1f}] on {r['n']} points; "
-                     f"minus the bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]: the claim {verdict}. "
-                     + (f"The worst case is converged (last doubling within the tolerance; levels {r['levels']}) "
-                        f"at {r['budget']}" if r.get("converged") else
-                        f"The worst case is an upper bound: not converged (levels {r.get('levels', 'L0')}) at "
-                        f"{r.get('budget', 'the configured budget')}")
-                     + f"; verdicts over R = {r.get('repeats', 1)} runs of the defense.")
+        defended = (f"- {r['regime']} + {r['defense']} ({r['setting']}): oblivious {r['oblivious']:.1f}% "
+                    f"[{r['oblivious_low']:.1f}, {r['oblivious_high']:.1f}], strongest single run "
+                    f"{r['strongest']:.1f}% [{r['strongest_low']:.1f}, {r['strongest_high']:.1f}] ({r['strongest_run']}), worst case "
+                    f"{r['worst_case']:.1f}% [{r['worst_case_low']:.1f}, {r['worst_case_high']:.1f}] (all R = "
+                    f"{r['repeats']} verdicts right; averaged over the R verdicts {r['worst_case_mean']:.1f}%) on "
+                    f"{r['n']} points")
+        bare = (f"the bare model's worst case {r['bare_worst_case']:.1f}% [{r['bare_low']:.1f}, {r['bare_high']:.1f}] "
+                f"(over {r['bare_basis']})")
+        difference = f"defense minus bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]"
+        if r["converged"]:
+            convergence = (f"The worst case is converged (each of the last two doublings within the tolerance; levels "
+                           f"{r['levels']}) at {r['budget']}")
+        else:
+            convergence = (f"The worst case is an upper bound: not converged (a family's last two doublings did not "
+                           f"both stay within the tolerance); the last doubling moved it by {r['last_doubling']:.1f} "
+                           f"points (levels {r['levels']}) at {r['budget']}")
+        bare_converged = _flag(r.get("bare_converged"))
+        if bare_converged is not None:
+            convergence += f"; the bare model's is {'converged' if bare_converged else 'an upper bound'}"
+        lines.append(f"{defended}; {bare}; {difference}: the claim {verdict}. {convergence}.")
     return "\n".join(lines)
 
 
@@ -363,8 +452,10 @@ _TITLES = {
                  "*_all: on every point",
     "adaptive": "5. Adaptive attacks: MI under the adaptive attack minus the bare model under the oblivious one "
                 "(Fig. 4); gain_left = (adaptive MI - no-MI) / (oblivious MI - no-MI)",
-    "robustness": "6. Every randomized defense against an adaptive attacker (AutoAttack rand, EOT PGD): oblivious, "
-                  "strongest adaptive and worst case per point, and the worst case minus the bare model",
+    "robustness": "6. The robustness evaluation: every randomized defense against an attacker who knows it (AutoAttack "
+                  "rand, EOT PGD, Tramer et al.'s attack), oblivious, strongest single run and worst case per point "
+                  "(all-R and mean over R verdicts), minus the bare model's worst case under the strongest attacks "
+                  "for a deterministic model (AutoAttack standard, PGD); what each side faced",
 }
 _INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs: in [0, 1]); `low`/`high` bound "
           "it with 95% confidence: Newcombe's paired score interval for accuracies, a bootstrap over points for AUCs "

@@ -196,8 +196,10 @@ def protocol(config: dict) -> dict[str, Any]:
             # issue 25: the runs in cascade order, each on the points every earlier run left (cascade: true),
             # each final example judged by R verdict runs, budgets doubled up to the convergence cap
             **robust_options(rob),
-            # each run's budget, and what its kind adds (its source, version, step size: RobustKind.provenance)
+            # each run's budget, what it attacks (issue 33: the bare models face the kinds for a deterministic
+            # model), and what its kind adds (its source, version, step size: RobustKind.provenance)
             "runs": [{k: v for k, v in run.as_dict().items() if k != "file"}
+                     | {"against": "bare models" if robust_kind(run.kind).deterministic else "randomized defenses"}
                      | robust_kind(run.kind).provenance(run, attacks)
                      for run in robust_runs(rob)],
         }

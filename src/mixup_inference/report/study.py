@@ -41,7 +41,8 @@ from ..core.utils import atomic_write_text, derive_seed, make_generator
 from ..design.paper_tables import TABLES, paper_numbers, rows_of
 from ..design.study import StudyModel
 from ..jobs.artifacts import correct_points
-from .aggregate import adaptive_points, artifacts_on, defense_groups
+
+from .aggregate import artifacts_on, defense_groups, robust_points
 
 __all__ = ["StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap", "seed_spread", "study_rows",
            "write_study"]
@@ -99,7 +100,7 @@ def _worst_cases(artifacts: Sequence[dict]) -> dict[tuple[str, str, str], tuple[
     groups = defense_groups(artifacts)
     out = {}
     for (_, name, defense, setting), group in groups.items():
-        robust = adaptive_points(group)
+        robust = robust_points(group)
         if robust is None:
             continue
         y, on_points = robust

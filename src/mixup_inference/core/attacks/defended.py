@@ -30,8 +30,8 @@ from ..defenses.specs import DefenseSetting, apply_defense
 from ..defenses.pool import class_groups
 from ..utils import eval_mode
 
-__all__ = ["AUTOATTACK_RAND", "TRAMER_2020", "DefendedModel", "autoattack_rand", "eot_pgd_through_defense",
-           "repeated_verdicts"]
+__all__ = ["AUTOATTACK_RAND", "TRAMER_2020", "DefendedModel", "autoattack_rand", "configure_apgd",
+           "eot_pgd_through_defense", "repeated_verdicts"]
 
 #: AutoAttack's version='rand' settings (pyautoattack AutoAttack._set_version): attacks APGD-CE and
 #: APGD-DLR, EOT over 20 gradient draws, 100 iterations, 1 restart.
@@ -159,7 +159,7 @@ def eot_pgd_through_defense(model: nn.Module, x: Tensor, y: Tensor, defense: str
         return pgd_loop(eot_gradient, start, x, eps=eps, step_size=step_size, steps=steps, targeted=targeted)
 
 
-def _configure_apgd(apgd, *, n_iter: int, eot_iter: int, n_restarts: int) -> None:
+def configure_apgd(apgd, *, n_iter: int, eot_iter: int, n_restarts: int) -> None:
     """Set APGD's iterations, EOT draws and restarts after AutoAttack built it. APGD derives its
     step-size schedule (n_iter_2, n_iter_min, size_decr) from n_iter in its __init__, so setting
     n_iter alone would keep the 100-iteration checkpoints: they are recomputed here exactly as
@@ -182,7 +182,7 @@ def autoattack_rand(model: nn.Module, x: Tensor, y: Tensor, defense: str, settin
     `n_restarts` restarts, L-inf radius eps. The defaults are the protocol's (AUTOATTACK_RAND).
 
     The reference implementation (PyPI pyautoattack 0.2.0, fra31/auto-attack) runs unchanged except:
-    (1) its APGD schedule is reset for n_iter (see `_configure_apgd`); (2) APGD seeds torch's GLOBAL
+    (1) its APGD schedule is reset for n_iter (see `configure_apgd`); (2) APGD seeds torch's GLOBAL
     random generator with `seed` and draws its random starts from it, so the call runs inside
     torch.random.fork_rng: the caller's global RNG state is untouched and the starts are the
     seed's; the defense draws from `generator`. AutoAttack counts a point broken when one draw of
@@ -203,7 +203,7 @@ def autoattack_rand(model: nn.Module, x: Tensor, y: Tensor, defense: str, settin
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), eval_mode(model):
         attack = AutoAttack(defended, norm="Linf", eps=float(eps), version="rand", device=x.device, seed=int(seed))
-        _configure_apgd(attack.apgd, n_iter=n_iter, eot_iter=eot_iter, n_restarts=n_restarts)
+        configure_apgd(attack.apgd, n_iter=n_iter, eot_iter=eot_iter, n_restarts=n_restarts)
         x_adv, _ = attack.run_standard_evaluation(x, y.to(x.device), batch_size=int(batch_size or x.shape[0]))
     return project_to_ball(x_adv.detach().to(x.dtype), x, eps)
 

@@ -37,20 +37,23 @@ def _family_label(family: tuple) -> str:
 
 @styled
 def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Fig. 5: the robustness evaluation's convergence (the `robustness:` section, issue 25), one small panel
-    per attacked (dataset, regime, defense, setting).
+    """Fig. 5: the robustness evaluation's convergence (the `robustness:` section, issues 25 and 33), one
+    small panel per attacked (dataset, regime, defense, setting), the bare models' (defense none) among them.
 
     Per attack family (its kind's, core.attacks.kinds: AutoAttack rand; EOT PGD per targeted value and
-    start budget; one per kind registered beside them), labelled by its kind, each level's
-    accuracy with its 95% Wilson interval against the level (x: the budget multiplier 2^level of steps,
-    EOT draws and executions inside the defense). In a cascade a run attacks only the points every
-    cheaper run and the oblivious evaluations left, so its accuracy is the worst case up to that run.
-    A family's last level is filled where its last doubling changed the worst case by no more than the
-    tolerance (results.csv ``converged`` True) and open where it did not (an upper bound); no such
-    marker without a ladder (one level, or a results.csv from before issue 25). A kind with a
-    fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a dash-dotted level; the worst case per point over every
-    evaluation is the black dotted line with its interval shaded, and the panel title says "converged"
-    or "upper bound" (the worst-case row's ``converged``)."""
+    start budget; AutoAttack standard and PGD on a bare model; one per kind registered beside them),
+    labelled by its kind, each level's accuracy with its 95% Wilson interval against the level (x: the
+    budget multiplier 2^level of steps and EOT draws). In a cascade a run attacks only the points the
+    oblivious evaluations and every earlier run left, so its accuracy is the worst case up to that run;
+    the runs go level by level (design.plan.robust_runs), so a level-k point never includes a break of a
+    higher level, and the lowest point at level k is findings' L_k (the worst case over every run of
+    levels <= k). A family's last level is filled where it converged (each of its last two doublings
+    moved the worst case by no more than the tolerance: results.csv ``converged`` True) and open where
+    it did not (an upper bound); no such marker without a ladder (one level, or a results.csv from
+    before issue 25). A kind with a fixed budget (`RobustKind.fixed`: Tramer et al.'s run) is a
+    dash-dotted level; the worst case per point over every evaluation is the black dotted line with its
+    interval shaded, and the panel title says "converged" or "upper bound" (the worst-case row's
+    ``converged``)."""
     title = "Fig. 5: robustness evaluation, worst case vs attack budget"
     if results_df.empty:
         return no_data(stem, title)
@@ -60,11 +63,13 @@ def plot_convergence(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
     for column, default in (("level", 0), ("converged", None)):  # results.csv from before issue 25 lacks them
         if column not in df:
             df[column] = default
+    if "eot" not in df:  # before issue 33 a robust run's EOT draws were its `n_adaptive`
+        df["eot"] = df["n_adaptive"]
     df["level"] = df["level"].fillna(0).astype(int)
     runs = df[df["adaptive"].isin(list(ROBUST_KINDS))]
     if runs.empty:
         return no_data(stem, title, "no robustness evaluation (no robustness: section)")
-    require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "n_adaptive"],
+    require_unique(runs, ["dataset", "regime", "defense", "setting", "attack", "adaptive", "eot"],
                     "results_df (robust rows)")
     worst = df[df["adaptive"] == "worst_case"]
     key = ["dataset", "regime", "defense", "setting"]

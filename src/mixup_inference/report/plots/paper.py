@@ -271,8 +271,10 @@ def plot_adaptive(results_df: pd.DataFrame, stem: str | Path) -> list[Path]:
         level = worst[(worst["dataset"] == dataset) & (worst["regime"] == regime) & (worst["defense"] == defense)
                       & (worst["setting"] == setting)]
         if len(level):  # the share of points surviving every attack, oblivious and adaptive
+            # evaluations combined: results.csv's `evaluations` (before issue 33: its `n_adaptive`)
+            combined = int(level["evaluations" if "evaluations" in level else "n_adaptive"].iloc[0])
             ax.axhline(100 * float(level["accuracy"].iloc[0]), color="C3", ls=":", lw=1.2,
-                       label=f"worst case per point ({int(level['n_adaptive'].iloc[0])} attacks){_points(level)}")
+                       label=f"worst case per point ({combined} attacks){_points(level)}")
         ax.set_title(f"{regime_label(regime)} + {DEFENSES[defense].label if defense in DEFENSES else defense} ({setting})\n"
                      f"adaptive {attack_display_name(attack)}" + (f" · {dataset}" if len(targets) > 1 else ""))
         ax.set_xlabel("adaptive samples $N_A$")

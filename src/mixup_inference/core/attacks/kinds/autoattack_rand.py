@@ -1,8 +1,9 @@
 """AutoAttack's protocol for randomized defenses (Croce and Hein 2020, version='rand'): APGD-CE, then
 APGD-DLR on the points it left, each with its gradient averaged over EOT draws of the whole defense
 (core.attacks.defended.autoattack_rand). Config: ``robustness.autoattack: {n_iter, eot_iter, n_restarts}``
-(the protocol's 100, 20, 1: core.attacks.defended.AUTOATTACK_RAND); one ladder doubling the iterations, the
-EOT draws and the executions inside the defense per level."""
+(the protocol's 100, 20, 1: core.attacks.defended.AUTOATTACK_RAND); one ladder doubling the iterations and the
+EOT draws per level. It attacks the randomized defenses; the bare model faces AutoAttack's standard
+version (autoattack_standard)."""
 
 from __future__ import annotations
 

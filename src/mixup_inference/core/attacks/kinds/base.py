@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..specs import ADAPTIVE_KINDS, AdaptiveSpec, AttackName
+from ...defenses.specs import DEFENSES
 
 __all__ = ["ROBUST_KINDS", "AttackInputs", "RobustKind", "RobustRun", "register_kind", "robust_kind"]
 
@@ -22,11 +23,13 @@ class RobustRun:
     Attributes:
         kind: its `RobustKind`'s name.  attack: its attack name (``pgd10``, ``tpgd10``, ``aa100``).
         targeted: toward the run's targets (True) or away from the labels (False).
-        steps: attack steps (AutoAttack: iterations).  eot: defense draws per gradient.
-        n_samples_attack: executions inside the defense while attacking.
+        steps: attack steps (AutoAttack: iterations).  eot: defense draws per gradient (1 for a kind that
+            attacks a deterministic model).
+        n_samples_attack: executions inside the defense while attacking (1 for a deterministic model).
         family: the ladder it belongs to.  level: 0 = the configured start budget, k = 2^k times it.
         ladder: whether its family doubles (convergence.levels > 1).
-        cost: forward+backward passes of one copy per attacked point (the cascade's order).
+        cost: forward+backward passes of one model image per attacked point (`RobustKind.cost`; the
+            cascade runs each level's runs cheapest first).
         file: its artifact inside the robust job's directory.
         extras: the kind's own parameters as (key, value) pairs, e.g. AutoAttack's n_restarts.
     """
@@ -109,6 +112,10 @@ class RobustKind:
         attack_kind: the attack method (an `attacks.specs.ATTACKS` key) whose names its runs carry (``pgd`` -> pgd10).
         fixed: a published attack with fixed parameters: one run, no ladder; Fig. 5 draws it as a
             dash-dotted level after the ladders.
+        deterministic: which targets it attacks (`applies_to`): False, a randomized defense (EOT over its
+            draws: AutoAttack rand, EOT PGD, Tramer et al.'s); True, a deterministic model, i.e. the bare
+            model (defense ``none``), which the strongest attacks for a deterministic model face
+            (AutoAttack standard, PGD). A robust job runs only the kinds that apply to its target.
     """
 
     name: str = ""
@@ -117,21 +124,30 @@ class RobustKind:
     schema: Mapping[str, Any] | None = None
     attack_kind: str = "pgd"
     fixed: bool = False
+    deterministic: bool = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     # ---------------------------------------------------------------- the plan
+    def applies_to(self, defense: str) -> bool:
+        """Whether a robust job of `defense` runs this kind: a randomized-defense kind attacks the randomized
+        defenses, a deterministic kind the deterministic ones (the bare model); the other is skipped."""
+        return DEFENSES[defense].randomized != self.deterministic
+
     def runs(self, robustness: Mapping[str, Any], *, levels: int, n_samples: int) -> list[RobustRun]:
         """Its runs for the config's ``robustness:`` section: levels 0..`levels`-1 of each family
         (`levels` = convergence.levels), `n_samples` executions inside the defense at level 0."""
         raise NotImplementedError(f"attack kind {self.name!r} must define runs()")
 
     def at_level(self, steps: int, eot: int, n_samples: int, level: int) -> tuple[int, int, int]:
-        """(steps, EOT draws, executions inside the defense) at budget level `level` from the start's:
-        each doubles per level (Carlini et al. 2019: accuracy must be flat as the attack grows)."""
+        """(steps, EOT draws, executions inside the defense) at budget level `level` from the start's: the
+        steps and the EOT draws double per level (Carlini et al. 2019: accuracy must be flat as the attack
+        grows); the executions inside the defense stay the configured ones (the EOT draws already average
+        the defense's randomness; doubling both would make a level cost 4x the one below). A deterministic
+        kind has no draws to double: its `eot` stays 1."""
         scale = 2 ** level
-        return steps * scale, eot * scale, n_samples * scale
+        return steps * scale, eot if self.deterministic else eot * scale, n_samples
 
     def ladder(self, family: str, *, targeted: bool, steps: int, eot: int, n_samples: int, levels: int,
                extras: tuple[tuple[str, Any], ...] = ()) -> list[RobustRun]:
@@ -154,8 +170,9 @@ class RobustKind:
         return 1
 
     def cost(self, run: RobustRun) -> int:
-        """Forward+backward passes of one copy per attacked point: steps x EOT draws x executions inside
-        the defense x restarts (the cascade runs the cheapest first)."""
+        """Forward+backward passes of one model image per attacked point: steps x EOT draws x executions
+        inside the defense x restarts (the cascade runs each level's runs cheapest first; config/README.md
+        "Budget notes" turns it into core-seconds)."""
         return run.steps * run.eot * run.n_samples_attack * self.restarts(run)
 
     def check(self, robustness: Mapping[str, Any], config: Mapping[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """EOT PGD through the whole defense (Athalye et al. 2018; core.attacks.defended.eot_pgd_through_defense).
 Config: ``robustness.eot_pgd: {steps, eot, targeted}``, lists swept: one family per (targeted, steps,
-EOT draws), each a ladder doubling the steps, the EOT draws and the executions inside the defense per
-level. The step size and eps are the config's `attacks:`."""
+EOT draws), each a ladder doubling the steps and the EOT draws per level. The step size and eps are the
+config's `attacks:`."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class EotPgd(RobustKind):
     def family(self, row: Mapping[str, Any]) -> tuple:
         """(kind, targeted, start steps, start draws): level k has 2^k times the start's steps and draws."""
         scale = 2 ** int(row["level"])
-        return (self.name, bool(row["targeted"]), int(row["steps"]) // scale, int(row["n_adaptive"]) // scale)
+        return (self.name, bool(row["targeted"]), int(row["steps"]) // scale, int(row["eot"]) // scale)
 
     def family_label(self, family: tuple) -> str:
         _, targeted, steps, draws = family
