@@ -230,7 +230,7 @@ def test_the_bare_model_faces_the_deterministic_kinds_with_one_verdict(smoke_mod
 def test_autoattack_standard_stays_in_the_eps_ball_and_breaks_a_weak_model(smoke_model):
     from mixup_inference.core.attacks.kinds.autoattack_standard import autoattack_standard
 
-    from mixup_inference.core.modelfiles import load_model
+    from mixup_inference.core.models.files import load_model
 
     data = load_dataset(smoke_model / "data.pt")
     model = load_model(smoke_model / "model.pt", torch.device("cpu"), num_classes=data.num_classes).eval()
