@@ -21,6 +21,7 @@ import yaml
 from .aggregate import DETECTION_POINTS
 from ..core.data import load_dataset
 from ..jobs.plan import robust_options, robust_runs
+from ..jobs.points import subset_class_counts
 from ..core.attack_specs import parse_attack
 from ..core.speed import cpu_flags, cpu_model, native_bf16
 from ..core.trainconfig import ADVERSARIAL_REGIMES, TrainConfig
@@ -213,7 +214,10 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
     datasets = {}
     for path in data_paths:
         dataset = load_dataset(path)
-        datasets[Path(path).parent.name] = {**dataset.provenance, "classes": list(dataset.classes)}
+        name = Path(path).parent.name
+        datasets[name] = {**dataset.provenance, "classes": list(dataset.classes)}
+        if name in config.get("datasets", {}):  # the attacked points' prefixes, each with its count per class
+            datasets[name]["points"] = subset_class_counts(dataset, config, name)
     models = {}
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())
