@@ -333,19 +333,45 @@ def test_to_float():
 # Pool and test points
 # ---------------------------------------------------------------------------------------------
 
-def test_select_test_points():
-    idx = datasets.select_test_points(100, 30, generator=utils.make_generator(0))
-    assert idx.dtype == torch.int64 and idx.shape == (30,)
-    assert torch.equal(idx, idx.sort().values) and len(idx.unique()) == 30
-    assert int(idx.min()) >= 0 and int(idx.max()) < 100
-    assert torch.equal(idx, datasets.select_test_points(100, 30, generator=utils.make_generator(0)))
-    assert not torch.equal(idx, datasets.select_test_points(100, 30, generator=utils.make_generator(1)))
-    assert torch.equal(datasets.select_test_points(7, 7, generator=None), torch.arange(7))
+def test_select_test_points_seeded_distinct_and_validated():
+    labels = torch.arange(100) % 10
+    idx = datasets.select_test_points(labels, 30, generator=utils.make_generator(0))
+    assert idx.dtype == torch.int64 and len(set(idx.tolist())) == 30 and 0 <= int(idx.min()) and int(idx.max()) < 100
+    assert torch.equal(idx, datasets.select_test_points(labels, 30, generator=utils.make_generator(0)))
+    assert not torch.equal(idx, datasets.select_test_points(labels, 30, generator=utils.make_generator(1)))
+    assert sorted(datasets.select_test_points(labels[:7], 7, generator=None).tolist()) == list(range(7))
     with pytest.raises(ValueError, match="n_test=101 exceeds the 100 test images"):
-        datasets.select_test_points(100, 101, generator=None)
+        datasets.select_test_points(labels, 101, generator=None)
     with pytest.raises(ValueError, match="n_test=0 exceeds the 100 test images or is < 1"):
-        datasets.select_test_points(100, 0, generator=None)
+        datasets.select_test_points(labels, 0, generator=None)
 
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_prefix_is_class_balanced_whatever_the_file_order(seed):
+    """The test split of an image folder is read class by class: 10 classes of 60, in blocks. Every prefix of the
+    draw holds each class floor(k/10) or ceil(k/10) times, and the order is random (not sorted, not blocked)."""
+    labels = torch.arange(10).repeat_interleave(60)
+    idx = datasets.select_test_points(labels, 400, generator=utils.make_generator(seed))
+    drawn = labels[idx]
+    for k in range(1, 401):
+        counts = torch.bincount(drawn[:k], minlength=10)
+        assert int(counts.max()) - int(counts.min()) <= 1, (k, counts.tolist())
+    assert not torch.equal(idx, idx.sort().values)
+    # within a class, which images are drawn is uniform: over the 5 seeds the draws differ
+    assert len(set(idx[:10].tolist())) == 10
+
+
+def test_unbalanced_classes_stay_balanced_while_each_has_images():
+    labels = torch.cat([torch.zeros(5, dtype=torch.long), torch.ones(50, dtype=torch.long), torch.full((50,), 2)])
+    drawn = labels[datasets.select_test_points(labels, 60, generator=utils.make_generator(3))]
+    first = torch.bincount(drawn[:15], minlength=3)
+    assert first.tolist() == [5, 5, 5]
+    assert torch.bincount(drawn, minlength=3).tolist() == [5, 28, 27] or \
+        torch.bincount(drawn, minlength=3).tolist() == [5, 27, 28]
+
+
+def test_class_counts_names_every_class():
+    assert datasets.class_counts(torch.tensor([0, 2, 2]), ["a", "b", "c"]) == {"a": 1, "b": 0, "c": 2}
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation

@@ -137,3 +137,31 @@ def test_git_commit_is_dirty_for_code_changes_not_for_a_runs_own_reports(tmp_pat
     assert git_commit(tmp_path / "src")["dirty"] is False
     (tmp_path / "src" / "code.py").write_text("a = 2\n")
     assert git_commit(tmp_path / "src")["dirty"] is True
+
+
+def test_every_subset_of_a_class_ordered_image_folder_is_balanced(tmp_path):
+    """An image folder is read class by class (test images in blocks of one class): the oblivious points, Fig. 4's
+    prefix and the robustness evaluation's prefix each hold every class within +-1, and provenance.yaml lists the
+    counts (issue 33)."""
+    from reliability_helpers import image_folder, smoke_config
+
+    from mixup_inference.core.data.datasets import load_dataset
+    from mixup_inference.jobs.stages import run_prepare
+    from mixup_inference.report.provenance import collect_provenance
+
+    classes = {name: (2, 12) for name in ("ant", "bee", "cat", "dog", "eel")}
+    run_prepare(str(image_folder(tmp_path / "folder", classes)), tmp_path / "ds" / "data.pt", image_size=8)
+    assert load_dataset(tmp_path / "ds" / "data.pt").test_y[:12].unique().numel() == 1  # ordered by class
+    config = smoke_config()
+    name = next(iter(config["datasets"]))
+    config["datasets"] = {"ds": {**config["datasets"][name], "n_test": 40}}
+    config["adaptive"] = {**config["adaptive"], "dataset": "ds", "n_test": 17}
+    config["robustness"] = {**config["robustness"], "dataset": "ds", "n_test": 23}
+    prov = collect_provenance(config=config, data_paths=[str(tmp_path / "ds" / "data.pt")], metrics_paths=[],
+                              benchmarks_dir=tmp_path / "none")
+    points = prov["datasets"]["ds"]["points"]
+    assert {k: v["size"] for k, v in points.items()} == {"oblivious": 40, "adaptive": 17, "robustness": 23}
+    for subset in points.values():
+        counts = subset["classes"]
+        assert set(counts) == set(classes) and sum(counts.values()) == subset["size"]
+        assert max(counts.values()) - min(counts.values()) <= 1, counts

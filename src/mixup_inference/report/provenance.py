@@ -22,6 +22,7 @@ import yaml
 from .aggregate import DETECTION_POINTS
 from ..core.data.datasets import load_dataset
 from ..jobs.joblog import logged_threads
+from ..jobs.points import subset_class_counts
 from ..design.plan import robust_options, robust_runs, robust_targets
 from ..core.attacks.kinds import robust_kind
 from ..core.attacks.specs import parse_attack
@@ -223,7 +224,10 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
     datasets = {}
     for path in data_paths:
         dataset = load_dataset(path)
-        datasets[Path(path).parent.name] = {**dataset.provenance, "classes": list(dataset.classes)}
+        name = Path(path).parent.name
+        datasets[name] = {**dataset.provenance, "classes": list(dataset.classes)}
+        if name in config.get("datasets", {}):  # the attacked points' prefixes, each with its count per class
+            datasets[name]["points"] = subset_class_counts(dataset, config, name)
     models = {}
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())

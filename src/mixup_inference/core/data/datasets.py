@@ -22,7 +22,7 @@ import urllib.error
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -318,12 +318,39 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"to_float expects uint8 (or float in [0, 1]) images, got dtype {x_uint8.dtype}")
 
 
-def select_test_points(n_total: int, n: int, *, generator: torch.Generator | None) -> torch.Tensor:
-    """`n` distinct indices drawn uniformly from range(n_total), sorted ascending (int64, CPU)."""
+def select_test_points(labels: torch.Tensor, n: int, *, generator: torch.Generator | None) -> torch.Tensor:
+    """`n` distinct test indices, class-stratified and in a random order (int64, CPU).
+
+    `labels` are the test split's labels [N]. The draw goes in rounds: each round takes one not yet drawn
+    image of every class that has one left, uniformly at random within the class, and the classes of a round
+    come in a random order. So every prefix of the result (the workflow takes prefixes: Table 2's points,
+    Fig. 4's, the robustness evaluation's) holds equal counts per class, +-1, as long as every class still
+    has images left, whatever the order of the source's files (an image folder is read class by class;
+    torchvision's CIFAR-10 files are not). Vectorised: one key per image, rank within its class plus a
+    uniform [0, 1) tie-break that orders the classes inside a round, and one sort."""
+    labels = torch.as_tensor(labels).cpu().long()
+    n_total = labels.numel()
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be one label per test image [N] (got shape {tuple(labels.shape)})")
     if n < 1 or n > n_total:
         raise ValueError(f"n_test={n} exceeds the {n_total} test images or is < 1; choose 1 <= n_test <= {n_total}")
     device = utils.generator_device(generator, torch.device("cpu"))
-    return torch.randperm(n_total, generator=generator, device=device)[:n].sort().values.cpu()
+    perm = torch.randperm(n_total, generator=generator, device=device).cpu()
+    shuffled = labels[perm]
+    # rank of each shuffled image within its class: position after a stable sort by class
+    order = torch.sort(shuffled, stable=True).indices
+    starts = torch.searchsorted(shuffled[order], shuffled[order], right=False)
+    rank = torch.empty(n_total, dtype=torch.long)
+    rank[order] = torch.arange(n_total) - starts
+    tie = utils.rand((n_total,), generator=generator, device=device).cpu().double()
+    key = rank.double() + tie
+    return perm[torch.sort(key, stable=True).indices[:n]]
+
+
+def class_counts(labels: torch.Tensor, classes: Sequence[str]) -> dict[str, int]:
+    """Class name -> number of `labels` of that class (every class listed, zeros included)."""
+    counts = torch.bincount(torch.as_tensor(labels).long().cpu(), minlength=len(classes))
+    return {name: int(c) for name, c in zip(classes, counts.tolist())}
 
 
 def _crop(padded: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int, width: int,
