@@ -372,7 +372,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(data, tmp_path: P
 def test_nan_loss_between_host_reads_is_reported_with_its_batch(data, tmp_path: Path, monkeypatch) -> None:
     """With the accelerator's sparse host reads (every 50 batches, here more than an epoch) the first
     NaN batch is still the one named, and the epoch it spoiled writes no checkpoint."""
-    monkeypatch.setattr(training, "host_sync_interval", lambda device: 50)
+    monkeypatch.setattr(loop, "host_sync_interval", lambda device: 50)
     x_train, y_train = data[0][:128], data[1][:128]  # 4 batches per epoch
     model = Tripwire(fresh_model(), trip_at=4 + 2, action="nan")
     with pytest.raises(RuntimeError, match=r"loss is nan at epoch 2/2, batch 2/4.*last good checkpoint .*is kept"):
