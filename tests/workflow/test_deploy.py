@@ -58,6 +58,6 @@ def test_deployed_module_runs_the_smoke_preset_like_the_clone(clone, smoke_run, 
     for name in ("table2.html", "fig4_adaptive.png", "findings.html", "provenance.html", "results.csv"):
         assert name in report
     # the captions (workflow/report/*.rst) and the workflow description, read from the clone
-    for caption in ("whether the attack saw", "adversary that knows the", "Mixup Inference: Better Exploiting"):
+    for caption in ("which attack kind saw the defense", "adversary that knows the", "Mixup Inference: Better Exploiting"):
         assert caption in report, caption
     assert tree_state(clone) == before
