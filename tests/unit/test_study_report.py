@@ -117,3 +117,8 @@ def test_rows_and_page_hold_every_model_and_the_worst_case(tmp_path):
     text = paths["md"].read_text()
     assert "## 1. Seeds" in text and "worst_case" in text and "interpolated_at +17.8" in text
     assert len(pd.read_csv(paths["csv"])) == len(rows)
+
+
+def test_paper_gains_of_a_column_the_paper_lacks_are_none():
+    assert paper_gains("table2", "pgd5") == {}
+    assert paper_gains("table2", "pgd10") == {"mixup": 22.5, "interpolated_at": 17.8}

@@ -153,6 +153,8 @@ def paper_gains(table: str, attack: str = TREND_ATTACK) -> dict[str, float]:
     if table not in TABLES:
         return {}
     rows, paper = rows_of(table), paper_numbers(table)
+    if attack not in PAPER_ATTACKS:  # the paper reports no such column (the smoke preset's pgd5)
+        return {}
     column = PAPER_ATTACKS.index(attack)
     gains = {}
     for bare in (r for r in rows if r.defense == "none"):
