@@ -1,0 +1,347 @@
+"""A measured estimate before a long run (issue 34): each rule's core-seconds and the run's wall time at
+``--cores`` N, on this machine, in about a minute.
+
+    python -m mixup_inference.perf.estimate --configfile config/config.yaml --cores 2 8 16 32
+        [--config key=value ...] [--set training.epochs=5 ...] [--data results/<run>/<dataset>/data.pt]
+        [--survivors reports/cifar10-jpeg-cpu/results.csv] [--out reports/<run>]
+    snakemake --cores 2 estimate        # the same as a rule: reports/<run>/estimate.{md,json}
+
+1. Probes (perf.probes) time a few steps of each job kind on one thread: a training step per model, an
+   attack step, each defense, a job's start-up.
+2. The work model (perf.workmodel) multiplies them by the plan's work: every job of the `all` target
+   with its inputs and CPU seconds (a fresh run: no model exists yet).
+3. The scheduler (perf.schedule) runs that DAG at each N with the thread policy (jobs.threads): train
+   jobs share the cores among the models being trained, every other job runs on 1 thread.
+
+The estimate's error against measured runs is in README "Quick start" and "Performance".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..core.data import load_dataset
+from ..core.speed import cpu_flags, cpu_model, native_bf16, resolve_speed
+from ..core.utils import atomic_write_text
+from ..jobs import plan
+from ..jobs import threads as thread_policy
+from ..jobs.configcheck import check_config, validate_config
+from .probes import ProbeSettings, probe_costs
+from .schedule import Job, Schedule, ThreadScaling, simulate
+from .workmodel import DEFAULT_SURVIVOR_FRACTION, Survivors, UnitCosts, run_jobs
+
+__all__ = ["Estimate", "apply_overrides", "estimate", "load_config", "main", "render_markdown", "schedules"]
+
+#: The --cores of the estimate when none is given (README's quick start shows 2, 8 and 32).
+DEFAULT_CORES = (2, 8, 16, 32)
+#: The thread scaling of the sensitivity column: train jobs at 60% per thread beyond one (unmeasured).
+LOW_SCALING = ThreadScaling(train_efficiency=0.6)
+_CLONE = Path(__file__).resolve().parents[3]
+
+
+# ---------------------------------------------------------------- the config, as the workflow takes it
+def _snakemake_value(text: str) -> Any:
+    """A --config value as Snakemake parses it: int, float, true/false, else YAML (BaseLoader: nested values
+    stay strings), else the string."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return yaml.load(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError:
+        return text
+
+
+def _merge(base: dict[str, Any], change: Mapping[str, Any]) -> None:
+    """Recursively update `base` with `change` (Snakemake's update_config)."""
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def apply_overrides(config: dict[str, Any], entries: Sequence[str] = (), sets: Sequence[str] = ()) -> dict[str, Any]:
+    """`config` with Snakemake-style ``--config key=value`` entries merged in, then ``--set a.b.c=value``
+    entries (the value read as YAML: ``speed.train_bf16=false``, ``training.epochs=5``)."""
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {entry!r}: write key=value (e.g. run=test)")
+        _merge(config, {key: _snakemake_value(value)})
+    for entry in sets:
+        path, sep, value = entry.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--set {entry!r}: write dotted.key=value (e.g. speed.train_bf16=false)")
+        node = config
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {entry!r}: {part} is not a mapping in the config")
+        node[last] = yaml.safe_load(value)
+    return config
+
+
+def load_config(path: str | os.PathLike, entries: Sequence[str] = (), sets: Sequence[str] = (),
+                schema: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The config file with the overrides, checked as the workflow checks it (the schema where the clone
+    has it, then configcheck.check_config)."""
+    config = apply_overrides(yaml.safe_load(Path(path).read_text(encoding="utf-8")), entries, sets)
+    schema = Path(schema) if schema is not None else _CLONE / "workflow" / "schemas" / "config.schema.yaml"
+    if schema.exists():
+        validate_config(config, schema)
+    check_config(config)
+    return config
+
+
+# ---------------------------------------------------------------- the estimate
+@dataclass(frozen=True)
+class Estimate:
+    """What the estimate found: the machine, the unit costs per data set, the jobs and one schedule per
+    --cores (and at the sensitivity's scaling), the survivors' source and the probes' own cost."""
+
+    run: str
+    machine: dict[str, Any]
+    costs: dict[str, UnitCosts]
+    jobs: list[Job]
+    schedules: list[Schedule]
+    low_schedules: list[Schedule]
+    scaling: ThreadScaling
+    survivors: Survivors
+    probe_seconds: dict[str, float]
+
+
+def _train_threads(config: Mapping[str, Any], jobs: Sequence[Job], cores: int) -> int:
+    return thread_policy.train_threads(config["resources"]["threads"], cores=cores,
+                                       train_jobs=sum(job.rule == "train" for job in jobs))
+
+
+def schedules(config: Mapping[str, Any], jobs: Sequence[Job], cores: Sequence[int],
+              scaling: ThreadScaling = ThreadScaling()) -> list[Schedule]:
+    """The run at each --cores with the config's thread policy (jobs.threads, a local run)."""
+    other = thread_policy.job_threads(config["resources"]["threads"])
+    out = []
+    for n in cores:
+        train = _train_threads(config, jobs, n)
+        out.append(simulate(jobs, n, lambda job: train if job.scaling == "train" else other, scaling))
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """This machine as the estimate saw it: CPU, the kernels torch runs (forced ones named), training precision."""
+    flags = cpu_flags()
+    forced = {key: os.environ[key] for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if key in os.environ}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16(flags)[1],
+            "kernels": torch.backends.cpu.get_cpu_capability(), "forced_kernels": forced,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
+             data: Mapping[str, str] | None = None, survivors: Survivors = Survivors(),
+             scaling: ThreadScaling = ThreadScaling(), settings: ProbeSettings = ProbeSettings()) -> Estimate:
+    """Probe this machine for every data set the run trains on (`data`: name -> its data.pt; the others
+    get random images of their config's size), build the run's jobs and simulate them at each --cores."""
+    config = dict(config)
+    data = dict(data or {})
+    costs, seconds = {}, {}
+    info = machine()
+    info["load_before"] = os.getloadavg()
+    for name in plan.used_datasets(config):
+        path = data.pop(name, None)
+        started, cpu = time.perf_counter(), time.process_time()
+        costs[name] = probe_costs(config, name, data=load_dataset(path) if path else None, data_path=path,
+                                  settings=settings)
+        seconds[name] = time.perf_counter() - started
+        seconds[f"{name} cpu"] = time.process_time() - cpu
+    if data:
+        raise ValueError(f"--data names data sets this run does not train on: {sorted(data)}; "
+                         f"it uses {plan.used_datasets(config)}")
+    info["load_after"] = os.getloadavg()
+    info["train_precision"] = resolve_speed(config.get("speed"), torch.device("cpu"), purpose="train")
+    jobs = run_jobs(config, costs, survivors)
+    return Estimate(run=config["run"], machine=info, costs=costs, jobs=jobs,
+                    schedules=schedules(config, jobs, cores, scaling),
+                    low_schedules=schedules(config, jobs, cores, LOW_SCALING), scaling=scaling,
+                    survivors=survivors, probe_seconds=seconds)
+
+
+# ---------------------------------------------------------------- the report
+def hms(seconds: float) -> str:
+    """1 h 02 min 45 s, 3 min 05 s, 42 s."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min {s % 60:02d} s"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def rule_totals(jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Per rule: jobs, core-seconds on one thread, the longest job; the costliest rule first."""
+    rules: dict[str, list[Job]] = {}
+    for job in jobs:
+        rules.setdefault(job.rule, []).append(job)
+    rows = [{"rule": rule, "jobs": len(mine), "core_seconds": round(sum(j.work for j in mine), 1),
+             "longest_s": round(max(j.work for j in mine), 1),
+             "longest": max(mine, key=lambda j: j.work).name} for rule, mine in rules.items()]
+    return sorted(rows, key=lambda row: -row["core_seconds"])
+
+
+def _unit_rows(costs: UnitCosts) -> list[tuple[str, float]]:
+    rows = [("job start-up (s)", costs.startup), ("forward, per image (ms)", 1e3 * costs.forward),
+            ("attack forward+backward, per image (ms)", 1e3 * costs.attack_step)]
+    rows += [(f"training step, {name} (s)", step) for name, step in costs.train_step.items()]
+    rows += [(f"defense {name}, per point{' and execution' if c.scales_with_n else ''} (ms)", 1e3 * c.seconds)
+             for name, c in costs.defense.items()]
+    rows += [(f"defense {name} forward+backward, per point{' and execution' if c.scales_with_n else ''} (ms)",
+              1e3 * c.seconds) for name, c in costs.defense_grad.items()]
+    return rows
+
+
+def to_json(result: Estimate) -> dict[str, Any]:
+    return {
+        "run": result.run, "machine": result.machine, "probe_seconds": result.probe_seconds,
+        "scaling": asdict(result.scaling), "low_scaling": asdict(LOW_SCALING),
+        "survivors": {"source": result.survivors.source, "fraction": result.survivors.fraction,
+                      "measured": {"/".join(k): v for k, v in result.survivors.measured.items()}},
+        "units": {name: asdict(costs) for name, costs in result.costs.items()},
+        "rules": rule_totals(result.jobs),
+        "core_seconds": round(sum(job.work for job in result.jobs), 1),
+        "cores": [{"cores": s.cores, "train_threads": max((p.threads for p in s.placements if p.rule == "train"),
+                                                          default=None),
+                   "wall_s": round(s.wall, 1), "critical_path_s": round(s.critical_seconds, 1),
+                   "critical_path": list(s.critical_path), "utilisation": round(s.utilisation, 3),
+                   "wall_s_low_scaling": round(low.wall, 1)}
+                  for s, low in zip(result.schedules, result.low_schedules)],
+        "jobs": [{"name": j.name, "rule": j.rule, "work_s": round(j.work, 2)} for j in result.jobs],
+    }
+
+
+def render_markdown(result: Estimate, command: str) -> str:
+    """The estimate as README-ready Markdown."""
+    m = result.machine
+    forced = " ".join(f"{k}={v}" for k, v in m["forced_kernels"].items())
+    kernels = f"{m['kernels']} kernels" + (f" (forced: `{forced}`)" if forced else "")
+    precision = m["train_precision"]
+    busy = max(m["load_before"][0], m["load_after"][0]) > (m["cores"] or 1) + 0.5
+    load = (f"load average {m['load_before'][0]:.2f} before the probes, {m['load_after'][0]:.2f} after, on "
+            f"{m['cores']} cores" + (": other work shared the machine, whose caches and memory bandwidth slow even "
+                                     "one process's CPU time; re-measure on a quiet machine" if busy else ""))
+    total = sum(job.work for job in result.jobs)
+    lines = [f"# Estimate: run `{result.run}` on this machine", "",
+             f"Made by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). {m['cpu']}, {kernels}, "
+             f"{m['native_bf16']}; training in {'bf16' if precision['bf16'] else 'fp32'} ({precision['reason']}); "
+             f"torch {m['torch']}; {load}. The probes took "
+             + ", ".join(f"{v:.0f} s" for k, v in result.probe_seconds.items() if not k.endswith(" cpu"))
+             + " (CPU time of one thread: the unit costs below).", "",
+             "## Wall time at --cores N (simulated)", "",
+             f"{len(result.jobs)} jobs, {total:,.0f} core-seconds on one thread. A list scheduler runs the DAG with the "
+             "thread policy (train jobs share the cores among the models being trained; every other job 1 thread) "
+             f"and train jobs {result.scaling.train_efficiency:g} x T times faster on T >= 2 threads; the last column "
+             f"has them at {LOW_SCALING.train_efficiency:g} x T instead.", "",
+             "| --cores | threads per train job | wall time | critical path | cores busy | wall, train at "
+             f"{LOW_SCALING.train_efficiency:g} x T |", "|---|---|---|---|---|---|"]
+    for s, low in zip(result.schedules, result.low_schedules):
+        threads = max((p.threads for p in s.placements if p.rule == "train"), default=0)
+        lines.append(f"| {s.cores} | {threads or '-'} | **{hms(s.wall)}** | {hms(s.critical_seconds)} "
+                     f"| {s.utilisation:.0%} | {hms(low.wall)} |")
+    if result.schedules:
+        lines += ["", f"Critical path at {result.schedules[-1].cores} cores: "
+                  + " -> ".join(f"`{name}`" for name in result.schedules[-1].critical_path) + "."]
+    lines += ["", "## Core-seconds per rule (one thread)", "", "| rule | jobs | core-seconds | longest job (s) |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['rule']} | {r['jobs']} | {r['core_seconds']:,.0f} | {r['longest_s']:,.0f} (`{r['longest']}`) |"
+              for r in rule_totals(result.jobs)]
+    for name, costs in result.costs.items():
+        lines += ["", f"## Unit costs measured, data set `{name}` (CPU time, one thread)", "", "| unit | value |",
+                  "|---|---|"]
+        lines += [f"| {unit} | {value:.3g} |" for unit, value in _unit_rows(costs)]
+    surv = result.survivors
+    lines += ["", "## Assumptions", "",
+              f"- Thread scaling: a train job on T >= 2 threads runs {result.scaling.train_efficiency:g} x T times faster "
+              "than on one (issue 34: a bare airbench94_narrow train step 2.2x faster on 2 threads than on 1, 2-core "
+              "AVX2 AMD EPYC; nothing measured beyond 2 threads). Other jobs run on 1 thread under `threads: auto`.",
+              "- Robustness evaluation: each run attacks a share of the points: "
+              + (f"measured per target in `{surv.source}` (the first run: the oblivious survivors; the later runs: the "
+                 f"final worst case), {surv.fraction:.0%} of the points for every run where that file has no target"
+                 if surv.measured else f"{surv.fraction:.0%} of the points for every run (the cascade's cut not "
+                                       "counted: an upper bound)") + ".",
+              "- Small rules (prepare_data, aggregate, findings, tables, figures, provenance): the start-up plus the "
+              "committed run's own work (perf.workmodel.SMALL_RULE_WORK).",
+              "- A fresh run (no model, examples or evaluation exists yet), the `all` target only (not the study or "
+              "the benchmarks); one machine, its cores not shared with other work, no memory limit.", ""]
+    return "\n".join(lines)
+
+
+def write(result: Estimate, out_dir: str | os.PathLike, command: str) -> str:
+    """reports/<run>/estimate.md and estimate.json; returns the Markdown."""
+    text = render_markdown(result, command)
+    atomic_write_text(Path(out_dir) / "estimate.md", text)
+    atomic_write_text(Path(out_dir) / "estimate.json", json.dumps(to_json(result), indent=2) + "\n")
+    return text
+
+
+def _data_paths(entries: Sequence[str], config: Mapping[str, Any]) -> dict[str, str]:
+    """--data entries as {data set: path}: DATASET=PATH, or a bare PATH for a run on one data set."""
+    used = plan.used_datasets(dict(config))
+    paths = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            if len(used) != 1:
+                raise ValueError(f"--data {entry}: this run uses the data sets {used}; write DATASET=PATH")
+            name, path = used[0], entry
+        paths[name] = path
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", default="config/config.yaml", help="the preset (default: %(default)s)")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides as snakemake --config takes them, e.g. 'datasets={\"cifar10\": {...}}'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="A.B=VALUE", dest="sets",
+                        help="nested overrides, values as YAML: speed.train_bf16=false")
+    parser.add_argument("--cores", nargs="+", type=int, default=list(DEFAULT_CORES))
+    parser.add_argument("--data", nargs="*", default=[], metavar="[DATASET=]PATH",
+                        help="prepared data sets (results/<run>/<dataset>/data.pt); default: random images of the "
+                             "config's size")
+    parser.add_argument("--survivors", default=None, metavar="RESULTS_CSV",
+                        help="a finished run's results.csv: the robustness targets' measured survivors")
+    parser.add_argument("--survivor-fraction", type=float, default=DEFAULT_SURVIVOR_FRACTION,
+                        help="the share of points the robustness runs attack where no results.csv says "
+                             "(default: %(default)s)")
+    parser.add_argument("--train-efficiency", type=float, default=ThreadScaling.train_efficiency,
+                        help="a train job on T threads runs efficiency x T times faster (default: %(default)s)")
+    parser.add_argument("--train-steps", type=int, default=ProbeSettings.train_steps,
+                        help="training steps timed per model (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="output folder (default: reports/<run>)")
+    args = parser.parse_args(argv)
+    config = load_config(args.configfile, args.config, args.sets)
+    survivors = (Survivors.from_results(args.survivors, args.survivor_fraction) if args.survivors
+                 else Survivors(fraction=args.survivor_fraction))
+    result = estimate(config, args.cores, data=_data_paths(args.data, config), survivors=survivors,
+                      scaling=ThreadScaling(train_efficiency=args.train_efficiency),
+                      settings=ProbeSettings(train_steps=args.train_steps))
+    command = "python -m mixup_inference.perf.estimate " + shlex.join(argv if argv is not None else sys.argv[1:])
+    print(write(result, args.out or f"reports/{config['run']}", command))
+
+
+if __name__ == "__main__":
+    main()
