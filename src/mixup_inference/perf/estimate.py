@@ -41,9 +41,10 @@ from ..jobs import threads as thread_policy
 from ..jobs.configcheck import check_config, validate_config
 from .probes import ProbeSettings, probe_costs
 from .schedule import Job, Schedule, ThreadScaling, simulate
-from .workmodel import DEFAULT_SURVIVOR_FRACTION, Survivors, UnitCosts, run_jobs
+from .workmodel import DEFAULT_SURVIVOR_FRACTION, DefenseCost, Survivors, UnitCosts, run_jobs
 
-__all__ = ["Estimate", "apply_overrides", "estimate", "load_config", "main", "render_markdown", "schedules"]
+__all__ = ["Estimate", "apply_overrides", "estimate", "load_config", "main", "measure", "measured_units",
+           "render_markdown", "schedules"]
 
 #: The --cores of the estimate when none is given (README's quick start shows 2, 8 and 32).
 DEFAULT_CORES = (2, 8, 16, 32)
@@ -154,11 +155,10 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
-def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
-             data: Mapping[str, str] | None = None, survivors: Survivors = Survivors(),
-             scaling: ThreadScaling = ThreadScaling(), settings: ProbeSettings = ProbeSettings()) -> Estimate:
-    """Probe this machine for every data set the run trains on (`data`: name -> its data.pt; the others
-    get random images of their config's size), build the run's jobs and simulate them at each --cores."""
+def measure(config: Mapping[str, Any], data: Mapping[str, str] | None = None,
+            settings: ProbeSettings = ProbeSettings()) -> tuple[dict[str, UnitCosts], dict[str, Any], dict[str, float]]:
+    """Probe this machine for every data set the run trains on (`data`: name -> its data.pt; the others get
+    random images of their config's size): the unit costs per data set, the machine, the probes' seconds."""
     config = dict(config)
     data = dict(data or {})
     costs, seconds = {}, {}
@@ -176,7 +176,35 @@ def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
                          f"it uses {plan.used_datasets(config)}")
     info["load_after"] = os.getloadavg()
     info["train_precision"] = resolve_speed(config.get("speed"), torch.device("cpu"), purpose="train")
-    jobs = run_jobs(config, costs, survivors)
+    return costs, info, seconds
+
+
+def measured_units(path: str | os.PathLike) -> tuple[dict[str, UnitCosts], dict[str, Any], dict[str, float]]:
+    """The unit costs, machine and probe seconds of an earlier estimate.json (to plan another config or
+    other --cores from the same measurement)."""
+    saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    costs = {}
+    for name, units in saved["units"].items():
+        units = dict(units)
+        for key in ("defense", "defense_grad"):
+            units[key] = {d: DefenseCost(**c) for d, c in units[key].items()}
+        costs[name] = UnitCosts(**units)
+    return costs, {**saved["machine"], "units_from": str(path)}, saved["probe_seconds"]
+
+
+def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
+             data: Mapping[str, str] | None = None, survivors: Survivors = Survivors(),
+             scaling: ThreadScaling = ThreadScaling(), settings: ProbeSettings = ProbeSettings(),
+             units: str | os.PathLike | None = None) -> Estimate:
+    """Measure this machine (or take the unit costs of an earlier estimate.json, `units`), build the run's
+    jobs and simulate them at each --cores."""
+    config = dict(config)
+    costs, info, seconds = measured_units(units) if units is not None else measure(config, data, settings)
+    try:
+        jobs = run_jobs(config, costs, survivors)
+    except KeyError as error:
+        raise ValueError(f"the unit costs have no entry {error} that this config needs (a model, data set or "
+                         "defense the measured config did not have): measure again without --units") from None
     return Estimate(run=config["run"], machine=info, costs=costs, jobs=jobs,
                     schedules=schedules(config, jobs, cores, scaling),
                     low_schedules=schedules(config, jobs, cores, LOW_SCALING), scaling=scaling,
@@ -247,7 +275,8 @@ def render_markdown(result: Estimate, command: str) -> str:
     lines = [f"# Estimate: run `{result.run}` on this machine", "",
              f"Made by `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). {m['cpu']}, {kernels}, "
              f"{m['native_bf16']}; training in {'bf16' if precision['bf16'] else 'fp32'} ({precision['reason']}); "
-             f"torch {m['torch']}; {load}. The probes took "
+             f"torch {m['torch']}; {load}"
+             + (f" (unit costs from `{m['units_from']}`)" if m.get("units_from") else "") + ". The probes took "
              + ", ".join(f"{v:.0f} s" for k, v in result.probe_seconds.items() if not k.endswith(" cpu"))
              + " (CPU time of one thread: the unit costs below).", "",
              "## Wall time at --cores N (simulated)", "",
@@ -331,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a train job on T threads runs efficiency x T times faster (default: %(default)s)")
     parser.add_argument("--train-steps", type=int, default=ProbeSettings.train_steps,
                         help="training steps timed per model (default: %(default)s)")
+    parser.add_argument("--units", default=None, metavar="ESTIMATE_JSON",
+                        help="take the unit costs of an earlier estimate.json instead of measuring")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<run>)")
     args = parser.parse_args(argv)
     config = load_config(args.configfile, args.config, args.sets)
@@ -338,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                  else Survivors(fraction=args.survivor_fraction))
     result = estimate(config, args.cores, data=_data_paths(args.data, config), survivors=survivors,
                       scaling=ThreadScaling(train_efficiency=args.train_efficiency),
-                      settings=ProbeSettings(train_steps=args.train_steps))
+                      settings=ProbeSettings(train_steps=args.train_steps), units=args.units)
     command = "python -m mixup_inference.perf.estimate " + shlex.join(argv if argv is not None else sys.argv[1:])
     print(write(result, args.out or f"reports/{config['run']}", command))
 
