@@ -304,8 +304,9 @@ def render_markdown(result: Estimate, command: str) -> str:
     surv = result.survivors
     lines += ["", "## Assumptions", "",
               f"- Thread scaling: a train job on T >= 2 threads runs {result.scaling.train_efficiency:g} x T times faster "
-              "than on one (issue 34: a bare airbench94_narrow train step 2.2x faster on 2 threads than on 1, 2-core "
-              "AVX2 AMD EPYC; nothing measured beyond 2 threads). Other jobs run on 1 thread under `threads: auto`.",
+              "than on one (measured at T = 2 only: 2.0x on a 2-core AMD EPYC with avx512_bf16, reports/bench/"
+              "frontier.md; 2.2x on issue 34's AVX2-only EPYC; linear beyond, an assumption: the last column of the "
+              f"wall times has {LOW_SCALING.train_efficiency:g} x T). Other jobs run on 1 thread under `threads: auto`.",
               "- Robustness evaluation: each run attacks a share of the points: "
               + (f"measured per target in `{surv.source}` (the first run: the oblivious survivors; the later runs: the "
                  f"final worst case), {surv.fraction:.0%} of the points for every run where that file has no target"

@@ -46,14 +46,16 @@ class ThreadScaling:
     """How much faster a job runs on T threads than on one: T x efficiency for T >= 2.
 
     Attributes:
-        train_efficiency: of a train job. 1.1 by default: issue 34 measured a bare airbench94_narrow
-            train step 2.2x faster on 2 threads than on 1 (a 2-core AVX2-only AMD EPYC); nothing was
-            measured beyond 2 threads, where this keeps the speed-up linear (an assumption).
+        train_efficiency: of a train job. 1.0 by default: 2 threads trained 2.0x faster than 1 on this
+            project's 2-core AMD EPYC with avx512_bf16 (reports/bench/frontier.md: 10 epochs alone on 2
+            threads in 188 s (ERM) and 201 s (mixup) of wall time, against 37 and 41 s per epoch on 1
+            thread in the committed run), 2.2x on issue 34's AVX2-only EPYC (a bare train step); nothing
+            was measured beyond 2 threads, where this keeps the speed-up linear (an assumption).
         other_efficiency: of any other job given T > 1 threads (only a forced ``resources.threads``
             does that): 0.5, unmeasured; their batches are small and their attack steps sequential.
     """
 
-    train_efficiency: float = 1.1
+    train_efficiency: float = 1.0
     other_efficiency: float = 0.5
 
     def speedup(self, job: Job, threads: int) -> float:
