@@ -86,8 +86,9 @@ def unit_costs(n_train: int = 50_000, **overrides) -> UnitCosts:
     """Every unit 1 s (the start-up 0 unless given), so the work is a count of units."""
     defenses = ("none", "mi_pl", "mi_ol", "mi_combined", "gaussian", "rotation", "xie", "xie_resize", "guo")
     values = dict(startup=0.0, forward=0.0, attack_step=1.0, train_step={}, train_setup={},
-                  defense={d: DefenseCost(1.0, d not in ("none", "mi_combined")) for d in defenses},
-                  defense_grad={d: DefenseCost(1.0, d != "mi_combined") for d in defenses},
+                  defense={d: DefenseCost(fixed=1.0) if d in ("none", "mi_combined") else DefenseCost(1.0)
+                           for d in defenses},
+                  defense_grad={d: DefenseCost(fixed=1.0) if d == "mi_combined" else DefenseCost(1.0) for d in defenses},
                   n_train=n_train, n_test_split=10_000)
     values.update(overrides)
     return UnitCosts(**values)

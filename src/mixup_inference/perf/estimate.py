@@ -231,14 +231,17 @@ def rule_totals(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: -row["core_seconds"])
 
 
-def _unit_rows(costs: UnitCosts) -> list[tuple[str, float]]:
-    rows = [("job start-up (s)", costs.startup), ("forward, per image (ms)", 1e3 * costs.forward),
-            ("attack forward+backward, per image (ms)", 1e3 * costs.attack_step)]
-    rows += [(f"training step, {name} (s)", step) for name, step in costs.train_step.items()]
-    rows += [(f"defense {name}, per point{' and execution' if c.scales_with_n else ''} (ms)", 1e3 * c.seconds)
-             for name, c in costs.defense.items()]
-    rows += [(f"defense {name} forward+backward, per point{' and execution' if c.scales_with_n else ''} (ms)",
-              1e3 * c.seconds) for name, c in costs.defense_grad.items()]
+def _unit_rows(costs: UnitCosts) -> list[tuple[str, str]]:
+    def defense(cost: DefenseCost) -> str:
+        return (f"{1e3 * cost.fixed:.3g} + N x {1e3 * cost.per_execution:.3g}" if cost.per_execution
+                else f"{1e3 * cost.fixed:.3g}")
+
+    rows = [("job start-up (s)", f"{costs.startup:.3g}"), ("forward, per image (ms)", f"{1e3 * costs.forward:.3g}"),
+            ("attack forward+backward, per image (ms)", f"{1e3 * costs.attack_step:.3g}")]
+    rows += [(f"training step, {name} (s)", f"{step:.3g}") for name, step in costs.train_step.items()]
+    rows += [(f"defense {name}, per point at N executions (ms)", defense(c)) for name, c in costs.defense.items()]
+    rows += [(f"defense {name} forward+backward, per point at N executions inside (ms)", defense(c))
+             for name, c in costs.defense_grad.items()]
     return rows
 
 
@@ -300,7 +303,7 @@ def render_markdown(result: Estimate, command: str) -> str:
     for name, costs in result.costs.items():
         lines += ["", f"## Unit costs measured, data set `{name}` (CPU time, one thread)", "", "| unit | value |",
                   "|---|---|"]
-        lines += [f"| {unit} | {value:.3g} |" for unit, value in _unit_rows(costs)]
+        lines += [f"| {unit} | {value} |" for unit, value in _unit_rows(costs)]
     surv = result.survivors
     lines += ["", "## Assumptions", "",
               f"- Thread scaling: a train job on T >= 2 threads runs {result.scaling.train_efficiency:g} x T times faster "

@@ -59,13 +59,14 @@ class ProbeSettings:
     """How long the probes run. train_steps: k, the steps a training step is timed over per model (more where
     they span less than MIN_TRAIN_SPAN CPU seconds); train_repeats: timings of each training run (the least
     counts); repeats: timings of each forward, attack and defense probe after a warm-up (the least
-    counts); points: images per defense probe; executions: per point in the defense forward probes."""
+    counts); points: images per defense probe; executions: per point in the defense forward probes (timed
+    at 2 and at this many)."""
 
     train_steps: int = 2
     train_repeats: int = 2
     repeats: int = 3
-    points: int = 16
-    executions: int = 4
+    points: int = 32
+    executions: int = 8
 
 
 @contextlib.contextmanager
@@ -197,6 +198,19 @@ def _train_costs(config: Mapping[str, Any], dataset: str, data: ImageDataset,
     return steps, setup
 
 
+def _defense_cost(run: Callable[[int], Any], takes_n: bool, points: int, executions: tuple[int, int],
+                  repeats: int) -> DefenseCost:
+    """A defense's cost per point from timings of `run(n)` on `points` points at two execution counts: the
+    difference per execution, the rest per point (the plain forward, per-call work); a defense that takes
+    no N (MI-Combined) at the higher count only."""
+    low, high = executions
+    if not takes_n:
+        return DefenseCost(fixed=least_seconds(lambda: run(high), repeats) / points)
+    t_low, t_high = least_seconds(lambda: run(low), repeats), least_seconds(lambda: run(high), repeats)
+    per_execution = max(t_high - t_low, 0.0) / (points * (high - low))
+    return DefenseCost(per_execution=per_execution, fixed=max(t_low / points - low * per_execution, 0.0))
+
+
 def probe_costs(config: Mapping[str, Any], dataset: str, data: ImageDataset | None = None,
                 data_path: str | os.PathLike | None = None,
                 settings: ProbeSettings = ProbeSettings()) -> UnitCosts:
@@ -240,28 +254,26 @@ def probe_costs(config: Mapping[str, Any], dataset: str, data: ImageDataset | No
 
         pool = run_pool(data, int(spec["pool_per_class"]), int(config["seed"]), device)
         forward_settings, grad_settings = _defense_settings(config, dataset)
-        xs, p = x[: settings.points], min(settings.points, len(x))
-        defense = {"none": DefenseCost(forward, scales_with_n=False)}  # the bare model: the forward probe's
+        points = x[: settings.points]  # the evaluation's forward probes
+        defense = {"none": DefenseCost(fixed=forward)}  # the bare model: the forward probe's
         for name, setting in forward_settings.items():
-            if name == "none":
-                continue
-            scales, n = DEFENSES[name].takes_n_samples, settings.executions
-            seconds = least_seconds(lambda: apply_defense(
-                model, xs, name, setting, pool=pool, n_samples=n, chunk_size=chunk, generator=make_generator(0)),
-                settings.repeats)
-            defense[name] = DefenseCost(seconds / (p * (n if scales else 1)), scales)
+            if name != "none":
+                defense[name] = _defense_cost(lambda n: apply_defense(
+                    model, points, name, setting, pool=pool, n_samples=n, chunk_size=chunk,
+                    generator=make_generator(0)), DEFENSES[name].takes_n_samples, len(points),
+                    (2, settings.executions), settings.repeats)
+        attacked = x[: max(1, settings.points // 2)]  # a robust run's gradient: 32 copies at 2 executions inside
         defense_grad = {}
         for name, setting in grad_settings.items():
-            scales, n = DEFENSES[name].takes_n_samples, 2
 
-            def step() -> None:
-                inputs = xs.clone().requires_grad_(True)
+            def step(n: int) -> None:
+                inputs = attacked.clone().requires_grad_(True)
                 probs = apply_defense(model, inputs, name, setting, pool=pool, n_samples=n, chunk_size=chunk,
                                       generator=make_generator(0), grad=True)
                 torch.autograd.grad(probs.clamp_min(1e-12).log().sum(), inputs)
 
-            seconds = least_seconds(step, settings.repeats)
-            defense_grad[name] = DefenseCost(seconds / (p * (n if scales else 1)), scales)
+            defense_grad[name] = _defense_cost(step, DEFENSES[name].takes_n_samples, len(attacked), (2, 4),
+                                               settings.repeats)
     return UnitCosts(startup=startup, forward=forward, attack_step=attack_step, train_step=train_step,
                      train_setup=train_setup, defense=defense, defense_grad=defense_grad,
                      n_train=len(data.train_y), n_test_split=len(data.test_y))

@@ -57,14 +57,14 @@ DEFAULT_SURVIVOR_FRACTION = 0.36
 
 @dataclass(frozen=True)
 class DefenseCost:
-    """CPU seconds of one defense per point: `seconds` per execution (x N), or per point whatever N is
-    (`scales_with_n` False: the bare model, and MI-Combined, which draws its own 5 + 15 executions)."""
+    """CPU seconds of one defense per point at N executions: `fixed` + N x `per_execution` (the bare model
+    and MI-Combined, which draws its own 5 + 15 executions, cost `fixed` whatever N is)."""
 
-    seconds: float
-    scales_with_n: bool = True
+    per_execution: float = 0.0
+    fixed: float = 0.0
 
     def per_point(self, n_samples: int) -> float:
-        return self.seconds * n_samples if self.scales_with_n else self.seconds
+        return self.fixed + n_samples * self.per_execution
 
 
 @dataclass(frozen=True)
