@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixup_inference.perf.estimate import apply_overrides, main, schedules
+from mixup_inference.perf.estimate import apply_overrides, calibrate, main, schedules
 from mixup_inference.perf.schedule import Job, ThreadScaling, critical_path, simulate
 from mixup_inference.perf.workflow_bench import preset_jobs
 from mixup_inference.perf.workmodel import DefenseCost, Survivors, UnitCosts, run_jobs, train_steps
@@ -184,3 +184,24 @@ def test_the_command_on_the_smoke_preset_writes_its_estimate(tmp_path):
     assert set(units["train_step"]) == {"erm", "mixup", "at", "interpolated_at"}
     text = (tmp_path / "estimate.md").read_text()
     assert "| 16 | 4 |" in text and "Assumptions" in text
+
+
+def test_calibrating_to_a_finished_run_scales_each_rule_to_its_measured_core_seconds(tmp_path):
+    config = preset("smoke")
+    costs = costs_for(config, startup=1.0)
+    jobs = run_jobs(config, costs, Survivors())
+    totals = Counter()
+    for job in jobs:
+        totals[job.rule] += job.work
+    # the run took 2x the estimate per rule; its train jobs ran on 2 threads, each second 2 x 1.5 core-seconds
+    rows = [{"rule": rule, "jobs": 1, "total_s": 2 * total, "max_s": 0.0, "threads": [1]} for rule, total in totals.items()]
+    rows[[r["rule"] for r in rows].index("train")].update(total_s=totals["train"] / 1.5, threads=[2])
+    provenance = tmp_path / "provenance.yaml"
+    provenance.write_text(yaml.safe_dump({"run": "smoke", "config": config, "wall_time_per_rule_s": rows}))
+    calibrated, info = calibrate(jobs, costs, Survivors(), provenance, ThreadScaling(train_efficiency=1.5))
+    after = Counter()
+    for job in calibrated:
+        after[job.rule] += job.work
+    assert info["factors"]["train"] == pytest.approx(2.0) and info["factors"]["evaluate"] == pytest.approx(2.0)
+    assert after == pytest.approx({rule: 2 * total for rule, total in totals.items()})
+    assert [job.name for job in calibrated] == [job.name for job in jobs]

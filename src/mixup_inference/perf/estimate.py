@@ -26,7 +26,7 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .probes import ProbeSettings, probe_costs
 from .schedule import Job, Schedule, ThreadScaling, simulate
 from .workmodel import DEFAULT_SURVIVOR_FRACTION, DefenseCost, Survivors, UnitCosts, run_jobs
 
-__all__ = ["Estimate", "apply_overrides", "estimate", "load_config", "main", "measure", "measured_units",
+__all__ = ["Estimate", "apply_overrides", "calibrate", "estimate", "load_config", "main", "measure", "measured_units",
            "render_markdown", "schedules"]
 
 #: The --cores of the estimate when none is given (README's quick start shows 2, 8 and 32).
@@ -117,7 +117,8 @@ def load_config(path: str | os.PathLike, entries: Sequence[str] = (), sets: Sequ
 @dataclass(frozen=True)
 class Estimate:
     """What the estimate found: the machine, the unit costs per data set, the jobs and one schedule per
-    --cores (and at the sensitivity's scaling), the survivors' source and the probes' own cost."""
+    --cores (and at the sensitivity's scaling), the survivors' source, the probes' own cost, and where the
+    work was calibrated to a finished run (`calibrate`), that run and each rule's factor."""
 
     run: str
     machine: dict[str, Any]
@@ -128,6 +129,7 @@ class Estimate:
     scaling: ThreadScaling
     survivors: Survivors
     probe_seconds: dict[str, float]
+    calibration: dict[str, Any] | None = None
 
 
 def _train_threads(config: Mapping[str, Any], jobs: Sequence[Job], cores: int) -> int:
@@ -192,12 +194,37 @@ def measured_units(path: str | os.PathLike) -> tuple[dict[str, UnitCosts], dict[
     return costs, {**saved["machine"], "units_from": str(path)}, saved["probe_seconds"]
 
 
+def calibrate(jobs: Sequence[Job], costs: Mapping[str, UnitCosts], survivors: Survivors,
+              provenance: str | os.PathLike, scaling: ThreadScaling = ThreadScaling()) -> tuple[list[Job], dict[str, Any]]:
+    """`jobs` with each rule's work scaled by measured / estimated for a finished run: its provenance.yaml's
+    per-rule seconds (``wall_time_per_rule_s``; a rule's jobs on T > 1 threads count T x efficiency core-seconds
+    per second) against these unit costs' estimate of its config (``config``). So a run measured on one machine
+    re-plans a config at other --cores; the factors are the probes' error against that run, rule by rule."""
+    saved = yaml.safe_load(Path(provenance).read_text(encoding="utf-8"))
+    estimated: dict[str, float] = {}
+    for job in run_jobs(saved["config"], costs, survivors):
+        estimated[job.rule] = estimated.get(job.rule, 0.0) + job.work
+    factors = {}
+    for row in saved["wall_time_per_rule_s"]:
+        threads = row.get("threads") or [1]
+        if len(threads) != 1:
+            raise ValueError(f"{provenance}: rule {row['rule']} ran on {threads} threads; calibrate from a run whose "
+                             "jobs of a rule ran on one thread count")
+        probe = Job("probe", row["rule"], 0.0, scaling="train" if row["rule"] == "train" else "other")
+        measured = float(row["total_s"]) * scaling.speedup(probe, int(threads[0]))
+        if estimated.get(row["rule"]):
+            factors[row["rule"]] = measured / estimated[row["rule"]]
+    calibrated = [replace(job, work=job.work * factors.get(job.rule, 1.0)) for job in jobs]
+    return calibrated, {"provenance": str(provenance), "run": saved.get("run"), "factors": factors}
+
+
 def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
              data: Mapping[str, str] | None = None, survivors: Survivors = Survivors(),
              scaling: ThreadScaling = ThreadScaling(), settings: ProbeSettings = ProbeSettings(),
-             units: str | os.PathLike | None = None) -> Estimate:
+             units: str | os.PathLike | None = None, work_from: str | os.PathLike | None = None) -> Estimate:
     """Measure this machine (or take the unit costs of an earlier estimate.json, `units`), build the run's
-    jobs and simulate them at each --cores."""
+    jobs, calibrate their work to a finished run's provenance.yaml (`work_from`, see `calibrate`) if given,
+    and simulate them at each --cores."""
     config = dict(config)
     costs, info, seconds = measured_units(units) if units is not None else measure(config, data, settings)
     try:
@@ -205,10 +232,13 @@ def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
     except KeyError as error:
         raise ValueError(f"the unit costs have no entry {error} that this config needs (a model, data set or "
                          "defense the measured config did not have): measure again without --units") from None
+    calibration = None
+    if work_from is not None:
+        jobs, calibration = calibrate(jobs, costs, survivors, work_from, scaling)
     return Estimate(run=config["run"], machine=info, costs=costs, jobs=jobs,
                     schedules=schedules(config, jobs, cores, scaling),
                     low_schedules=schedules(config, jobs, cores, LOW_SCALING), scaling=scaling,
-                    survivors=survivors, probe_seconds=seconds)
+                    survivors=survivors, probe_seconds=seconds, calibration=calibration)
 
 
 # ---------------------------------------------------------------- the report
@@ -261,6 +291,7 @@ def to_json(result: Estimate) -> dict[str, Any]:
                    "wall_s_low_scaling": round(low.wall, 1)}
                   for s, low in zip(result.schedules, result.low_schedules)],
         "jobs": [{"name": j.name, "rule": j.rule, "work_s": round(j.work, 2)} for j in result.jobs],
+        "calibration": result.calibration,
     }
 
 
@@ -296,6 +327,11 @@ def render_markdown(result: Estimate, command: str) -> str:
     if result.schedules:
         lines += ["", f"Critical path at {result.schedules[-1].cores} cores: "
                   + " -> ".join(f"`{name}`" for name in result.schedules[-1].critical_path) + "."]
+    if result.calibration:
+        cal = result.calibration
+        lines += ["", f"Work calibrated to the run `{cal['run']}` (`{cal['provenance']}`): each rule's jobs scaled by its "
+                  "measured seconds / the probes' estimate of that run's config: "
+                  + ", ".join(f"{rule} {f:.2f}" for rule, f in cal["factors"].items()) + "."]
     lines += ["", "## Core-seconds per rule (one thread)", "", "| rule | jobs | core-seconds | longest job (s) |",
               "|---|---|---|---|"]
     lines += [f"| {r['rule']} | {r['jobs']} | {r['core_seconds']:,.0f} | {r['longest_s']:,.0f} (`{r['longest']}`) |"
@@ -366,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="training steps timed per model (default: %(default)s)")
     parser.add_argument("--units", default=None, metavar="ESTIMATE_JSON",
                         help="take the unit costs of an earlier estimate.json instead of measuring")
+    parser.add_argument("--work-from", default=None, metavar="PROVENANCE_YAML",
+                        help="scale each rule's work to a finished run's measured seconds (its provenance.yaml)")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<run>)")
     args = parser.parse_args(argv)
     config = load_config(args.configfile, args.config, args.sets)
@@ -373,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                  else Survivors(fraction=args.survivor_fraction))
     result = estimate(config, args.cores, data=_data_paths(args.data, config), survivors=survivors,
                       scaling=ThreadScaling(train_efficiency=args.train_efficiency),
-                      settings=ProbeSettings(train_steps=args.train_steps), units=args.units)
+                      settings=ProbeSettings(train_steps=args.train_steps), units=args.units,
+                      work_from=args.work_from)
     command = "python -m mixup_inference.perf.estimate " + shlex.join(argv if argv is not None else sys.argv[1:])
     print(write(result, args.out or f"reports/{config['run']}", command))
 
