@@ -198,8 +198,10 @@ def calibrate(jobs: Sequence[Job], costs: Mapping[str, UnitCosts], survivors: Su
               provenance: str | os.PathLike, scaling: ThreadScaling = ThreadScaling()) -> tuple[list[Job], dict[str, Any]]:
     """`jobs` with each rule's work scaled by measured / estimated for a finished run: its provenance.yaml's
     per-rule seconds (``wall_time_per_rule_s``; a rule's jobs on T > 1 threads count T x efficiency core-seconds
-    per second) against these unit costs' estimate of its config (``config``). So a run measured on one machine
-    re-plans a config at other --cores; the factors are the probes' error against that run, rule by rule."""
+    per second) against the estimate of its config (``config``) from `costs`. So a run measured on one machine
+    re-plans a config at other --cores (`costs`: the unit costs `jobs` were built from), or another kernel
+    class relative to it (`costs`: unit costs measured beside those of `jobs`, on the run's kind of machine).
+    The factors are the probes' error against that run, rule by rule."""
     saved = yaml.safe_load(Path(provenance).read_text(encoding="utf-8"))
     estimated: dict[str, float] = {}
     for job in run_jobs(saved["config"], costs, survivors):
@@ -221,10 +223,12 @@ def calibrate(jobs: Sequence[Job], costs: Mapping[str, UnitCosts], survivors: Su
 def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
              data: Mapping[str, str] | None = None, survivors: Survivors = Survivors(),
              scaling: ThreadScaling = ThreadScaling(), settings: ProbeSettings = ProbeSettings(),
-             units: str | os.PathLike | None = None, work_from: str | os.PathLike | None = None) -> Estimate:
+             units: str | os.PathLike | None = None, work_from: str | os.PathLike | None = None,
+             work_from_units: str | os.PathLike | None = None) -> Estimate:
     """Measure this machine (or take the unit costs of an earlier estimate.json, `units`), build the run's
-    jobs, calibrate their work to a finished run's provenance.yaml (`work_from`, see `calibrate`) if given,
-    and simulate them at each --cores."""
+    jobs, calibrate their work to a finished run's provenance.yaml (`work_from`; the factors from the unit
+    costs of `work_from_units`, an estimate.json, or from this estimate's: see `calibrate`) if given, and
+    simulate them at each --cores."""
     config = dict(config)
     costs, info, seconds = measured_units(units) if units is not None else measure(config, data, settings)
     try:
@@ -234,7 +238,9 @@ def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
                          "defense the measured config did not have): measure again without --units") from None
     calibration = None
     if work_from is not None:
-        jobs, calibration = calibrate(jobs, costs, survivors, work_from, scaling)
+        reference = measured_units(work_from_units)[0] if work_from_units is not None else costs
+        jobs, calibration = calibrate(jobs, reference, survivors, work_from, scaling)
+        calibration["units"] = str(work_from_units) if work_from_units is not None else "this estimate's"
     return Estimate(run=config["run"], machine=info, costs=costs, jobs=jobs,
                     schedules=schedules(config, jobs, cores, scaling),
                     low_schedules=schedules(config, jobs, cores, LOW_SCALING), scaling=scaling,
@@ -330,7 +336,7 @@ def render_markdown(result: Estimate, command: str) -> str:
     if result.calibration:
         cal = result.calibration
         lines += ["", f"Work calibrated to the run `{cal['run']}` (`{cal['provenance']}`): each rule's jobs scaled by its "
-                  "measured seconds / the probes' estimate of that run's config: "
+                  f"measured seconds / the estimate of that run's config from {cal['units']} unit costs: "
                   + ", ".join(f"{rule} {f:.2f}" for rule, f in cal["factors"].items()) + "."]
     lines += ["", "## Core-seconds per rule (one thread)", "", "| rule | jobs | core-seconds | longest job (s) |",
               "|---|---|---|---|"]
@@ -404,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="take the unit costs of an earlier estimate.json instead of measuring")
     parser.add_argument("--work-from", default=None, metavar="PROVENANCE_YAML",
                         help="scale each rule's work to a finished run's measured seconds (its provenance.yaml)")
+    parser.add_argument("--work-from-units", default=None, metavar="ESTIMATE_JSON",
+                        help="with --work-from: compute its factors from these unit costs (measured beside this "
+                             "estimate's, e.g. with native kernels), so this estimate's work is the run's x this / those")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<run>)")
     args = parser.parse_args(argv)
     config = load_config(args.configfile, args.config, args.sets)
@@ -412,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = estimate(config, args.cores, data=_data_paths(args.data, config), survivors=survivors,
                       scaling=ThreadScaling(train_efficiency=args.train_efficiency),
                       settings=ProbeSettings(train_steps=args.train_steps), units=args.units,
-                      work_from=args.work_from)
+                      work_from=args.work_from, work_from_units=args.work_from_units)
     command = "python -m mixup_inference.perf.estimate " + shlex.join(argv if argv is not None else sys.argv[1:])
     print(write(result, args.out or f"reports/{config['run']}", command))
 
