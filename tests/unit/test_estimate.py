@@ -55,6 +55,8 @@ def test_sixteen_cores_give_each_training_four_threads_and_end_on_the_critical_p
     assert sixteen.critical_path[0].startswith("train") and sixteen.critical_path[-1].startswith("evaluate")
     # issue 34's 2.2x on 2 threads (efficiency 1.1) shortens each training to 100 / (4 x 1.1)
     assert schedules(AUTO, jobs, [16], ThreadScaling(1.1))[0].wall == pytest.approx(100.0 / 4.4 + 10.0)
+    # threads beyond 2 adding half a thread each: 4 threads run 2 x 1.1 + 2 x 0.5 = 3.2x faster
+    assert schedules(AUTO, jobs, [16], ThreadScaling(1.1, beyond_two=0.5))[0].wall == pytest.approx(100.0 / 3.2 + 10.0)
 
 
 def test_a_forced_thread_count_is_lowered_to_the_cores():

@@ -48,8 +48,8 @@ __all__ = ["Estimate", "apply_overrides", "calibrate", "estimate", "load_config"
 
 #: The --cores of the estimate when none is given (README's quick start shows 2, 8 and 32).
 DEFAULT_CORES = (2, 8, 16, 32)
-#: The thread scaling of the sensitivity column: train jobs at 60% per thread beyond one (unmeasured).
-LOW_SCALING = ThreadScaling(train_efficiency=0.6)
+#: The sensitivity column's thread scaling: each thread of a train job beyond 2 adds half a thread (unmeasured).
+LOW_BEYOND_TWO = 0.5
 _CLONE = Path(__file__).resolve().parents[3]
 
 
@@ -243,7 +243,8 @@ def estimate(config: Mapping[str, Any], cores: Sequence[int] = DEFAULT_CORES, *,
         calibration["units"] = str(work_from_units) if work_from_units is not None else "this estimate's"
     return Estimate(run=config["run"], machine=info, costs=costs, jobs=jobs,
                     schedules=schedules(config, jobs, cores, scaling),
-                    low_schedules=schedules(config, jobs, cores, LOW_SCALING), scaling=scaling,
+                    low_schedules=schedules(config, jobs, cores, replace(scaling, beyond_two=LOW_BEYOND_TWO)),
+                    scaling=scaling,
                     survivors=survivors, probe_seconds=seconds, calibration=calibration)
 
 
@@ -284,7 +285,7 @@ def _unit_rows(costs: UnitCosts) -> list[tuple[str, str]]:
 def to_json(result: Estimate) -> dict[str, Any]:
     return {
         "run": result.run, "machine": result.machine, "probe_seconds": result.probe_seconds,
-        "scaling": asdict(result.scaling), "low_scaling": asdict(LOW_SCALING),
+        "scaling": asdict(result.scaling), "low_scaling": asdict(replace(result.scaling, beyond_two=LOW_BEYOND_TWO)),
         "survivors": {"source": result.survivors.source, "fraction": result.survivors.fraction,
                       "measured": {"/".join(k): v for k, v in result.survivors.measured.items()}},
         "units": {name: asdict(costs) for name, costs in result.costs.items()},
@@ -322,10 +323,11 @@ def render_markdown(result: Estimate, command: str) -> str:
              "## Wall time at --cores N (simulated)", "",
              f"{len(result.jobs)} jobs, {total:,.0f} core-seconds on one thread. A list scheduler runs the DAG with the "
              "thread policy (train jobs share the cores among the models being trained; every other job 1 thread) "
-             f"and train jobs {result.scaling.train_efficiency:g} x T times faster on T >= 2 threads; the last column "
-             f"has them at {LOW_SCALING.train_efficiency:g} x T instead.", "",
-             "| --cores | threads per train job | wall time | critical path | cores busy | wall, train at "
-             f"{LOW_SCALING.train_efficiency:g} x T |", "|---|---|---|---|---|---|"]
+             f"and train jobs {result.scaling.train_efficiency:g} x T times faster on T threads (T <= 2; "
+             + ("linear beyond" if result.scaling.beyond_two is None else f"+{result.scaling.beyond_two:g} per thread beyond")
+             + f"); the last column has each train thread beyond 2 adding {LOW_BEYOND_TWO:g} instead.", "",
+             "| --cores | threads per train job | wall time | critical path | cores busy | wall, train threads beyond 2 "
+             f"at {LOW_BEYOND_TWO:g} |", "|---|---|---|---|---|---|"]
     for s, low in zip(result.schedules, result.low_schedules):
         threads = max((p.threads for p in s.placements if p.rule == "train"), default=0)
         lines.append(f"| {s.cores} | {threads or '-'} | **{hms(s.wall)}** | {hms(s.critical_seconds)} "
@@ -348,10 +350,12 @@ def render_markdown(result: Estimate, command: str) -> str:
         lines += [f"| {unit} | {value} |" for unit, value in _unit_rows(costs)]
     surv = result.survivors
     lines += ["", "## Assumptions", "",
-              f"- Thread scaling: a train job on T >= 2 threads runs {result.scaling.train_efficiency:g} x T times faster "
-              "than on one (measured at T = 2 only: 2.0x on a 2-core AMD EPYC with avx512_bf16, reports/bench/"
-              "frontier.md; 2.2x on issue 34's AVX2-only EPYC; linear beyond, an assumption: the last column of the "
-              f"wall times has {LOW_SCALING.train_efficiency:g} x T). Other jobs run on 1 thread under `threads: auto`.",
+              f"- Thread scaling: a train job on 2 threads runs {2 * result.scaling.train_efficiency:g}x faster than on one "
+              "(measured at 2 threads only: 2.0x on a 2-core AMD EPYC with avx512_bf16, reports/bench/frontier.md; 2.2x "
+              "on issue 34's AVX2-only EPYC); beyond 2 threads "
+              + ("linear" if result.scaling.beyond_two is None else f"+{result.scaling.beyond_two:g} per thread")
+              + f", an assumption (the last column of the wall times: +{LOW_BEYOND_TWO:g} per thread). Other jobs run "
+              "on 1 thread under `threads: auto`.",
               "- Robustness evaluation: each run attacks a share of the points: "
               + (f"measured per target in `{surv.source}` (the first run: the oblivious survivors; the later runs: the "
                  f"final worst case), {surv.fraction:.0%} of the points for every run where that file has no target"
@@ -403,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the share of points the robustness runs attack where no results.csv says "
                              "(default: %(default)s)")
     parser.add_argument("--train-efficiency", type=float, default=ThreadScaling.train_efficiency,
-                        help="a train job on T threads runs efficiency x T times faster (default: %(default)s)")
+                        help="a train job on 2 threads runs 2 x efficiency times faster than on 1 (default: "
+                             "%(default)s; linear beyond 2)")
     parser.add_argument("--train-steps", type=int, default=ProbeSettings.train_steps,
                         help="training steps timed per model (default: %(default)s)")
     parser.add_argument("--units", default=None, metavar="ESTIMATE_JSON",

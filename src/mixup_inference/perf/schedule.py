@@ -43,25 +43,33 @@ class Job:
 
 @dataclass(frozen=True)
 class ThreadScaling:
-    """How much faster a job runs on T threads than on one: T x efficiency for T >= 2.
+    """How much faster a job runs on T threads than on one.
+
+    A train job: T x `train_efficiency` up to 2 threads, then each thread beyond 2 adds `beyond_two`
+    (default: `train_efficiency`, a linear speed-up). Any other job given T > 1 threads (only a forced
+    ``resources.threads`` does that): T x `other_efficiency`.
 
     Attributes:
-        train_efficiency: of a train job. 1.0 by default: 2 threads trained 2.0x faster than 1 on this
-            project's 2-core AMD EPYC with avx512_bf16 (reports/bench/frontier.md: 10 epochs alone on 2
-            threads in 188 s (ERM) and 201 s (mixup) of wall time, against 37 and 41 s per epoch on 1
-            thread in the committed run), 2.2x on issue 34's AVX2-only EPYC (a bare train step); nothing
-            was measured beyond 2 threads, where this keeps the speed-up linear (an assumption).
-        other_efficiency: of any other job given T > 1 threads (only a forced ``resources.threads``
-            does that): 0.5, unmeasured; their batches are small and their attack steps sequential.
+        train_efficiency: 1.0 by default: 2 threads trained 2.0x faster than 1 on this project's 2-core
+            AMD EPYC with avx512_bf16 (reports/bench/frontier.md: 10 epochs alone on 2 threads in 188 s
+            (ERM) and 201 s (mixup) of wall time, against 37 and 41 s per epoch on 1 thread in the
+            committed run); 2.2x (1.1) on issue 34's AVX2-only EPYC (a bare train step).
+        beyond_two: what each thread beyond 2 adds to a train job's speed-up; nothing was measured there,
+            so None keeps the speed-up linear (an assumption; the report shows 0.5 beside it).
+        other_efficiency: 0.5, unmeasured; their batches are small and their attack steps sequential.
     """
 
     train_efficiency: float = 1.0
+    beyond_two: float | None = None
     other_efficiency: float = 0.5
 
     def speedup(self, job: Job, threads: int) -> float:
         if threads <= 1:
             return 1.0
-        return threads * (self.train_efficiency if job.scaling == "train" else self.other_efficiency)
+        if job.scaling != "train":
+            return threads * self.other_efficiency
+        beyond = self.train_efficiency if self.beyond_two is None else self.beyond_two
+        return min(threads, 2) * self.train_efficiency + max(threads - 2, 0) * beyond
 
 
 @dataclass(frozen=True)
