@@ -50,3 +50,35 @@ rule frontier:
         grid="full",
     script:
         "../scripts/frontier.py"
+
+
+# The measured estimate before a long run (issue 34): a minute of probes on this machine (a training step per
+# model, an attack step, each defense, a job's start-up, on one thread), times the plan's work, scheduled at
+# --cores 2, 8, 16, 32 and this invocation's with the thread policy. Not part of `all`:
+#   snakemake --cores 2 estimate      (or: python -m mixup_inference.perf.estimate --configfile ...)
+# Its log and benchmark live outside logs/<run>/ and benchmarks/<run>/, so the run's provenance does not
+# count it among the run's rules.
+rule estimate:
+    input:
+        data=[DATA.format(dataset=name) for name in used_datasets()],
+    output:
+        markdown=f"{REPORTS}/estimate.md",
+        json=f"{REPORTS}/estimate.json",
+    log:
+        f"logs/estimate/{RUN}.log",
+    benchmark:
+        f"benchmarks/estimate/{RUN}.tsv"
+    conda:
+        ENV
+    threads: 1  # the probes time one thread
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=20,
+    params:
+        config=config,
+        data={name: DATA.format(dataset=name) for name in used_datasets()},
+        cores=sorted({2, 8, 16, 32, local_cores() or 1}),
+        # the committed run's robustness survivors (targets it does not have: a stated fraction)
+        survivors=workflow_file("../../reports/cifar10-jpeg-cpu/results.csv"),
+    script:
+        "../scripts/estimate.py"
