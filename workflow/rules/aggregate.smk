@@ -157,6 +157,8 @@ rule provenance:
     input:
         data=[DATA.format(dataset=name) for name in config["datasets"] if name in used_datasets()],
         metrics=[TRAIN_METRICS.format(dataset=d, regime=r) for d, r in trained_models()],
+        # their sha256, and that of their weights-only form (what publish_models writes)
+        models=[MODEL.format(dataset=d, regime=r) for d, r in trained_models()],
         results=f"{REPORTS}/results.csv",
         # compared with this run's config: the provenance lists every cut relative to the paper
         paper_preset=workflow_file("../../config/paper.yaml"),

@@ -268,6 +268,21 @@ def download_url(wildcards):
     return MODEL_FILES[wildcards.dataset, wildcards.regime]["file"]
 
 
+# The run's trained models published beside its report, weights only (publish_models, outside `all`), and
+# the config overlay that re-runs everything after training from them (README "Re-evaluating from the
+# published models").
+PUBLISHED = f"{REPORTS}/models/{{dataset}}/{{regime}}.pt"
+PUBLISHED_OVERLAY = f"{REPORTS}/models/published.yaml"
+
+
+def published_models():
+    """[dataset, regime, model.pt, published file] of every model the run trains (not those from files)."""
+    return [
+        [d, r, MODEL.format(dataset=d, regime=r), PUBLISHED.format(dataset=d, regime=r)]
+        for d, r in plan.models_to_train(config)
+    ]
+
+
 DOWNLOAD_ROOTS = sorted({download_root(d) for d, r in IMPORTED if is_url(MODEL_FILES[d, r]["file"])})
 
 

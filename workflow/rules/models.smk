@@ -53,3 +53,29 @@ rule import_model:
         device=config["device"],
     script:
         "../scripts/import_model.py"
+
+
+# Not part of `all`: `snakemake --cores 1 publish_models` after a run writes its trained models, weights
+# only, to reports/<run>/models/ with the overlay that re-runs everything after training from them. The
+# models are read, not declared as inputs, so a publish never plans training (a config that differs from
+# the run's in a training param, the data source say, would otherwise retrain the run's models): the job
+# refuses a missing model instead. Republish after a retrain with --forcerun publish_models.
+rule publish_models:
+    output:
+        models=[published for *_, published in published_models()],
+        overlay=PUBLISHED_OVERLAY,
+    log:
+        f"{LOGS}/publish_models.log",
+    benchmark:
+        f"{BENCHMARKS}/publish_models.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        models=published_models(),  # [dataset, regime, model.pt, published file]
+        run=RUN,
+    script:
+        "../scripts/publish_models.py"

@@ -11,6 +11,7 @@ with job_log(snakemake.log[0]):
         paper = yaml.safe_load(file)
     write_provenance(snakemake.output.yaml, snakemake.output.html, config=snakemake.params.config,
                      data_paths=list(snakemake.input.data), metrics_paths=list(snakemake.input.metrics),
+                     model_paths=list(snakemake.input.models),
                      benchmarks_dir=snakemake.params.benchmarks,
                      # the jobs' logs (their headers say the threads each used): this job's log's folder, logs/<run>
                      logs_dir=Path(snakemake.log[0]).parent, paper_config=paper)

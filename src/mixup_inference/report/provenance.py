@@ -26,9 +26,10 @@ from ..jobs.points import subset_class_counts
 from ..design.plan import robust_options, robust_runs, robust_targets
 from ..core.attacks.kinds import robust_kind
 from ..core.attacks.specs import parse_attack
+from ..core.models.files import model_weights
 from ..core.models.speed import cpu_flags, cpu_model, native_bf16
 from ..core.training.config import ADVERSARIAL_REGIMES, TrainConfig
-from ..core.utils import atomic_write_text
+from ..core.utils import atomic_write_text, sha256_file
 
 
 
@@ -218,9 +219,18 @@ def protocol(config: dict) -> dict[str, Any]:
     }
 
 
+def model_checksums(path: str | Path) -> dict[str, str | None]:
+    """The sha256 of a model file the jobs read (`model_sha256`) and of its weights-only form
+    (`published_sha256`: the bytes publish_models writes to reports/<run>/models/<dataset>/<regime>.pt,
+    `core.models.files.model_weights`; None for a program model). A run re-evaluated from its published
+    models lists the same `published_sha256` for each (the same weights), another `model_sha256`."""
+    weights = model_weights(path)
+    return {"model_sha256": sha256_file(path), "published_sha256": weights.sha256 if weights else None}
+
+
 def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: list[str],
                        benchmarks_dir: str | Path, logs_dir: str | Path | None = None,
-                       paper_config: dict | None = None) -> dict[str, Any]:
+                       paper_config: dict | None = None, model_paths: list[str] | None = None) -> dict[str, Any]:
     datasets = {}
     for path in data_paths:
         dataset = load_dataset(path)
@@ -240,6 +250,8 @@ def collect_provenance(*, config: dict, data_paths: list[str], metrics_paths: li
             # a model loaded from a file instead of trained (jobs.run_import): where from, and its sha256
             **{k: metrics[k] for k in ("source", "format", "sha256") if k in metrics},
         }
+    for path in model_paths or []:  # results/<run>/<dataset>/<regime>/model.pt, beside its metrics
+        models.setdefault("/".join(Path(path).parts[-3:-1]), {}).update(model_checksums(path))
     timings = rule_timings(benchmarks_dir, logs_dir)
     return {
         "run": config.get("run"),

@@ -4,10 +4,12 @@ the file and the fix."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,7 +19,8 @@ from .networks import MODEL_NAMES, build_model
 from .checkpoints import bare_state_dict, load_authors_checkpoint
 from ..utils import atomic_save, load_tensor_file
 
-__all__ = ["MODEL_FORMATS", "FixedModule", "detect_format", "load_model", "load_model_file", "save_model", "save_program_model"]
+__all__ = ["MODEL_FORMATS", "FixedModule", "Weights", "detect_format", "load_model", "load_model_file", "model_weights",
+           "save_model", "save_program_model"]
 
 #: Formats of model files `load_model_file` reads: the authors' checkpoints, this project's model
 #: files, a state_dict of a registry architecture (`arch`), TorchScript, torch.export, or `auto`
@@ -104,6 +107,42 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", *,
         raise ValueError(f"model {path} does not match architecture {ckpt['model_name']!r}: "
                          f"{str(error).splitlines()[0]}; delete it and retrain") from None
     return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A model's weights as the bytes of a plain state_dict file (`model_weights`), with what loading them
+    needs besides: the registry architecture (config ``models:``'s ``arch``) and the class and channel counts."""
+
+    arch: str
+    num_classes: int
+    in_channels: int
+    data: bytes  # torch.save of {name: tensor}
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def model_weights(path: str | os.PathLike) -> Weights | None:
+    """The weights of a model file (`save_model`'s) as a plain state_dict: every tensor of the rebuilt
+    model's state_dict (buffers included), detached, on the CPU, in a contiguous storage of its own, in
+    the dtype it was trained in (fp32 stays fp32: a model loaded from these bytes gives the run's numbers
+    bit for bit). Canonical, so the same weights give the same bytes whatever memory format (channels_last)
+    or file they came from: a model imported from these bytes gives them back. `torch.load(..., weights_only=True)`
+    reads them; `load_model_file(file, "state_dict", arch=...)` (config ``models:``, format ``state_dict``)
+    loads them. None for a program (TorchScript, torch.export): it has no registry architecture to load
+    weights into. ValueError (naming the file and the fix) for a file that is missing or not a model file."""
+    ckpt = load_tensor_file(path, "model file", "train the model first (run the workflow with its config)")
+    if isinstance(ckpt, dict) and "program" in ckpt:
+        return None
+    model = load_model(path)  # checks the file and that its weights fit its architecture
+    state = {name: tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+             for name, tensor in model.state_dict().items()}
+    buffer = io.BytesIO()  # a file object, not a path: torch.save names the zip's inner folder after a path
+    torch.save(state, buffer)
+    return Weights(arch=ckpt["model_name"], num_classes=ckpt["num_classes"], in_channels=ckpt["in_channels"],
+                   data=buffer.getvalue())
 
 
 def detect_format(path: str | os.PathLike) -> str:
