@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 from ..core.defenses.specs import parse_setting
 
-__all__ = ["AT_MOST_1", "PAPER_NUMBERS", "PAPER_TABLE2", "PAPER_TABLE3", "ROWS", "RowSpec", "TABLE2_ROWS",
+__all__ = ["AT_MOST_1", "PAPER_EPOCHS", "PAPER_NUMBERS", "PAPER_TABLE2", "PAPER_TABLE3", "ROWS", "RowSpec", "TABLE2_ROWS",
            "TABLE3_ROWS", "TABLES", "model_rows", "paper_numbers", "required_evaluations", "rows_of"]
+
+#: The paper's training length, every regime (Sec. 4.1; config/paper.yaml's training.epochs): its tables' models.
+PAPER_EPOCHS = 200
 
 #: The paper's "≤ 1" (accuracy below 1%).
 AT_MOST_1 = "≤1"

@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from ...core.attacks.specs import parse_attack
 from ...core.utils import atomic_open
 
-__all__ = ["DPI", "REGIME_LABELS", "attack_order", "figure", "no_data", "regime_label", "regime_rank", "require",
-           "require_unique", "save", "styled"]
+__all__ = ["DPI", "REGIME_LABELS", "attack_order", "figure", "no_data", "no_data_figure", "regime_label",
+           "regime_rank", "require", "require_unique", "save", "styled"]
 
 DPI = 150
 REGIME_LABELS = {"erm": "ERM", "mixup": "Mixup", "at": "AT", "interpolated_at": "Interpolated AT"}
@@ -64,13 +64,18 @@ def figure(n_panels: int, *, ncols: int | None = None, panel_size=(3.6, 2.9)) ->
     return fig, axes[:n_panels]
 
 
-def no_data(stem: str | Path, title: str, reason: str = "no data") -> list[Path]:
+def no_data_figure(title: str, reason: str = "no data") -> Figure:
+    """A figure with no axes that says why there is nothing to draw."""
     fig = Figure(figsize=(4.5, 2.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.set_title(title)
     ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=12, color="0.4", transform=ax.transAxes)
-    return save(fig, stem)
+    return fig
+
+
+def no_data(stem: str | Path, title: str, reason: str = "no data") -> list[Path]:
+    return save(no_data_figure(title, reason), stem)
 
 
 def require(df: pd.DataFrame, columns: list[str], name: str) -> None:
