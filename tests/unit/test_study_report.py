@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -122,3 +124,95 @@ def test_rows_and_page_hold_every_model_and_the_worst_case(tmp_path):
 def test_paper_gains_of_a_column_the_paper_lacks_are_none():
     assert paper_gains("table2", "pgd5") == {}
     assert paper_gains("table2", "pgd10") == {"mixup": 22.5, "interpolated_at": 17.8}
+
+
+# ------------------------------------------------------------------ the training-length section's figures
+def _lengths(regime: str, epochs: tuple[int, ...], gains: tuple[int, ...], *, f_y_1: bool = True) -> list[dict]:
+    """Artifacts of `regime`'s preset models at `epochs` with MI-OL gaining `gains` points under PGD-10, F_y at
+    lambda 0.5 (and 1 if `f_y_1`) rising with the gain."""
+    artifacts = []
+    for e, gain in zip(epochs, gains):
+        name = StudyModel(regime, "preset", e, 0).name
+        artifacts += _pair(name, "pgd10", "lam=0.5", 20 + 2 * gain, 20)
+        artifacts.append(_artifact(name, "clean", "mi_ol", "lam=0.5", _mask(100 + gain), _mask(100)))
+        if f_y_1:
+            artifacts.append(_artifact(name, "clean", "mi_ol", "lam=1", _mask(150 + gain), _mask(100)))
+    return artifacts
+
+
+def _panels(fig) -> dict[str, object]:
+    return {ax.get_title().split(",")[0]: ax for ax in fig.axes if ax.get_visible()}
+
+
+def test_study_figures_draw_the_frames_intervals_trend_and_paper_gain():
+    from matplotlib.container import ErrorbarContainer
+
+    from mixup_inference.report.plots.study import gain_vs_epochs_figure, gain_vs_fy_figure
+
+    epochs = {"mixup": (10, 20, 40, 80), "interpolated_at": (5,)}
+    entries = [_entry(r, "preset", e, 0) for r, es in epochs.items() for e in es]
+    artifacts = _lengths("mixup", (10, 20, 40, 80), (4, 8, 12, 16)) + _lengths("interpolated_at", (5,), (6,),
+                                                                                f_y_1=False)
+    gains = {"mixup": 22.5, "interpolated_at": 17.8}
+    lengths, trends = length_trend(entries, artifacts, gains)
+    panels = _panels(gain_vs_epochs_figure(lengths, trends, gains))
+    assert set(panels) == {"Mixup", "Interpolated AT"}
+    for regime, label in (("mixup", "Mixup"), ("interpolated_at", "Interpolated AT")):
+        ax, rows = panels[label], lengths[lengths["regime"] == regime].sort_values("epochs")
+        (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        data, _, (vertical,) = bars.lines
+        assert data.get_xydata().tolist() == [[e, g] for e, g in zip(rows["epochs"], rows["gain"])]
+        # each error bar spans the frame's paired interval
+        spans = [[s[0][1], s[1][1]] for s in vertical.get_segments()]
+        assert np.allclose(spans, rows[["gain_low", "gain_high"]].values, rtol=0, atol=1e-9)
+        (paper,) = [line for line in ax.lines if line.get_gid() == "paper_gain"]
+        (star,) = [line for line in ax.lines if line.get_gid() == "paper_point"]
+        assert set(paper.get_ydata()) == {gains[regime]} and star.get_xydata().tolist() == [[200, gains[regime]]]
+    # the trend is the least-squares line of the gains on log2(epochs); one length has none
+    mixup = lengths[lengths["regime"] == "mixup"]
+    fit = np.polyfit(np.log2(mixup["epochs"]), mixup["gain"], 1)
+    for gid in ("trend", "extrapolation"):
+        (line,) = [line for line in panels["Mixup"].lines if line.get_gid() == gid]
+        assert np.allclose(line.get_ydata(), np.polyval(fit, np.log2(line.get_xdata())))
+    assert "reaches +22.5 at ~247 epochs" in panels["Mixup"].get_title()
+    assert not [line for line in panels["Interpolated AT"].lines if line.get_gid() in ("trend", "extrapolation")]
+    assert "no trend" in panels["Interpolated AT"].get_title()
+    # against F_y: one series per lambda measured (IAT's F_y at lambda 1 is NaN: not drawn), ideal linearity marked
+    panels = _panels(gain_vs_fy_figure(lengths, gains))
+    for label, regime, series in (("Mixup", "mixup", ["f_y_0.5", "f_y_1"]), ("Interpolated AT", "interpolated_at",
+                                                                            ["f_y_0.5"])):
+        ax, rows = panels[label], lengths[lengths["regime"] == regime].sort_values("epochs")
+        drawn = [c.lines[0].get_xdata().tolist() for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert drawn == [rows[column].tolist() for column in series]
+        assert {line.get_gid(): line.get_xdata()[0] for line in ax.lines if str(line.get_gid()).startswith("ideal")} \
+            == {"ideal_0.5": 0.5, "ideal_1": 1.0}
+
+
+@pytest.mark.parametrize("lengths", [(), (40,), (10, 20, 40)])
+def test_write_study_writes_the_figures_while_the_study_fills_in(tmp_path, lengths):
+    """No model yet, one length (no trend), three (a trend): both figures are written, study.md links them, and
+    they redraw from study_lengths.csv read back (NaN F_y as empty cells)."""
+    from mixup_inference.report.plots.study import gain_vs_epochs_figure, plot_gain_vs_fy
+
+    entries = [_entry("mixup", "preset", e, 0) for e in lengths]
+    artifacts = _lengths("mixup", lengths, (4, 8, 12)[:len(lengths)], f_y_1=False)
+    paths = write_study(entries, artifacts, tmp_path, paper_gains=paper_gains("table2"))
+    for key in ("gain_vs_epochs", "gain_vs_fy"):
+        data = paths[key].read_bytes()
+        assert paths[key].suffix == ".png" and data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+        assert paths[f"{key}_svg"].read_text().lstrip().startswith("<?xml")
+        assert f"]({paths[key].name})" in paths["md"].read_text()
+    back = pd.read_csv(paths["lengths"]) if lengths else pd.DataFrame()
+    plot_gain_vs_fy(back, paper_gains("table2"), tmp_path / "again")
+    if not lengths:
+        texts = [t.get_text() for ax in gain_vs_epochs_figure(back, pd.DataFrame(), {}).axes for t in ax.texts]
+        assert texts == ["no model evaluated yet"]
+
+
+def test_paper_epochs_are_the_paper_configs():
+    import yaml
+
+    from mixup_inference.design.paper_tables import PAPER_EPOCHS
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "paper.yaml").read_text())
+    assert config["training"]["epochs"] == PAPER_EPOCHS

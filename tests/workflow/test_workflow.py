@@ -185,7 +185,8 @@ def test_smoke_on_real_cifar10_jpeg_images(tmp_path):
 
 def test_study_target_trains_its_models_and_writes_its_report(smoke_run):
     """`snakemake study` after the smoke run: it trains only the study's own models (the run's seed-0 models are
-    reused), evaluates them with the run's jobs, and writes training_study.csv and study.md with every model."""
+    reused), evaluates them with the run's jobs, and writes training_study.csv and study.md with every model, and the
+    training-length figures."""
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     jobs = dry_run_jobs(smoke_run.workdir, "study", "--configfile", "config/smoke.yaml")
     from mixup_inference.design.study import model_name, study_models
@@ -205,5 +206,9 @@ def test_study_target_trains_its_models_and_writes_its_report(smoke_run):
     assert (seeds["attack"] == "worst_case").sum() == 1  # mixup + MI-OL's robustness evaluation on both seeds
     recipes = pd.read_csv(out / "study_recipes.csv")
     assert list(recipes["regime"]) == ["at"]
+    # the training-length section's figures, linked from study.md (one length per regime here: no trend drawn)
+    for figure in ("study_gain_vs_epochs", "study_gain_vs_fy"):
+        assert (out / f"{figure}.png").read_bytes().startswith(b"\x89PNG") and (out / f"{figure}.svg").exists()
+        assert f"]({figure}.png)" in text
     # nothing of the run itself is redone by the study
     assert dry_run_jobs(smoke_run.workdir, "--configfile", "config/smoke.yaml") == {}

@@ -24,6 +24,19 @@ rule study:
             caption="../report/study.rst",
             category="Training study",
         ),
+        # the training-length section's figures (report.plots.study), PNG in the report, SVG beside it
+        gain_vs_epochs=report(
+            f"{REPORTS}/study/study_gain_vs_epochs.png",
+            caption="../report/study_figures.rst",
+            category="Training study",
+        ),
+        gain_vs_epochs_svg=f"{REPORTS}/study/study_gain_vs_epochs.svg",
+        gain_vs_fy=report(
+            f"{REPORTS}/study/study_gain_vs_fy.png",
+            caption="../report/study_figures.rst",
+            category="Training study",
+        ),
+        gain_vs_fy_svg=f"{REPORTS}/study/study_gain_vs_fy.svg",
     log:
         f"{LOGS}/study.log",
     benchmark:

@@ -1,4 +1,5 @@
-"""Snakemake job: the training study's models, metrics and evaluation artifacts -> training_study.csv and study.md."""
+"""Snakemake job: the training study's models, metrics and evaluation artifacts -> training_study.csv, the
+sections' CSVs, the training-length figures (PNG and SVG) and study.md."""
 import json
 from pathlib import Path
 

@@ -7,7 +7,8 @@ run's points (the same class-stratified points for every model: the points are d
 from the training seed, so every comparison below is paired point by point).
 
 Outputs (:func:`write_study`): ``training_study.csv``, one row per model x defense x attack (``attack`` =
-``worst_case`` for the robustness evaluation's per-point worst case), and ``study.md`` with three sections:
+``worst_case`` for the robustness evaluation's per-point worst case), each section's CSV, the training-length
+section's two figures (:data:`FIGURES`) and ``study.md`` with three sections:
 
 1. **Seeds**: each headline difference (an MI row of the study's table minus its bare model, under each attack, and
    the robustness evaluation's worst case minus the bare model) per seed, its mean and standard deviation over the
@@ -38,14 +39,14 @@ from ..core.attacks.specs import PAPER_ATTACKS
 from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
 from ..core.metrics import holm, paired_difference_ci, wilson_interval, worst_case
 from ..core.utils import atomic_write_text, derive_seed, make_generator
-from ..design.paper_tables import TABLES, paper_numbers, rows_of
+from ..design.paper_tables import PAPER_EPOCHS, TABLES, paper_numbers, rows_of
 from ..design.study import StudyModel
 from ..jobs.artifacts import correct_points
 
 from .aggregate import artifacts_on, defense_groups, robust_points
 
-__all__ = ["StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap", "seed_spread", "study_rows",
-           "write_study"]
+__all__ = ["FIGURES", "StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap",
+           "seed_spread", "study_rows", "write_study"]
 
 #: The attack the training-length and recipe sections read by default (the paper's Fig. 2 / Table 2 column); the
 #: workflow passes the first attack of ``study.attacks`` that is not ``clean``.
@@ -55,6 +56,9 @@ RESAMPLES = 2000
 #: A model trained with FGSM has catastrophically overfitted (Wong et al. 2020) when its PGD-10 accuracy is below
 #: this while its clean accuracy is above COLLAPSE_CLEAN: the final model is checked, not every epoch.
 COLLAPSE_PGD, COLLAPSE_CLEAN = 0.05, 0.5
+#: The training-length section's figures (report.plots.study), each written as <stem>.png and <stem>.svg: MI-OL's
+#: gain against the epochs and against F_y.
+FIGURES = {"gain_vs_epochs": "study_gain_vs_epochs", "gain_vs_fy": "study_gain_vs_fy"}
 
 
 @dataclass(frozen=True)
@@ -384,8 +388,8 @@ def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], 
 # ------------------------------------------------------------------ the page
 def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_dir: str | Path, *,
                 paper_gains: dict[str, float], seed: int = 0, attack: str = TREND_ATTACK) -> dict[str, Path]:
-    """training_study.csv, the sections' CSVs and study.md in `out_dir`, each written atomically; returns the paths
-    by name."""
+    """training_study.csv, the sections' CSVs, the training-length section's figures (:data:`FIGURES`, PNG and
+    SVG: report.plots.study) and study.md in `out_dir`, each written atomically; returns the paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = study_rows(entries, artifacts)
@@ -396,6 +400,11 @@ def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_di
              "recipes": out / "study_recipes.csv", "md": out / "study.md"}
     for key, frame in (("csv", rows), ("seeds", seeds), ("lengths", lengths), ("recipes", recipes)):
         atomic_write_text(paths[key], frame.to_csv(index=False))
+    from .plots.study import plot_gain_vs_epochs, plot_gain_vs_fy  # matplotlib only where the figures are drawn
+
+    paths["gain_vs_epochs"], paths["gain_vs_epochs_svg"] = plot_gain_vs_epochs(
+        lengths, trends, paper_gains, out / FIGURES["gain_vs_epochs"])
+    paths["gain_vs_fy"], paths["gain_vs_fy_svg"] = plot_gain_vs_fy(lengths, paper_gains, out / FIGURES["gain_vs_fy"])
     atomic_write_text(paths["md"], _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, attack))
     return paths
 
@@ -429,6 +438,12 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, a
               _table(lengths), _table(trends)]
     for t in trends.to_dict("records") if len(trends) else []:
         parts.append(_trend_sentence(t))
+    parts += [f"Figures: [the gain against the epochs]({FIGURES['gain_vs_epochs']}.png) (log2 axis; the trend with "
+              f"its slope's interval, the paper's gain starred at its {PAPER_EPOCHS} epochs) and "
+              f"[the gain against F_y]({FIGURES['gain_vs_fy']}.png) (at lambda 0.5 and 1, each point labelled with its "
+              "epochs; ideal linearity dashed).",
+              f"![MI-OL's gain against the epochs]({FIGURES['gain_vs_epochs']}.png)\n"
+              f"![MI-OL's gain against F_y]({FIGURES['gain_vs_fy']}.png)"]
     parts += ["## 3. Recipe: FGSM with a random start against the preset's PGD-k",
               "Decided before the result: the default preset switches to FGSM with a random start if in every regime "
               f"compared its accuracy under {attack} on the stratified points is higher at no more training "
