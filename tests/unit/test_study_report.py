@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mixup_inference.design.study import StudyModel
-from mixup_inference.report.study import (StudyEntry, length_trend, paper_gains, recipe_comparison,
+from mixup_inference.report.study import (StudyEntry, headline_settings, length_trend, paper_gains, recipe_comparison,
                                           seed_point_bootstrap, seed_spread, study_rows, write_study)
 from mixup_inference.core.utils import make_generator
 
@@ -68,6 +68,23 @@ def test_seed_spread_says_which_differences_survive():
     assert rows["mi_ol"]["per_seed"] == "+20.00 +20.00 +20.00" and rows["mi_ol"]["sd"] == 0
     assert bool(rows["mi_ol"]["survives"]) and not bool(rows["mi_combined"]["survives"])
     assert rows["mi_ol"]["seeds"] == "0 1 2" and rows["mi_ol"]["n"] == N
+
+
+def test_seed_spread_keeps_only_the_tables_mi_rows_when_told():
+    """Fig. 2's F_y settings (MI-OL at lambda 1 equals the bare model) are no claim: with Table 2's MI rows as the
+    headline, only the table's settings enter the section (and its Holm family)."""
+    entries = [_entry("mixup", "preset", 40, s, name="mixup" if s == 0 else None) for s in (0, 1, 2)]
+    artifacts = []
+    for e in entries:
+        artifacts += _pair(e.name, "pgd10", "lam=0.5", 60, 20)
+        plain = _mask(20)
+        artifacts.append(_artifact(e.name, "pgd10", "mi_ol", "lam=1", plain, plain))
+    headline = headline_settings("table2")
+    assert ("mixup", "mi_ol", "lam=0.5") in headline and ("mixup", "mi_ol", "lam=1") not in headline
+    every = seed_spread(entries, artifacts)
+    table = seed_spread(entries, artifacts, headline=headline)
+    assert set(every["setting"]) == {"lam=0.5", "lam=1"} and list(table["setting"]) == ["lam=0.5"]
+    assert headline_settings("no_such_table") is None
 
 
 def test_length_trend_slope_and_the_epochs_the_paper_gain_needs():

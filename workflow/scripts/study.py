@@ -6,7 +6,7 @@ from pathlib import Path
 from mixup_inference.jobs.artifacts import expand_paths, load
 from mixup_inference.jobs.joblog import job_log
 from mixup_inference.design.study import StudyModel
-from mixup_inference.report.study import StudyEntry, paper_gains, write_study
+from mixup_inference.report.study import StudyEntry, headline_settings, paper_gains, write_study
 
 with job_log(snakemake.log[0]):
     p = snakemake.params
@@ -14,5 +14,6 @@ with job_log(snakemake.log[0]):
                for (name, regime, recipe, epochs, seed), m in zip(p.entries, snakemake.input.metrics)]
     artifacts = [load(path) for path in expand_paths([*p.evaluations, *p.robust])]
     paths = write_study(entries, artifacts, Path(snakemake.output.markdown).parent,
-                        paper_gains=paper_gains(p.table, p.attack), seed=p.seed, attack=p.attack)
+                        paper_gains=paper_gains(p.table, p.attack), seed=p.seed, attack=p.attack,
+                        headline=headline_settings(p.table))
     print("\n".join(f"wrote {path}" for path in paths.values()))
