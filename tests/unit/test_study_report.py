@@ -233,3 +233,13 @@ def test_paper_epochs_are_the_paper_configs():
 
     config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "paper.yaml").read_text())
     assert config["training"]["epochs"] == PAPER_EPOCHS
+
+
+def test_core_seconds_read_the_median_epoch_so_one_stretched_epoch_does_not_decide_the_cost():
+    model = StudyModel("interpolated_at", "preset", 4, 0)
+    history = [{"epoch": e, "seconds": s} for e, s in enumerate((100.0, 1000.0, 110.0, 90.0), 1)]  # a paused epoch
+    entry = StudyEntry(model, model.name, {"test": {"accuracy": 0.8}, "train": {"seconds_per_epoch": 325.0,
+                                                                                "history": history, "threads": 2}})
+    assert entry.core_seconds == 105.0 * 4 * 2
+    no_history = StudyEntry(model, model.name, {"test": {"accuracy": 0.8}, "train": {"seconds_per_epoch": 325.0}})
+    assert no_history.core_seconds == 325.0 * 4

@@ -75,9 +75,15 @@ class StudyEntry:
 
     @property
     def core_seconds(self) -> float:
-        """Training core-seconds: seconds per epoch x epochs x the threads the job used (1 where not recorded)."""
+        """Training core-seconds: the median epoch's seconds x epochs x the threads the job used (1 where not
+        recorded). The median, not the mean: the study trains in the background beside other work, and one
+        epoch stretched by a pause or a burst of load (the IAT preset model's second epoch: 1,272 s against a
+        median of 457) would otherwise decide the recipe comparison's cost side. The mean where the metrics
+        carry no per-epoch history."""
         train = self.metrics.get("train", {})
-        return float(train.get("seconds_per_epoch", float("nan"))) * self.model.epochs * int(train.get("threads", 1))
+        history = [float(h["seconds"]) for h in train.get("history", []) if "seconds" in h]
+        per_epoch = float(np.median(history)) if history else float(train.get("seconds_per_epoch", float("nan")))
+        return per_epoch * self.model.epochs * int(train.get("threads", 1))
 
 
 def _pct(value: float) -> float:
