@@ -31,7 +31,7 @@ from .study import model_name, study_models
 
 __all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "bare_targets", "evaluation_groups",
            "evaluations", "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs",
-           "robust_target_item", "robust_targets", "study_evaluations", "study_mi_settings", "study_robust_targets",
+           "robust_target_item", "robust_targets", "verdict_repeats", "study_evaluations", "study_mi_settings", "study_robust_targets",
            "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -282,6 +282,12 @@ def robust_options(robustness: dict[str, Any]) -> dict[str, Any]:
     return {"cascade": bool(robustness.get("cascade", ROBUST_DEFAULTS["cascade"])),
             "repeats": int(robustness.get("repeats", ROBUST_DEFAULTS["repeats"])),
             "convergence": {"levels": int(convergence["levels"]), "tolerance": float(convergence["tolerance"])}}
+
+
+def verdict_repeats(robustness: dict[str, Any], defense: str) -> int:
+    """The verdict runs per final example of a robust job against `defense`: the section's R for a randomized
+    defense, 1 for a deterministic one (the bare model: another run could only repeat the same answer)."""
+    return robust_options(robustness)["repeats"] if DEFENSES[defense].randomized else 1
 
 
 def robust_runs(robustness: dict[str, Any], defense: str | None = None) -> list[RobustRun]:

@@ -25,7 +25,7 @@ from .artifacts import Evaluation, EvaluationMeta, RobustBudget, RobustSchedule
 from .batching import batches
 from .cascade import RunOutcome, run_schedule
 from .context import AttackedPoints, JobContext, load_attacked_points
-from ..design.plan import robust_options, robust_runs
+from ..design.plan import robust_options, robust_runs, verdict_repeats
 
 __all__ = ["run_robust"]
 
@@ -90,7 +90,7 @@ def run_robust(data_path: str, model_path: str, out_dir: str | os.PathLike, *, t
     """
     dataset, regime, defense, setting = target
     options = robust_options(robustness)
-    repeats = options["repeats"] if DEFENSES[defense].randomized else 1
+    repeats = verdict_repeats(robustness, defense)
     runs = robust_runs(robustness, defense)
     if not runs:
         raise ValueError(f"robustness.kinds={robustness['kinds']} has no kind that attacks {defense!r} "

@@ -30,7 +30,6 @@ from typing import Any
 
 from ..core.attacks.kinds import ROBUST_KINDS
 from ..core.attacks.specs import parse_attack
-from ..core.defenses.specs import DEFENSES
 from ..core.data.sources import KNOWN_TEST_SIZES, KNOWN_TRAIN_SIZES, SYNTHETIC_DEFAULTS
 from ..design import plan
 from ..design.study import model_training
@@ -231,7 +230,7 @@ def run_jobs(config: Mapping[str, Any], costs: Mapping[str, UnitCosts], survivor
         unit, n = costs[dataset], int(robustness["n_test"])
         options = plan.robust_options(robustness)
         first, later = survivors.shares(target) if options["cascade"] else (1.0, 1.0)
-        repeats = options["repeats"] if DEFENSES[defense].randomized else 1  # as jobs.robust: one verdict when deterministic
+        repeats = plan.verdict_repeats(robustness, defense)
         work = unit.startup + n * unit.forward
         for i, run in enumerate(plan.robust_runs(robustness, defense)):
             through = dict(run.extras).get("defense", defense)  # Tramer et al.'s run attacks through its own
