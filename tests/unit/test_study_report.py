@@ -12,7 +12,7 @@ import torch
 
 from mixup_inference.design.study import StudyModel
 from mixup_inference.report.study import (StudyEntry, headline_settings, length_trend, paper_gains, recipe_comparison,
-                                          seed_point_bootstrap, seed_spread, study_rows, write_study)
+                                          seed_point_bootstrap, seed_spread, study_rows, training_curves, write_study)
 from mixup_inference.core.utils import make_generator
 
 N, C = 200, 4
@@ -243,3 +243,16 @@ def test_core_seconds_read_the_median_epoch_so_one_stretched_epoch_does_not_deci
     assert entry.core_seconds == 105.0 * 4 * 2
     no_history = StudyEntry(model, model.name, {"test": {"accuracy": 0.8}, "train": {"seconds_per_epoch": 325.0}})
     assert no_history.core_seconds == 325.0 * 4
+
+
+def test_training_curves_list_each_robust_recipe_models_accuracy_per_epoch():
+    def entry(regime, recipe, accuracies):
+        model = StudyModel(regime, recipe, len(accuracies), 0)
+        history = [{"epoch": e, "accuracy": a, "seconds": 1.0} for e, a in enumerate(accuracies, 1)]
+        return StudyEntry(model, model.name, {"test": {"accuracy": 0.8}, "train": {"history": history}})
+
+    entries = [entry("at", "fgsm_rs", [0.30, 0.35, 0.80]), entry("at", "preset", [0.30, 0.33, 0.36]),
+               entry("mixup", "preset", [0.5, 0.6, 0.7])]
+    curves = training_curves(entries)
+    assert list(curves["model"]) == ["at-fgsm_rs-e3-s0", "at-preset-e3-s0"]  # mixup is not a robust regime
+    assert list(curves.iloc[0][["e1", "e2", "e3"]]) == [30.0, 35.0, 80.0]

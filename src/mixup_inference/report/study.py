@@ -46,7 +46,7 @@ from ..jobs.artifacts import correct_points
 from .aggregate import artifacts_on, defense_groups, robust_points
 
 __all__ = ["FIGURES", "StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap",
-           "seed_spread", "study_rows", "write_study"]
+           "seed_spread", "study_rows", "training_curves", "write_study"]
 
 #: The attack the training-length and recipe sections read by default (the paper's Fig. 2 / Table 2 column); the
 #: workflow passes the first attack of ``study.attacks`` that is not ``clean``.
@@ -405,6 +405,24 @@ def recipe_comparison(entries: Sequence[StudyEntry], artifacts: Sequence[dict], 
     return frame, {"switch": switch, "reason": reason}
 
 
+def training_curves(entries: Sequence[StudyEntry], recipes: Sequence[str] = ("fgsm_rs", "preset"),
+                    regimes: Sequence[str] = ("at", "interpolated_at")) -> pd.DataFrame:
+    """The recipe section's watch for catastrophic overfitting during training: per model of a robust regime
+    trained with one of `recipes`, its training accuracy (on the batches it trained on, i.e. under its own training
+    attack) at each epoch. Catastrophic overfitting shows there as a jump towards clean accuracy: FGSM's examples
+    stop being adversarial while PGD's accuracy collapses (Wong et al. 2020, Fig. 2). Only the final model is
+    attacked with PGD; this table is what the training logged, one row per model, one column per epoch."""
+    rows = []
+    for e in entries:
+        if e.model.regime not in regimes or e.model.recipe not in recipes:
+            continue
+        history = e.metrics.get("train", {}).get("history", [])
+        row = {"model": e.name, "regime": e.model.regime, "recipe": e.model.recipe}
+        row.update({f"e{int(h['epoch'])}": _pct(float(h["accuracy"])) for h in history if "accuracy" in h})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------ the page
 def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_dir: str | Path, *,
                 paper_gains: dict[str, float], seed: int = 0, attack: str = TREND_ATTACK,
@@ -426,7 +444,9 @@ def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_di
     paths["gain_vs_epochs"], paths["gain_vs_epochs_svg"] = plot_gain_vs_epochs(
         lengths, trends, paper_gains, out / FIGURES["gain_vs_epochs"])
     paths["gain_vs_fy"], paths["gain_vs_fy_svg"] = plot_gain_vs_fy(lengths, paper_gains, out / FIGURES["gain_vs_fy"])
-    atomic_write_text(paths["md"], _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, attack))
+    curves = training_curves(entries)
+    atomic_write_text(paths["md"], _markdown(entries, seeds, lengths, trends, recipes, decision, curves, paper_gains,
+                                             attack))
     return paths
 
 
@@ -434,7 +454,7 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False) if len(frame) else "(no rows yet: the models are not all trained and evaluated)"
 
 
-def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, attack) -> str:
+def _markdown(entries, seeds, lengths, trends, recipes, decision, curves, paper_gains, attack) -> str:
     models = pd.DataFrame([{"model": e.name, "regime": e.model.regime, "recipe": e.model.recipe,
                             "epochs": e.model.epochs, "seed": e.model.seed, "test_accuracy": _pct(e.test_accuracy),
                             "train_core_seconds": round(e.core_seconds)} for e in entries])
@@ -472,7 +492,12 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, paper_gains, a
               "paper preset keeps the paper's PGD-10. Catastrophic overfitting is checked on the final model only "
               f"(PGD-10 below {COLLAPSE_PGD:.0%} with clean accuracy above {COLLAPSE_CLEAN:.0%}).",
               _table(recipes),
-              f"Decision: {'switch' if decision['switch'] else 'keep the preset recipe'} ({decision['reason']})."]
+              f"Decision: {'switch' if decision['switch'] else 'keep the preset recipe'} ({decision['reason']}).",
+              "Training accuracy per epoch (%, on the batches each model trained on: under its own training attack). "
+              "Catastrophic overfitting during training would show as a jump towards clean accuracy late in training "
+              "(the training attack's examples stop being adversarial); the final model's PGD accuracy above is the "
+              "check.",
+              _table(curves)]
     return "\n\n".join(parts) + "\n"
 
 
