@@ -409,9 +409,10 @@ def training_curves(entries: Sequence[StudyEntry], recipes: Sequence[str] = ("fg
                     regimes: Sequence[str] = ("at", "interpolated_at")) -> pd.DataFrame:
     """The recipe section's watch for catastrophic overfitting during training: per model of a robust regime
     trained with one of `recipes`, its training accuracy (on the batches it trained on, i.e. under its own training
-    attack) at each epoch. Catastrophic overfitting shows there as a jump towards clean accuracy: FGSM's examples
-    stop being adversarial while PGD's accuracy collapses (Wong et al. 2020, Fig. 2). Only the final model is
-    attacked with PGD; this table is what the training logged, one row per model, one column per epoch."""
+    attack) at each epoch. Catastrophic overfitting shows there as a training accuracy climbing towards clean
+    accuracy, above the PGD-k model's: FGSM's examples stop being adversarial while PGD's accuracy collapses
+    (Wong et al. 2020, Fig. 2; a sudden jump in their runs, a steady climb in the study's IAT run). Only the final
+    model is attacked with PGD; this table is what the training logged, one row per model, one column per epoch."""
     rows = []
     for e in entries:
         if e.model.regime not in regimes or e.model.recipe not in recipes:
@@ -494,9 +495,9 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, curves, paper_
               _table(recipes),
               f"Decision: {'switch' if decision['switch'] else 'keep the preset recipe'} ({decision['reason']}).",
               "Training accuracy per epoch (%, on the batches each model trained on: under its own training attack). "
-              "Catastrophic overfitting during training would show as a jump towards clean accuracy late in training "
-              "(the training attack's examples stop being adversarial); the final model's PGD accuracy above is the "
-              "check.",
+              "Catastrophic overfitting during training shows as a training accuracy climbing towards clean accuracy, "
+              "above the PGD-k model's (the training attack's examples stop being adversarial); the final model's "
+              "PGD accuracy above is the check.",
               _table(curves)]
     return "\n\n".join(parts) + "\n"
 
