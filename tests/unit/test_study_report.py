@@ -256,3 +256,18 @@ def test_training_curves_list_each_robust_recipe_models_accuracy_per_epoch():
     curves = training_curves(entries)
     assert list(curves["model"]) == ["at-fgsm_rs-e3-s0", "at-preset-e3-s0"]  # mixup is not a robust regime
     assert list(curves.iloc[0][["e1", "e2", "e3"]]) == [30.0, 35.0, 80.0]
+
+
+def test_extrapolated_epochs_read_as_powers_of_ten_and_a_flat_trend_has_no_upper_bound():
+    from mixup_inference.report.study import _trend_sentence, epochs_text
+
+    assert [epochs_text(v) for v in (247.4, 91139, 113344866472.0, float("inf"), float("nan"))] == \
+        ["247", "91,139", "1.1e+11", "never", "n/a"]
+    trend = {"regime": "mixup", "lengths": "10 20 40", "slope_per_doubling": 0.62, "slope_low": -0.25,
+             "slope_high": 1.62, "share_of_resamples_not_rising": 0.1, "paper_gain": 22.5,
+             "epochs_for_paper_gain": 113344866472.0, "epochs_low": 91139, "epochs_high": 1.87e51}
+    sentence = _trend_sentence(trend)
+    assert "about 1.1e+11 epochs [91,139, no bound]" in sentence and "includes no rise" in sentence
+    assert "1.9e+51" not in sentence
+    rising = dict(trend, slope_low=0.5, epochs_for_paper_gain=900.0, epochs_low=400, epochs_high=2e6)
+    assert "about 900 epochs [400, 2.0e+06]" in _trend_sentence(rising)

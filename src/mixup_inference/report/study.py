@@ -477,7 +477,7 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, curves, paper_
               f"{', '.join(f'{k} {v:+.1f}' for k, v in paper_gains.items()) or 'not reported'} points. `adv_*`: "
               f"accuracy under {attack} on the study's points. F_y: MI-OL on clean inputs, mean probability of the "
               "true class (ideal linearity: lambda).",
-              _table(lengths), _table(trends)]
+              _table(lengths), _table(_readable_trends(trends))]
     for t in trends.to_dict("records") if len(trends) else []:
         parts.append(_trend_sentence(t))
     parts += [f"Figures: [the gain against the epochs]({FIGURES['gain_vs_epochs']}.png) (log2 axis; the trend with "
@@ -502,6 +502,15 @@ def _markdown(entries, seeds, lengths, trends, recipes, decision, curves, paper_
     return "\n\n".join(parts) + "\n"
 
 
+def _readable_trends(trends: pd.DataFrame) -> pd.DataFrame:
+    """The trend table as the page shows it: the extrapolated epochs as :func:`epochs_text` (the CSV keeps them raw)."""
+    shown = trends.copy()
+    for column in ("epochs_for_paper_gain", "epochs_low", "epochs_high"):
+        if column in shown:
+            shown[column] = shown[column].map(epochs_text)
+    return shown
+
+
 def _trend_sentence(t: dict) -> str:
     head = (f"- {t['regime']} (epochs {t['lengths']}): the gain changes by {t['slope_per_doubling']:+.2f} points per "
             f"doubling of the epochs [{t['slope_low']:.2f}, {t['slope_high']:.2f}] "
@@ -514,7 +523,20 @@ def _trend_sentence(t: dict) -> str:
         return head + f": the trend points the other way; more epochs would not reach the paper's {paper:+.1f}."
     if needed is None or (isinstance(needed, float) and math.isnan(needed)):
         return head + f": no rising trend; the paper's {paper:+.1f} is not reached by longer training at this rate."
-    span = f" [{t.get('epochs_low')}, {t.get('epochs_high')}]" if "epochs_low" in t else ""
-    caveat = " (the interval includes no rise)" if t["slope_low"] <= 0 else ""
-    return head + (f": at this rate the paper's {paper:+.1f} needs about {needed:,} epochs{span}{caveat}, an "
-                   "extrapolation far beyond the lengths measured.")
+    rises = t["slope_low"] > 0
+    span = (f" [{epochs_text(t['epochs_low'])}, {epochs_text(t['epochs_high']) if rises else 'no bound'}]"
+            if "epochs_low" in t else "")
+    caveat = "" if rises else " (the slope's interval includes no rise)"
+    return head + (f": at this rate the paper's {paper:+.1f} needs about {epochs_text(needed)} epochs{span}{caveat}, "
+                   "an extrapolation far beyond the lengths measured.")
+
+
+def epochs_text(value: Any) -> str:
+    """An extrapolated number of epochs for the page: thousands separated up to 99,999, in powers of ten beyond
+    (a trend of +0.6 points per doubling puts the paper's gain at ~1e11 epochs; its digits mean nothing)."""
+    value = float(value)
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "never"
+    return f"{round(value):,}" if value < 1e5 else f"{value:.1e}"
