@@ -259,7 +259,8 @@ def test_training_curves_list_each_robust_recipe_models_accuracy_per_epoch():
 
 
 def test_extrapolated_epochs_read_as_powers_of_ten_and_a_flat_trend_has_no_upper_bound():
-    from mixup_inference.report.study import _trend_sentence, epochs_text
+    from mixup_inference.report.study import _trend_sentence
+    from mixup_inference.report.tables import epochs_text
 
     assert [epochs_text(v) for v in (247.4, 91139, 113344866472.0, float("inf"), float("nan"))] == \
         ["247", "91,139", "1.1e+11", "never", "n/a"]

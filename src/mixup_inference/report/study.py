@@ -44,6 +44,7 @@ from ..design.study import StudyModel
 from ..jobs.artifacts import correct_points
 
 from .aggregate import artifacts_on, defense_groups, robust_points
+from .tables import epochs_text
 
 __all__ = ["FIGURES", "StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap",
            "seed_spread", "study_rows", "training_curves", "write_study"]
@@ -530,13 +531,3 @@ def _trend_sentence(t: dict) -> str:
     return head + (f": at this rate the paper's {paper:+.1f} needs about {epochs_text(needed)} epochs{span}{caveat}, "
                    "an extrapolation far beyond the lengths measured.")
 
-
-def epochs_text(value: Any) -> str:
-    """An extrapolated number of epochs for the page: thousands separated up to 99,999, in powers of ten beyond
-    (a trend of +0.6 points per doubling puts the paper's gain at ~1e11 epochs; its digits mean nothing)."""
-    value = float(value)
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "never"
-    return f"{round(value):,}" if value < 1e5 else f"{value:.1e}"

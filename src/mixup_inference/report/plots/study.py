@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from ...design.paper_tables import PAPER_EPOCHS
-from ..tables import attack_display_name
+from ..tables import attack_display_name, epochs_text
 from .common import figure, no_data_figure, regime_label, regime_rank, require, require_unique, save, styled
 
 __all__ = ["gain_vs_epochs_figure", "gain_vs_fy_figure", "plot_gain_vs_epochs", "plot_gain_vs_fy"]
@@ -66,13 +66,6 @@ def _finite(value) -> bool:
     return value is not None and isinstance(value, (int, float, np.number)) and math.isfinite(value)
 
 
-def _epochs(value) -> str:
-    """Epochs as 1,471; past 100,000 as 1.1e+15 (an extrapolation's interval can reach far)."""
-    if not _finite(value):
-        return "∞"
-    return f"{round(value):,}" if value < 1e5 else f"{value:.1e}"
-
-
 def _trend_text(trend: dict, paper: float | None) -> str:
     """What the trend says, with its uncertainty: the slope and, from it, the epochs for the paper's gain."""
     text = (f"trend: {trend['slope_per_doubling']:+.2f} points per doubling, "
@@ -84,10 +77,11 @@ def _trend_text(trend: dict, paper: float | None) -> str:
         return text + f"\nfalling: longer training does not reach {paper:+.1f}"
     if not _finite(needed):
         return text + f"\nnot rising: {paper:+.1f} is not reached at this rate"
-    span = f" [{_epochs(trend.get('epochs_low'))}, {_epochs(trend.get('epochs_high'))}]" \
-        if "epochs_low" in trend and _finite(trend.get("epochs_low")) else ""
-    caveat = " (interval includes no rise)" if trend["slope_low"] <= 0 else ""
-    return text + f"\nreaches {paper:+.1f} at ~{_epochs(needed)} epochs{span}{caveat}"
+    rises = trend["slope_low"] > 0
+    span = (f" [{epochs_text(trend['epochs_low'])}, {epochs_text(trend['epochs_high']) if rises else 'no bound'}]"
+            if "epochs_low" in trend and _finite(trend.get("epochs_low")) else "")
+    caveat = "" if rises else " (interval includes no rise)"
+    return text + f"\nreaches {paper:+.1f} at ~{epochs_text(needed)} epochs{span}{caveat}"
 
 
 def _mark_paper(ax, paper: float, epochs: int, *, star: bool) -> None:
