@@ -31,8 +31,9 @@ from .study import model_name, study_models
 
 __all__ = ["AdaptiveRun", "RobustTarget", "TableRows", "adaptive_runs", "bare_targets", "evaluation_groups",
            "evaluations", "imported_models", "model_files", "models_to_train", "robust_options", "robust_runs",
-           "robust_target_item", "robust_targets", "verdict_repeats", "study_evaluations", "study_mi_settings", "study_robust_targets",
-           "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models"]
+           "robust_target_item", "robust_targets", "study_evaluations", "study_mi_settings", "study_robust_targets",
+           "study_settings", "table_rows", "table_specs", "trained_models", "used_datasets", "user_models",
+           "verdict_repeats"]
 
 def model_files(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, model name) -> its entry of the config's ``models:`` section ({file, format, sha256, arch, like})."""

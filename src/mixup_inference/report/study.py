@@ -44,7 +44,7 @@ from ..design.study import StudyModel
 from ..jobs.artifacts import correct_points
 
 from .aggregate import artifacts_on, defense_groups, robust_points
-from .tables import epochs_text
+from .tables import epochs_span, epochs_text
 
 __all__ = ["FIGURES", "StudyEntry", "length_trend", "paper_gains", "recipe_comparison", "seed_point_bootstrap",
            "seed_spread", "study_rows", "training_curves", "write_study"]
@@ -524,10 +524,6 @@ def _trend_sentence(t: dict) -> str:
         return head + f": the trend points the other way; more epochs would not reach the paper's {paper:+.1f}."
     if needed is None or (isinstance(needed, float) and math.isnan(needed)):
         return head + f": no rising trend; the paper's {paper:+.1f} is not reached by longer training at this rate."
-    rises = t["slope_low"] > 0
-    span = (f" [{epochs_text(t['epochs_low'])}, {epochs_text(t['epochs_high']) if rises else 'no bound'}]"
-            if "epochs_low" in t else "")
-    caveat = "" if rises else " (the slope's interval includes no rise)"
-    return head + (f": at this rate the paper's {paper:+.1f} needs about {epochs_text(needed)} epochs{span}{caveat}, "
-                   "an extrapolation far beyond the lengths measured.")
-
+    caveat = "" if t["slope_low"] > 0 else " (the slope's interval includes no rise)"
+    return head + (f": at this rate the paper's {paper:+.1f} needs about {epochs_text(needed)} epochs{epochs_span(t)}"
+                   f"{caveat}, an extrapolation far beyond the lengths measured.")

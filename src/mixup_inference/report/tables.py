@@ -61,6 +61,16 @@ def epochs_text(value: Any) -> str:
     return f"{round(value):,}" if value < 1e5 else f"{value:.1e}"
 
 
+def epochs_span(trend: dict[str, Any]) -> str:
+    """' [low, high]' of a trend's extrapolated epochs (:func:`epochs_text`), the upper end 'no bound' when the slope's
+    interval includes no rise; '' where the trend has no finite lower end."""
+    low = trend.get("epochs_low")
+    if low is None or not math.isfinite(float(low)):
+        return ""
+    high = epochs_text(trend["epochs_high"]) if trend["slope_low"] > 0 else "no bound"
+    return f" [{epochs_text(low)}, {high}]"
+
+
 def _paper_value(paper: dict[str, tuple], label: str, attack: str) -> tuple[float, bool]:
     """(value in %, is an upper bound) of the paper's number, (NaN, False) if it has none: a row the paper
     lacks (no entry under its label) or an attack column it does not report."""

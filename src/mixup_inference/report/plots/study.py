@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from ...design.paper_tables import PAPER_EPOCHS
-from ..tables import attack_display_name, epochs_text
+from ..tables import attack_display_name, epochs_span, epochs_text
 from .common import figure, no_data_figure, regime_label, regime_rank, require, require_unique, save, styled
 
 __all__ = ["gain_vs_epochs_figure", "gain_vs_fy_figure", "plot_gain_vs_epochs", "plot_gain_vs_fy"]
@@ -77,11 +77,8 @@ def _trend_text(trend: dict, paper: float | None) -> str:
         return text + f"\nfalling: longer training does not reach {paper:+.1f}"
     if not _finite(needed):
         return text + f"\nnot rising: {paper:+.1f} is not reached at this rate"
-    rises = trend["slope_low"] > 0
-    span = (f" [{epochs_text(trend['epochs_low'])}, {epochs_text(trend['epochs_high']) if rises else 'no bound'}]"
-            if "epochs_low" in trend and _finite(trend.get("epochs_low")) else "")
-    caveat = "" if rises else " (interval includes no rise)"
-    return text + f"\nreaches {paper:+.1f} at ~{epochs_text(needed)} epochs{span}{caveat}"
+    caveat = "" if trend["slope_low"] > 0 else " (interval includes no rise)"
+    return text + f"\nreaches {paper:+.1f} at ~{epochs_text(needed)} epochs{epochs_span(trend)}{caveat}"
 
 
 def _mark_paper(ax, paper: float, epochs: int, *, star: bool) -> None:
