@@ -71,3 +71,15 @@ def test_unpaired_inputs_are_refused():
         paired_auc_ci(torch.zeros(5), torch.zeros(6))
     with pytest.raises(ValueError, match="n_resamples"):
         paired_auc_ci(torch.zeros(5), torch.zeros(5), n_resamples=10)
+
+
+def test_adjusted_level_widens_the_difference_interval_from_the_same_resamples():
+    clean_a, adv_a = paired_scores(120, 1.0, make_generator(5))
+    clean_b, adv_b = paired_scores(120, 0.3, make_generator(6))
+    raw = paired_auc_difference_ci(clean_a, adv_a, clean_b, adv_b, n_resamples=1000, generator=make_generator(7))
+    both = paired_auc_difference_ci(clean_a, adv_a, clean_b, adv_b, n_resamples=1000, adjusted_level=1 - 0.05 / 8,
+                                    generator=make_generator(7))
+    assert {k: both[k] for k in raw} == raw  # the raw columns do not move
+    assert both["low_adj"] < raw["low"] < raw["high"] < both["high_adj"]
+    with pytest.raises(ValueError, match="level must be in"):
+        paired_auc_difference_ci(clean_a, adv_a, clean_b, adv_b, adjusted_level=1.0)

@@ -239,9 +239,11 @@ def test_robustness_levels_compare_with_the_bare_models_worst_case_and_say_conve
         page = (tmp_path / f"findings.{ext}").read_text()
         for column in ("oblivious_low", "oblivious_high", "worst_case_low", "worst_case_high", "worst_case_mean",
                        "converged", "levels", "last_doubling", "budget", "repeats", "bare_worst_case", "bare_basis",
-                       "defense_faced", "bare_faced"):
+                       "defense_faced", "bare_faced", "low_adj", "high_adj", "family_size"):
             assert column in page, (ext, column)
         assert "is converged" in page and "upper bound" in page
+    md = (tmp_path / "findings.md").read_text()  # two claims in the section: each interval widened to 1 - 0.05/2
+    assert md.count("(adjusted for the section's 2 claims: [") == 2
 
 
 def test_without_its_own_robustness_runs_the_bare_model_falls_back_to_its_oblivious_worst_case():
@@ -284,3 +286,55 @@ def test_adjust_applies_holm_within_each_family_and_words_follow_it():
     assert list(out["detection"]["p_holm"]) == pytest.approx([0.04, 0.5])
     assert list(out["detection"]["verdict"]) == [HOLDS, NO_EVIDENCE]
     assert "p_holm" not in gains  # the input is not changed
+
+
+def test_adjusted_intervals_are_bonferroni_over_each_family_from_the_counts():
+    """Each accuracy row's adjusted interval is Newcombe's at 1 - 0.05/m for its family of m rows, computed from
+    the counts it carries; it contains the raw interval, equals it for a family of one, and covers the family's m
+    true differences together about 95% of the time (simulated: 3 correlated claims of 200 points each)."""
+    from mixup_inference.core.metrics import paired_counts_ci, z_for
+    from mixup_inference.report.findings import adjust
+
+    assert z_for(0.95) == pytest.approx(1.959964, abs=1e-6) and z_for(1 - 0.05 / 3) == pytest.approx(2.39398, abs=1e-5)
+    both, only_a, only_b, neither = 120, 30, 10, 40
+    raw = paired_difference_ci(*pairs(both, only_a, only_b, neither))
+    assert paired_counts_ci(both, only_a, only_b, neither) == pytest.approx((raw["low"], raw["high"]))
+
+    def row(regime, defense, counts):
+        out = paired_difference_ci(*pairs(*counts))
+        return {"regime": regime, "defense": defense, "difference": 100 * out["difference"], "low": 100 * out["low"],
+                "high": 100 * out["high"], "p": out["p"], "both": counts[0], "only_first": counts[1],
+                "only_second": counts[2], "n": sum(counts)}
+    gains = pd.DataFrame([row("mixup", "mi_ol", (120, 30, 10, 40)), row("mixup", "mi_combined", (100, 25, 20, 55)),
+                          row("interpolated_at", "mi_ol", (90, 40, 5, 65)), row("mixup", "gaussian", (120, 30, 10, 40))])
+    g = adjust({"gains": gains})["gains"]
+    assert list(g.columns[:7]) == ["regime", "defense", "difference", "low", "high", "low_adj", "high_adj"]
+    assert list(g["family_size"]) == [3, 3, 3, 1]
+    wide = paired_counts_ci(120, 30, 10, 40, z_for(1 - 0.05 / 3))
+    assert (g.low_adj[0], g.high_adj[0]) == pytest.approx((round(100 * wide[0], 2), round(100 * wide[1], 2)))
+    assert ((g.low_adj[:3] < g.low[:3]) & (g.high_adj[:3] > g.high[:3])).all()  # wider within the family of 3
+    assert (g.low_adj[3], g.high_adj[3]) == pytest.approx((round(g.low[3], 2), round(g.high[3], 2)), abs=0.006)
+
+    rng = np.random.default_rng(3)  # simultaneous coverage: all three adjusted intervals cover at once
+    cells, truth, together = np.array([0.35, 0.15, 0.05, 0.45]), 0.10, 0
+    for _ in range(300):
+        covered = []
+        for _ in range(3):
+            c = rng.multinomial(200, cells)
+            low, high = paired_counts_ci(*map(int, c), z_for(1 - 0.05 / 3))
+            covered.append(low <= truth <= high)
+        together += all(covered)
+    assert 0.92 <= together / 300 <= 1.0
+
+
+def test_detection_rows_bring_their_adjusted_interval_and_a_family_mismatch_is_refused():
+    from mixup_inference.report.findings import adjust
+
+    detection = pd.DataFrame([{"difference": 0.3, "low": 0.2, "high": 0.4, "low_adj": 0.15, "high_adj": 0.45,
+                               "family_size": 2, "p": 0.001},
+                              {"difference": 0.1, "low": -0.1, "high": 0.3, "low_adj": -0.2, "high_adj": 0.4,
+                               "family_size": 2, "p": 0.4}])
+    d = adjust({"detection": detection})["detection"]
+    assert list(d["low_adj"]) == [0.15, -0.2] and list(d["family_size"]) == [2, 2]
+    with pytest.raises(ValueError, match="family of 3 claims.*has 2"):
+        adjust({"detection": detection.assign(family_size=3)})

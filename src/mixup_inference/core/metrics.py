@@ -16,10 +16,19 @@ from torch import Tensor
 # only the aggregate jobs compute AUCs, and every other job imports this module for accuracies.
 
 __all__ = ["accuracy_with_ci", "auc_difference_ci", "auc_with_ci", "confidence_score", "detection_auc", "holm",
-           "mcnemar_p", "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_difference_ci",
-           "wilson_interval", "worst_case"]
+           "mcnemar_p", "mi_pl_detection_score", "paired_auc_ci", "paired_auc_difference_ci", "paired_counts_ci",
+           "paired_difference_ci", "wilson_interval", "worst_case", "z_for"]
 
 Z_95 = 1.959964  # two-sided 95% normal quantile
+
+
+def z_for(level: float) -> float:
+    """The two-sided normal quantile of a `level` interval: z_for(0.95) = 1.95996; z_for(1 - 0.05 / m) widens an
+    interval for a family of m claims (Bonferroni)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1) (got {level}); use 0.95")
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(0.5 + level / 2)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -106,7 +115,7 @@ def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) 
     it stays inside [-1, 1] and keeps its coverage when b and c are small.
 
     correct_a, correct_b: bool [n], whether each point is classified correctly under a and under b.
-    Returns {"difference", "low", "high", "n", "only_a", "only_b", "p"}: floats, the counts as ints, and `p` the
+    Returns {"difference", "low", "high", "n", "both", "only_a", "only_b", "p"}: floats, the counts as ints, and `p` the
     exact two-sided McNemar p-value of "no difference" (:func:`mcnemar_p`), for multiplicity adjustments.
     """
     a_ok = torch.as_tensor(correct_a).detach().cpu().bool().flatten()
@@ -118,6 +127,19 @@ def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) 
     both, only_a = int((a_ok & b_ok).sum()), int((a_ok & ~b_ok).sum())
     only_b = int((~a_ok & b_ok).sum())
     neither = n - both - only_a - only_b
+    low, high = paired_counts_ci(both, only_a, only_b, neither, z)
+    diff = (both + only_a) / n - (both + only_b) / n  # as paired_counts_ci computes it (the same last bit)
+    return {"difference": diff, "low": low, "high": high, "n": n, "both": both,
+            "only_a": only_a, "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
+
+
+def paired_counts_ci(both: int, only_a: int, only_b: int, neither: int, z: float = Z_95) -> tuple[float, float]:
+    """Newcombe's interval of :func:`paired_difference_ci` from the paired 2x2 counts (a = both right, b = only a
+    right, c = only b right, d = both wrong), so an interval can be widened later (a family's adjusted level)
+    from the counts alone."""
+    n = both + only_a + only_b + neither
+    if min(both, only_a, only_b, neither) < 0 or n == 0:
+        raise ValueError(f"paired counts must be >= 0 and not all 0 (got {both}, {only_a}, {only_b}, {neither})")
     p_a, p_b = (both + only_a) / n, (both + only_b) / n
     l_a, u_a = wilson_interval(both + only_a, n, z)
     l_b, u_b = wilson_interval(both + only_b, n, z)
@@ -126,8 +148,7 @@ def paired_difference_ci(correct_a: Tensor, correct_b: Tensor, z: float = Z_95) 
     diff = p_a - p_b
     delta = math.sqrt(max(0.0, (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2))
     eps = math.sqrt(max(0.0, (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2))
-    return {"difference": diff, "low": max(-1.0, diff - delta), "high": min(1.0, diff + eps), "n": n,
-            "only_a": only_a, "only_b": only_b, "p": mcnemar_p(only_a, only_b)}
+    return max(-1.0, diff - delta), min(1.0, diff + eps)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -333,7 +354,7 @@ def paired_auc_ci(scores_clean: Tensor, scores_adv: Tensor, *, n_resamples: int 
 
 
 def paired_auc_difference_ci(clean_a: Tensor, adv_a: Tensor, clean_b: Tensor, adv_b: Tensor, *,
-                             n_resamples: int = 2000, level: float = 0.95,
+                             n_resamples: int = 2000, level: float = 0.95, adjusted_level: float | None = None,
                              generator: torch.Generator | None = None) -> dict:
     """AUC(a) - AUC(b) of two detectors that scored the same points (clean and adversarial version of
     each, as in `paired_auc_ci`), with a percentile bootstrap interval over points: both detectors
@@ -342,9 +363,12 @@ def paired_auc_difference_ci(clean_a: Tensor, adv_a: Tensor, clean_b: Tensor, ad
 
     Returns {"auc_a", "auc_b", "difference", "low", "high", "n", "p"}; `p` is the bootstrap's two-sided p-value of
     "no difference", 2 x the smaller share of resampled differences on either side of 0 ((count + 1) / (B + 1),
-    so never 0), for multiplicity adjustments.
+    so never 0), for multiplicity adjustments. With `adjusted_level` (a family's 1 - 0.05 / m) also "low_adj" and
+    "high_adj", the same resamples' quantiles at that level.
     """
     _check_bootstrap(n_resamples, level)
+    if adjusted_level is not None:
+        _check_bootstrap(n_resamples, adjusted_level)
     pairs = [_paired_scores(clean_a, adv_a), _paired_scores(clean_b, adv_b)]
     if pairs[0][0].shape != pairs[1][0].shape:
         raise ValueError(f"both detectors must score the same points ({pairs[0][0].numel()} vs {pairs[1][0].numel()})")
@@ -353,5 +377,8 @@ def paired_auc_difference_ci(clean_a: Tensor, adv_a: Tensor, clean_b: Tensor, ad
     low, high = _percentiles(differences, level)
     below, above = int((differences <= 0).sum()), int((differences >= 0).sum())
     p = min(1.0, 2 * (min(below, above) + 1) / (differences.numel() + 1))
-    return {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "low": low, "high": high,
-            "n": int(pairs[0][0].numel()), "p": p}
+    out = {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "low": low, "high": high,
+           "n": int(pairs[0][0].numel()), "p": p}
+    if adjusted_level is not None:
+        out["low_adj"], out["high_adj"] = _percentiles(differences, adjusted_level)
+    return out

@@ -40,7 +40,8 @@ from .aggregate import (artifact_key, artifacts_on, defense_groups, detection_ma
                         robust_points, schedule_converged)
 from ..jobs.artifacts import correct_points, verdict_repeats, verdict_shares
 from ..core.attacks.kinds import ROBUST_KINDS
-from ..core.metrics import detection_auc, holm, paired_auc_difference_ci, paired_difference_ci, worst_case
+from ..core.metrics import (detection_auc, holm, paired_auc_difference_ci, paired_counts_ci, paired_difference_ci,
+                             worst_case, z_for)
 from ..core.defenses.specs import DEFENSES, PLAIN_SETTING
 from ..design.paper_tables import RowSpec
 from ..core.utils import atomic_write_text, derive_seed, make_generator
@@ -94,8 +95,11 @@ def _rate(correct: Tensor) -> float:
 
 
 def _difference_columns(result: dict) -> dict:
+    """A paired accuracy difference's columns: the counts (both right, only the first, only the second) let
+    :func:`adjust` widen its interval to the family's adjusted level later."""
     return {"difference": _pct(result["difference"]), "low": _pct(result["low"]), "high": _pct(result["high"]),
-            "p": _p(result["p"])}
+            "p": _p(result["p"]), "both": result["both"], "only_first": result["only_a"],
+            "only_second": result["only_b"]}
 
 
 def _p(value: float) -> float:
@@ -157,7 +161,10 @@ def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequenc
     whose clean prediction is correct (the paper's protocol), each point's clean version a negative
     and its adversarial version a positive, with a 95% paired bootstrap interval over points
     (:func:`metrics.paired_auc_difference_ci`, seeded by ``derive_seed(seed, "detection-difference",
-    dataset, regime, attack)``). The all-points AUCs stand beside it (``*_all``)."""
+    dataset, regime, attack)``). The all-points AUCs stand beside it (``*_all``). The detection rows are one family
+    (:func:`family_of`), so their adjusted interval (`low_adj`, `high_adj`, at 1 - 0.05 / m for the table's m rows)
+    comes from the same bootstrap resamples here; `family_size` records the m used."""
+    m = len(regimes) * len(attacks)
     records = []
     for regime in regimes:
         clean = _get(index, dataset, regime, "clean", "mi_pl", setting)
@@ -170,12 +177,13 @@ def detection_differences(index: dict[Key, dict], dataset: str, regimes: Sequenc
             generator = make_generator(derive_seed(seed, "detection-difference", dataset, regime, attack))
             diff = paired_auc_difference_ci(clean_scores["mi_pl"][mask], adv_scores["mi_pl"][mask],
                                             clean_scores["confidence"][mask], adv_scores["confidence"][mask],
-                                            generator=generator)
+                                            adjusted_level=1 - ALPHA / m, generator=generator)
             records.append({
                 "regime": regime, "attack": attack, "setting": setting,
                 "auc_mi_pl": round(diff["auc_a"], 4), "auc_confidence": round(diff["auc_b"], 4),
                 "difference": round(diff["difference"], 4), "low": round(diff["low"], 4),
-                "high": round(diff["high"], 4), "p": _p(diff["p"]), "n": diff["n"],
+                "high": round(diff["high"], 4), "low_adj": round(diff["low_adj"], 4),
+                "high_adj": round(diff["high_adj"], 4), "family_size": m, "p": _p(diff["p"]), "n": diff["n"],
                 # plain confidence with its sign flipped (low confidence = adversarial) detects with AUC
                 # 1 - auc_confidence: an AUC far below 0.5 is a strong detector read the other way round
                 "auc_confidence_flipped": round(1 - diff["auc_b"], 4),
@@ -276,8 +284,7 @@ def robustness_levels(index: dict[Key, dict]) -> pd.DataFrame:
         record.update({"bare_worst_case": _pct(bare_level["accuracy"]), "bare_low": _pct(bare_level["ci_low"]),
                        "bare_high": _pct(bare_level["ci_high"]),
                        "bare_basis": BARE_ROBUST if bare_runs else BARE_OBLIVIOUS,
-                       "difference": _pct(diff["difference"]), "low": _pct(diff["low"]), "high": _pct(diff["high"]),
-                       "p": _p(diff["p"]), "evaluations": levels["worst_case"]["attacks"], "n": n})
+                       **_difference_columns(diff), "evaluations": levels["worst_case"]["attacks"], "n": n})
         record.update(_convergence(oblivious, [a for a in runs if _is_robust(a)], n))
         record.update({"bare_converged": schedule_converged(bare_runs), "defense_faced": _faced(on_points),
                        "bare_faced": _faced(bare_arts)})
@@ -385,6 +392,9 @@ def robustness_statement(frame: pd.DataFrame) -> str:
         bare = (f"the bare model's worst case {r['bare_worst_case']:.1f}% [{r['bare_low']:.1f}, {r['bare_high']:.1f}] "
                 f"(over {r['bare_basis']})")
         difference = f"defense minus bare model {r['difference']:+.1f} [{r['low']:.1f}, {r['high']:.1f}]"
+        if not math.isnan(r.get("low_adj", float("nan"))):
+            difference += (f" (adjusted for the section's {int(r['family_size'])} claims: [{r['low_adj']:.1f}, "
+                           f"{r['high_adj']:.1f}])")
         if r["converged"]:
             convergence = (f"The worst case is converged (each of the last two doublings within the tolerance; levels "
                            f"{r['levels']}) at {r['budget']}")
@@ -420,9 +430,17 @@ def family_of(name: str, row: dict) -> str:
 
 
 def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Every findings table with `family`, `p_holm` (Holm's adjustment of `p` within the family, across the
-    tables: :func:`family_of`) and `verdict` (:data:`HOLDS` where p_holm < ALPHA and the difference is > 0,
-    :data:`REVERSED` where p_holm < ALPHA and it is < 0, :data:`NO_EVIDENCE` otherwise)."""
+    """Every findings table with `family`, `family_size` (m: the family's rows with a p-value), `p_holm` (Holm's
+    adjustment of `p` within the family, across the tables: :func:`family_of`), `verdict` (:data:`HOLDS` where
+    p_holm < ALPHA and the difference is > 0, :data:`REVERSED` where p_holm < ALPHA and it is < 0,
+    :data:`NO_EVIDENCE` otherwise) and the adjusted interval `low_adj`, `high_adj`: the row's interval at level
+    1 - ALPHA / m (Bonferroni), so that all of a family's adjusted intervals cover their differences together with
+    95% confidence. Accuracy rows widen Newcombe's interval from their counts (`both`, `only_first`,
+    `only_second`); detection rows bring theirs from their bootstrap (:func:`detection_differences`).
+
+    Holm's test, which decides the verdicts, rejects at least what Bonferroni rejects, so a row can hold while
+    its adjusted interval touches 0 (never the other way round, up to the test/interval mismatch of McNemar's
+    exact test and Newcombe's interval)."""
     out = {name: frame.copy() for name, frame in frames.items()}
     members: dict[str, list[tuple[str, int]]] = {}
     for name, frame in out.items():
@@ -431,12 +449,35 @@ def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         frame["family"] = [family_of(name, row) for row in frame.to_dict("records")]
         for i, family in enumerate(frame["family"]):
             members.setdefault(family, []).append((name, i))
+        if "low_adj" not in frame:  # beside the raw interval
+            at = frame.columns.get_loc("high") + 1 if "high" in frame else len(frame.columns)
+            frame.insert(at, "low_adj", float("nan"))
+            frame.insert(at + 1, "high_adj", float("nan"))
+        given = frame.pop("family_size") if "family_size" in frame else None
+        frame["family_size"] = 0
+        if given is not None:
+            frame["family_size_given"] = given
         frame["p_holm"] = float("nan")
     for family, where in members.items():
-        adjusted = holm([out[name]["p"].iat[i] for name, i in where])
-        for (name, i), value in zip(where, adjusted):
-            out[name].iat[i, out[name].columns.get_loc("p_holm")] = _p(value)
-    for frame in out.values():
+        p_values = [out[name]["p"].iat[i] for name, i in where]
+        m = sum(not math.isnan(p) for p in p_values)
+        z = z_for(1 - ALPHA / m) if m else float("nan")
+        for (name, i), value in zip(where, holm(p_values)):
+            frame = out[name]
+            row = frame.iloc[i]
+            frame.iat[i, frame.columns.get_loc("p_holm")] = _p(value)
+            frame.iat[i, frame.columns.get_loc("family_size")] = m
+            if "both" in frame and not math.isnan(row["p"]):
+                counts = [int(row["both"]), int(row["only_first"]), int(row["only_second"])]
+                low, high = paired_counts_ci(*counts, int(row["n"]) - sum(counts), z)
+                frame.iat[i, frame.columns.get_loc("low_adj")] = _pct(low)
+                frame.iat[i, frame.columns.get_loc("high_adj")] = _pct(high)
+            elif "family_size_given" in frame and int(row["family_size_given"]) != m:
+                raise ValueError(f"the {name} rows' adjusted intervals were computed for a family of "
+                                 f"{int(row['family_size_given'])} claims, but family {family!r} has {m}: "
+                                 "family_of and the table's builder disagree")
+    for name in out:
+        out[name] = frame = out[name].drop(columns=["family_size_given"], errors="ignore")
         if "p_holm" in frame:
             significant = frame["p_holm"] < ALPHA
             frame["verdict"] = [HOLDS if sig and d > 0 else REVERSED if sig and d < 0 else NO_EVIDENCE
@@ -464,6 +505,9 @@ _INTRO = ("`difference` is (first) minus (second) on the same points, in % (AUCs
           "accuracies, the bootstrap for AUCs) and `p_holm` its Holm adjustment within the row's `family` (MI gains, "
           "ablations and baselines among the Table-2 rows; the matched baselines; detection; Fig. 4's adaptive "
           "attack; the robustness evaluation), which bounds the chance of any false claim in a family at 5%. "
+          "`low_adj`/`high_adj` is the interval adjusted for the family's `family_size` m claims: at level 1 - 0.05/m "
+          "(Bonferroni), so all of a family's adjusted intervals hold together with 95% confidence (`both`, "
+          "`only_first`, `only_second`: the paired counts an accuracy interval is computed from). "
           f"`verdict`: '{HOLDS}' where p_holm < 0.05 and the difference is positive (the paper's direction), "
           f"'{REVERSED}' where p_holm < 0.05 and it is negative, '{NO_EVIDENCE}' otherwise.")
 
