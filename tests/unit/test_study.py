@@ -117,3 +117,21 @@ def test_study_evaluations_cover_every_model_and_the_robust_targets():
     groups = plan.evaluation_groups(config)
     assert all((d, n, a) in groups and (f, s) in groups[d, n, a] for d, n, a, f, s in evaluations)
     assert not {e[1] for e in plan.evaluations(config)} & {"mixup-preset-e3-s1", "at-fgsm_rs-e2-s0"}
+
+
+def test_the_published_overlay_keeps_the_study_valid_and_a_shadowed_study_model_is_refused():
+    """The committed run's published overlay imports models named after their regimes: those are the run's own
+    models (the study's seed 0), not a clash (the overlay failed at parse time before). An import named like a
+    study model of its own would hide that model and is still refused."""
+    from mixup_inference.design.configcheck import check_config, validate_config
+    from reliability_helpers import SCHEMA
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    overlay = yaml.safe_load((REPO / "reports" / "cifar10-jpeg-cpu" / "models" / "published.yaml").read_text())
+    merged = {**config, **overlay}
+    merged["datasets"] = {"cifar10": {**config["datasets"]["cifar10"], "source": "synthetic"}}
+    validate_config(merged, SCHEMA)
+    check_config(merged)
+    merged["models"]["cifar10"]["mixup-preset-e40-s1"] = dict(merged["models"]["cifar10"]["mixup"])
+    message = config_problem(merged)
+    assert message.startswith("study.models (mixup-preset-e40-s1): models.cifar10 has a model of the same name")

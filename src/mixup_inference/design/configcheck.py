@@ -352,7 +352,9 @@ def check_study(config: dict[str, Any], need_dataset, need_attack) -> None:
             TrainConfig(**study_training(config, model))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{key}: {error}; fix study.recipes.{model.recipe}") from None
-        if model_name(config, model) in files.get(spec["dataset"], {}):
+        # the run's own model keeps its regime's name: an imported model of that name (the published overlay)
+        # is that model, not a clash; a study model of its own name must not be shadowed by an import
+        if model_name(config, model) != model.regime and model.name in files.get(spec["dataset"], {}):
             raise ValueError(f"{key}: models.{spec['dataset']} has a model of the same name; rename one of them")
 
 
