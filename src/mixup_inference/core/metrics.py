@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ def z_for(level: float) -> float:
     interval for a family of m claims (Bonferroni)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1) (got {level}); use 0.95")
-    from statistics import NormalDist
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 

@@ -27,7 +27,7 @@ from ..core.models.networks import MODEL_NAMES
 from ..core.training.config import REGIMES, TrainConfig
 from .paper_tables import TABLES
 from .plan import robust_target_item
-from .study import StudyModel, model_name, study_models, study_training
+from .study import StudyModel, is_run_model, study_models, study_training
 
 
 # What a value under a given key names, for messages like "unknown regime 'ermm'".
@@ -354,7 +354,7 @@ def check_study(config: dict[str, Any], need_dataset, need_attack) -> None:
             raise ValueError(f"{key}: {error}; fix study.recipes.{model.recipe}") from None
         # the run's own model keeps its regime's name: an imported model of that name (the published overlay)
         # is that model, not a clash; a study model of its own name must not be shadowed by an import
-        if model_name(config, model) != model.regime and model.name in files.get(spec["dataset"], {}):
+        if not is_run_model(config, model) and model.name in files.get(spec["dataset"], {}):
             raise ValueError(f"{key}: models.{spec['dataset']} has a model of the same name; rename one of them")
 
 

@@ -442,6 +442,8 @@ def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     its adjusted interval touches 0 (never the other way round, up to the test/interval mismatch of McNemar's
     exact test and Newcombe's interval)."""
     out = {name: frame.copy() for name, frame in frames.items()}
+    # the m a builder computed its own adjusted intervals for (detection), checked against the family's below
+    given = {name: frame.pop("family_size") for name, frame in out.items() if "family_size" in frame}
     members: dict[str, list[tuple[str, int]]] = {}
     for name, frame in out.items():
         if not len(frame) or "p" not in frame:
@@ -453,10 +455,7 @@ def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             at = frame.columns.get_loc("high") + 1 if "high" in frame else len(frame.columns)
             frame.insert(at, "low_adj", float("nan"))
             frame.insert(at + 1, "high_adj", float("nan"))
-        given = frame.pop("family_size") if "family_size" in frame else None
         frame["family_size"] = 0
-        if given is not None:
-            frame["family_size_given"] = given
         frame["p_holm"] = float("nan")
     for family, where in members.items():
         p_values = [out[name]["p"].iat[i] for name, i in where]
@@ -472,12 +471,11 @@ def adjust(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 low, high = paired_counts_ci(*counts, int(row["n"]) - sum(counts), z)
                 frame.iat[i, frame.columns.get_loc("low_adj")] = _pct(low)
                 frame.iat[i, frame.columns.get_loc("high_adj")] = _pct(high)
-            elif "family_size_given" in frame and int(row["family_size_given"]) != m:
+            elif name in given and int(given[name].iat[i]) != m:
                 raise ValueError(f"the {name} rows' adjusted intervals were computed for a family of "
-                                 f"{int(row['family_size_given'])} claims, but family {family!r} has {m}: "
+                                 f"{int(given[name].iat[i])} claims, but family {family!r} has {m}: "
                                  "family_of and the table's builder disagree")
-    for name in out:
-        out[name] = frame = out[name].drop(columns=["family_size_given"], errors="ignore")
+    for frame in out.values():
         if "p_holm" in frame:
             significant = frame["p_holm"] < ALPHA
             frame["verdict"] = [HOLDS if sig and d > 0 else REVERSED if sig and d < 0 else NO_EVIDENCE
