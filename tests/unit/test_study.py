@@ -108,7 +108,16 @@ def test_study_evaluations_cover_every_model_and_the_robust_targets():
                 assert ("synth", name, attack, defense, setting) in evaluations
     # every seed of the robustness group is a target, with the oblivious evaluations its cascade starts from
     targets = plan.study_robust_targets(config)
-    assert [t[1] for t in targets] == sorted(n for n in expected if n.startswith("mixup"))
+    mixups = sorted(n for n in expected if n.startswith("mixup"))
+    # each seed's defense and its bare model, which faces the run's strongest deterministic attacks as in the run
+    # (the worst-case difference would otherwise set the defense against an oblivious-only bare side)
+    assert plan.bare_targets(config), "the smoke preset's robustness gives its bare models the strong attacks"
+    defended = [t for t in targets if t[2] != "none"]
+    assert [t[1] for t in defended] == mixups
+    assert sorted(t[1] for t in targets if t[2:] == ("none", "plain")) == mixups
+    without = {**config, "robustness": {**config["robustness"], "kinds": [
+        k for k in config["robustness"]["kinds"] if not plan.robust_kind(k).applies_to("none")]}}
+    assert not plan.bare_targets(without) and all(t[2] != "none" for t in plan.study_robust_targets(without))
     for _, name, defense, setting in targets:
         for attack in config["attacks"]["names"]:
             assert ("synth", name, attack, defense, setting) in evaluations

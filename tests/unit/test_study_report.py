@@ -84,6 +84,17 @@ def test_seed_spread_keeps_only_the_tables_mi_rows_when_told():
     every = seed_spread(entries, artifacts)
     table = seed_spread(entries, artifacts, headline=headline)
     assert set(every["setting"]) == {"lam=0.5", "lam=1"} and list(table["setting"]) == ["lam=0.5"]
+
+
+def test_seed_spread_keeps_only_the_studys_attacks_when_told():
+    """The robustness evaluation's cascade evaluates its targets under every attack of the run: those extra columns
+    must not enter the seed section (they would grow the Holm family of every other claim)."""
+    entries = [_entry("mixup", "preset", 40, s, name="mixup" if s == 0 else None) for s in (0, 1, 2)]
+    artifacts = []
+    for e in entries:
+        artifacts += _pair(e.name, "pgd10", "lam=0.5", 60, 20) + _pair(e.name, "pgd200", "lam=0.5", 60, 20)
+    assert set(seed_spread(entries, artifacts)["attack"]) == {"pgd10", "pgd200"}
+    assert list(seed_spread(entries, artifacts, attacks=["clean", "pgd10"])["attack"]) == ["pgd10"]
     assert headline_settings("no_such_table") is None
 
 

@@ -53,6 +53,8 @@ rule study:
         robust=[f"{d}/schedule.json" for d in study_robust_dirs()],
         seed=config["seed"],
         table=config["study"]["table"] if config.get("study") else None,
+        # the seed section's attacks: the study's own, whatever else the robustness evaluation's cascade evaluated
+        attacks=config["study"]["attacks"] if config.get("study") else None,
         # the attack of the training-length and recipe sections: the first of study.attacks that is not clean
         attack=next((a for a in config["study"]["attacks"] if a != "clean"), None) if config.get("study") else None,
     script:

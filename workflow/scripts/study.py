@@ -15,5 +15,5 @@ with job_log(snakemake.log[0]):
     artifacts = [load(path) for path in expand_paths([*p.evaluations, *p.robust])]
     paths = write_study(entries, artifacts, Path(snakemake.output.markdown).parent,
                         paper_gains=paper_gains(p.table, p.attack), seed=p.seed, attack=p.attack,
-                        headline=headline_settings(p.table))
+                        headline=headline_settings(p.table), attacks=p.attacks)
     print("\n".join(f"wrote {path}" for path in paths.values()))

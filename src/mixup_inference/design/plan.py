@@ -158,13 +158,19 @@ def study_settings(config: dict[str, Any], regime: str) -> list[tuple[str, str]]
 
 def study_robust_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(dataset, model name, defense, setting) the robustness evaluation (``robustness:``) attacks among the study's
-    models: every seed of each ``study.robustness`` group [regime, recipe, epochs, defense, setting]."""
+    models: every seed of each ``study.robustness`` group [regime, recipe, epochs, defense, setting], and each such
+    model's bare target (defense "none") where the run's bare models face the robustness evaluation
+    (:func:`bare_targets`), so that each seed's worst-case difference, like the run's, sets a defense against a bare
+    model that faced the same strongest attacks, not the oblivious ones only."""
     spec = config.get("study") or {}
+    bare = bool(bare_targets(config))
     targets = []
     for regime, recipe, epochs, defense, setting in spec.get("robustness", []):
         for model in study_models(config):
             if (model.regime, model.recipe, model.epochs) == (regime, recipe, int(epochs)):
                 targets.append((spec["dataset"], model_name(config, model), defense, setting))
+                if bare:
+                    targets.append((spec["dataset"], model_name(config, model), "none", PLAIN_SETTING))
     return sorted(set(targets))
 
 

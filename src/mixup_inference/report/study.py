@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -224,10 +224,14 @@ def headline_settings(table: str | None) -> set[tuple[str, str, str]] | None:
 
 
 def seed_spread(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, seed: int = 0,
-                headline: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+                headline: set[tuple[str, str, str]] | None = None,
+                attacks: Collection[str] | None = None) -> pd.DataFrame:
     """Section 1: every headline difference of every group of models that differ only in their seed (k >= 2): the
     MI rows minus the bare model under each attack (`headline`'s (regime, defense, setting) where given, see
     :func:`headline_settings`; every MI setting evaluated otherwise), and the worst case minus the bare model;
+    `attacks`, where given, are the study's own attacks (``study.attacks``): the family is what the design names,
+    not whatever else was evaluated (the robustness evaluation's cascade evaluates its targets under every
+    attack of the run, and those extra columns would change the Holm family of every other claim);
     per-seed values, mean, SD, t interval over seeds, the two-level bootstrap interval and p, Holm over the
     section, and `survives`."""
     index, worst = _index(artifacts), _worst_cases(artifacts)
@@ -244,7 +248,8 @@ def seed_spread(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, see
                        and (headline is None or (regime, d, s) in headline)})
         cases = []
         for attack, defense, setting in keys:
-            if attack == "clean" or not all((nm, attack, defense, setting) in index for nm in names):
+            if attack == "clean" or (attacks is not None and attack not in attacks) \
+                    or not all((nm, attack, defense, setting) in index for nm in names):
                 continue
             arts = [index[nm, attack, defense, setting] for nm in names]
             cases.append((defense, setting, attack, torch.stack(
@@ -428,13 +433,14 @@ def training_curves(entries: Sequence[StudyEntry], recipes: Sequence[str] = ("fg
 # ------------------------------------------------------------------ the page
 def write_study(entries: Sequence[StudyEntry], artifacts: Sequence[dict], out_dir: str | Path, *,
                 paper_gains: dict[str, float], seed: int = 0, attack: str = TREND_ATTACK,
-                headline: set[tuple[str, str, str]] | None = None) -> dict[str, Path]:
+                headline: set[tuple[str, str, str]] | None = None,
+                attacks: Collection[str] | None = None) -> dict[str, Path]:
     """training_study.csv, the sections' CSVs, the training-length section's figures (:data:`FIGURES`, PNG and
     SVG: report.plots.study) and study.md in `out_dir`, each written atomically; returns the paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = study_rows(entries, artifacts)
-    seeds = seed_spread(entries, artifacts, seed=seed, headline=headline)
+    seeds = seed_spread(entries, artifacts, seed=seed, headline=headline, attacks=attacks)
     lengths, trends = length_trend(entries, artifacts, paper_gains, seed=seed, attack=attack)
     recipes, decision = recipe_comparison(entries, artifacts, attack=attack)
     paths = {"csv": out / "training_study.csv", "seeds": out / "study_seeds.csv", "lengths": out / "study_lengths.csv",
