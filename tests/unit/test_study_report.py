@@ -95,6 +95,20 @@ def test_seed_spread_keeps_only_the_studys_attacks_when_told():
         artifacts += _pair(e.name, "pgd10", "lam=0.5", 60, 20) + _pair(e.name, "pgd200", "lam=0.5", 60, 20)
     assert set(seed_spread(entries, artifacts)["attack"]) == {"pgd10", "pgd200"}
     assert list(seed_spread(entries, artifacts, attacks=["clean", "pgd10"])["attack"]) == ["pgd10"]
+
+
+def test_seed_spread_sets_each_defenses_worst_case_against_its_bare_model_and_never_the_bare_model_itself():
+    """With the bare model under the robustness evaluation too (the run's bare targets), the bare model's own worst
+    case is 0 against itself by construction: not a claim, so not in the section's Holm family."""
+    entries = [_entry("interpolated_at", "preset", 10, s, name="interpolated_at" if s == 0 else None) for s in (0, 1)]
+    artifacts = []
+    for e in entries:
+        artifacts += _pair(e.name, "pgd10", "lam=0.6", 80, 50)
+        artifacts.append(_artifact(e.name, "pgd10", "mi_ol", "lam=0.6", _mask(40), _mask(50), adaptive="eot_pgd"))
+        artifacts.append(_artifact(e.name, "pgd10", "none", "plain", _mask(30), _mask(30), adaptive="autoattack_standard"))
+    worst = seed_spread(entries, artifacts, headline=headline_settings("table2"))
+    worst = worst[worst["attack"] == "worst_case"]
+    assert list(worst["defense"]) == ["mi_ol"] and list(worst["per_seed"]) == ["+5.00 +5.00"]  # 40 vs 30 of 200
     assert headline_settings("no_such_table") is None
 
 

@@ -254,7 +254,9 @@ def seed_spread(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, see
             arts = [index[nm, attack, defense, setting] for nm in names]
             cases.append((defense, setting, attack, torch.stack(
                 [_correct(a["probs"], a["y"]).long() - _correct(a["plain_probs"], a["y"]).long() for a in arts])))
-        for defense, setting in sorted({(d, s) for (nm, d, s) in worst if nm == names[0]}):
+        # the defenses' worst cases (a bare model's against itself is 0 by construction: no claim, as lambda 1 above)
+        for defense, setting in sorted({(d, s) for (nm, d, s) in worst if nm == names[0] and DEFENSES[d].needs_pool
+                                        and (headline is None or (regime, d, s) in headline)}):
             if all((nm, defense, setting) in worst for nm in names):
                 cases.append((defense, setting, "worst_case", torch.stack(
                     [worst[nm, defense, setting][0].long() - worst[nm, defense, setting][1].long() for nm in names])))
