@@ -84,6 +84,7 @@ def test_seed_spread_keeps_only_the_tables_mi_rows_when_told():
     every = seed_spread(entries, artifacts)
     table = seed_spread(entries, artifacts, headline=headline)
     assert set(every["setting"]) == {"lam=0.5", "lam=1"} and list(table["setting"]) == ["lam=0.5"]
+    assert headline_settings("no_such_table") is None
 
 
 def test_seed_spread_keeps_only_the_studys_attacks_when_told():
@@ -109,7 +110,6 @@ def test_seed_spread_sets_each_defenses_worst_case_against_its_bare_model_and_ne
     worst = seed_spread(entries, artifacts, headline=headline_settings("table2"))
     worst = worst[worst["attack"] == "worst_case"]
     assert list(worst["defense"]) == ["mi_ol"] and list(worst["per_seed"]) == ["+5.00 +5.00"]  # 40 vs 30 of 200
-    assert headline_settings("no_such_table") is None
 
 
 def test_length_trend_slope_and_the_epochs_the_paper_gain_needs():

@@ -244,19 +244,21 @@ def seed_spread(entries: Sequence[StudyEntry], artifacts: Sequence[dict], *, see
         if len(members) < 2:
             continue
         names = [e.name for e in members]
-        keys = sorted({(a, d, s) for (nm, a, d, s) in index if nm == names[0] and DEFENSES[d].needs_pool
-                       and (headline is None or (regime, d, s) in headline)})
+
+        def claim(defense: str, setting: str, regime: str = regime) -> bool:
+            # an MI row (of the headline table where given): a bare model against itself is 0 by construction
+            return DEFENSES[defense].needs_pool and (headline is None or (regime, defense, setting) in headline)
+
+        keys = sorted({(a, d, s) for (nm, a, d, s) in index if nm == names[0] and a != "clean" and claim(d, s)
+                       and (attacks is None or a in attacks)})
         cases = []
         for attack, defense, setting in keys:
-            if attack == "clean" or (attacks is not None and attack not in attacks) \
-                    or not all((nm, attack, defense, setting) in index for nm in names):
+            if not all((nm, attack, defense, setting) in index for nm in names):
                 continue
             arts = [index[nm, attack, defense, setting] for nm in names]
             cases.append((defense, setting, attack, torch.stack(
                 [_correct(a["probs"], a["y"]).long() - _correct(a["plain_probs"], a["y"]).long() for a in arts])))
-        # the defenses' worst cases (a bare model's against itself is 0 by construction: no claim, as lambda 1 above)
-        for defense, setting in sorted({(d, s) for (nm, d, s) in worst if nm == names[0] and DEFENSES[d].needs_pool
-                                        and (headline is None or (regime, d, s) in headline)}):
+        for defense, setting in sorted({(d, s) for (nm, d, s) in worst if nm == names[0] and claim(d, s)}):
             if all((nm, defense, setting) in worst for nm in names):
                 cases.append((defense, setting, "worst_case", torch.stack(
                     [worst[nm, defense, setting][0].long() - worst[nm, defense, setting][1].long() for nm in names])))
